@@ -1,0 +1,81 @@
+"""Token ids of prompt + response, and length-sorted batches with little padding.
+
+Prompt and response are tokenised apart and concatenated, so the boundary is where the
+task put it; a prompt too long for `max_length` loses tokens from its left, never the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Encoded:
+    prompt: list[int]
+    response: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt + self.response
+
+    def __len__(self) -> int:
+        return len(self.prompt) + len(self.response)
+
+
+def encode(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool) -> Encoded:
+    prompt_ids = tokenizer(prompt).input_ids
+    response_ids = tokenizer(response, add_special_tokens=False).input_ids if response else []
+    if add_eos:
+        response_ids = [*response_ids, tokenizer.eos_token_id]
+    response_ids = response_ids[: max_length - 1]
+    keep = max(1, max_length - len(response_ids))
+    return Encoded(prompt_ids[-keep:], response_ids)
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (fails early on memory)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i: i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def shuffled_length_groups(lengths: Sequence[int], batch_size: int,
+                           rng: np.random.Generator, group_batches: int = 16) -> Iterator[list[int]]:
+    """Training batches: shuffle, sort inside windows of `group_batches` batches, shuffle batches.
+
+    Keeps most of the randomness of plain shuffling while cutting padding.
+    """
+    order = rng.permutation(len(lengths))
+    window = batch_size * group_batches
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start: start + window]
+        chunk = chunk[np.argsort([-lengths[i] for i in chunk], kind="stable")]
+        batches += [chunk[i: i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    for index in rng.permutation(len(batches)):
+        yield batches[index]
+
+
+def pad_right(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids [batch, time] and attention mask [batch, time], padded on the right."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+def pad_left(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids and mask padded on the left, as generation needs."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, width - len(sequence):] = torch.tensor(sequence)
+        mask[row, width - len(sequence):] = 1
+    return ids, mask

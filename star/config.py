@@ -1,0 +1,215 @@
+"""Typed configuration: one YAML file, `--set key=value` overrides, one resolved copy per run.
+
+Every section rejects unknown keys and out-of-range values with a one-line message that
+names the key and what is allowed, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import re
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from star.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so labels like yes/no/on/off stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m"
+    """An alias (see `star.models.ALIASES`), a Hugging Face hub id or a local folder."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """`auto`: bf16 compute where the hardware has fast bf16 (CUDA, CPUs with avx512_bf16)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    trust_remote_code: bool = False
+    max_length: int = Field(512, gt=8)
+    """Prompt + response tokens; longer prompts are cut from the left, never the answer."""
+
+
+class TaskConfig(Section):
+    name: str = "sst2"
+    data_dir: str | None = None
+    """Folder with the train/test files; null for a built-in task loads it from the hub."""
+    train_file: str = "train.jsonl"
+    test_file: str = "test.jsonl"
+    prompt: str | None = None
+    """Template with {field} placeholders (custom tasks); built-ins have the paper's."""
+    answer_field: str = "answer"
+    answer_type: Literal["choice", "number", "text"] = "choice"
+    labels: list[str] | None = None
+    verbalizer: dict[str, str] | None = None
+    """Optional map from a gold label in the data to the words the model answers with."""
+    max_new_tokens: int = Field(256, gt=0)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Labels written as numbers in YAML (`[0, 1]`) name the same strings as in the data."""
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
+
+    @field_validator("verbalizer", mode="before")
+    @classmethod
+    def _verbalizer_keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class LoraConfig(Section):
+    r: int = Field(64, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                 "up_proj", "down_proj"]
+
+
+class TrainConfig(Section):
+    epochs: int = Field(15, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(3e-5, gt=0)
+    weight_decay_b: float = Field(0.5, ge=0)
+    """β of the hybrid regularisation (Sec. 5.3), used by strategies with the L2 switch."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    init: Literal["fresh", "continue"] = "fresh"
+    """`fresh`: every round trains a new adapter from the same initial weights (paper code)."""
+
+
+class UncertaintyConfig(Section):
+    mc_passes: int = Field(3, gt=0)
+    schedule: Literal["linear", "exp", "cosine", "constant"] = "linear"
+    rate: float = Field(0.1, gt=0)
+    """Step of `linear` (λ = 1 − rate·(t+1)) and decay of `exp` (λ = exp(−rate·(t+1)))."""
+    constant: float = Field(0.5, ge=0, le=1)
+    mix: Literal["weighted", "subtract"] = "weighted"
+    response: Literal["own", "gold"] = "own"
+    """ME over the model's own response (label-free) or, as the paper's code, the gold one."""
+    batch_size: int = Field(32, gt=0)
+
+
+class LoopConfig(Section):
+    warm_start: int = Field(500, gt=0)
+    step: int = Field(500, gt=0)
+    budget: int = Field(5000, gt=0)
+    pool_size: int | None = Field(None, gt=0)
+    test_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _warm_start_within_budget(self) -> LoopConfig:
+        if self.warm_start > self.budget:
+            raise ValueError(
+                f"loop.warm_start ({self.warm_start}) is larger than loop.budget ({self.budget})")
+        return self
+
+
+class StarConfig(Section):
+    strategy: str = "me-star"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
+    loop: LoopConfig = LoopConfig()
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{dotted}': '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`loop.budget=300` -> ("loop.budget", 300); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), read_yaml(raw)
+
+
+def _describe(error: ValidationError, tree: dict[str, Any]) -> str:
+    """One line for the first problem, naming the key and what it allows."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        section: type[BaseModel] = StarConfig
+        for part in loc[:-1]:
+            annotation = section.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                section = annotation
+        allowed = ", ".join(section.model_fields)
+        return f"unknown config key '{key}'; allowed here: {allowed}"
+    if first["type"] == "literal_error":
+        return f"config key '{key}': {first['msg']} (got {first['input']!r})"
+    if not loc:
+        return f"config: {first['msg'].removeprefix('Value error, ')}"
+    return f"config key '{key}': {first['msg']} (got {first['input']!r})"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> StarConfig:
+    """Read a YAML file (or the defaults when `path` is None) and apply `key=value` overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            tree = read_yaml(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    try:
+        config = StarConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, tree)) from None
+    if config.task.data_dir is not None:
+        config.task.data_dir = str(Path(config.task.data_dir).expanduser().resolve())
+    return config
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"loop": {"step": 5}} -> {"loop.step": 5}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def save_config(config: StarConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))

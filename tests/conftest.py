@@ -1,0 +1,80 @@
+"""Fixtures: a tiny Llama and tokenizer built here (no download), and a small choice task."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WORDS = ["red", "blue", "green", "cat", "dog", "fish", "sun", "rain", "tree", "stone"]
+
+
+def toy_records(n: int, seed: int) -> list[dict]:
+    """Sentences whose label is whether 'cat' or 'dog' comes first: learnable, not trivial."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(n):
+        words = rng.sample(WORDS, 5)
+        label = "yes" if words.index("cat" if "cat" in words else words[0]) <= 2 else "no"
+        records.append({"question": " ".join(words), "answer": label})
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with a byte-level BPE tokenizer, saved like a hub model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    corpus = [" ".join(WORDS), "Question: Answer: yes no true false A B C D E The correct answer is"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(corpus * 50, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, eos_token_id=fast.eos_token_id,
+                         pad_token_id=fast.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("toy-data")
+    write_jsonl(folder / "train.jsonl", toy_records(80, 0))
+    write_jsonl(folder / "test.jsonl", toy_records(20, 1))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_overrides(tiny_model_dir, toy_data_dir) -> list[str]:
+    """`--set` overrides for a seconds-long run on the tiny model and toy task."""
+    return [
+        f"model.name={tiny_model_dir}", "model.dtype=float32", "model.max_length=64",
+        "task.name=custom", f"task.data_dir={toy_data_dir}",
+        "task.prompt='Question: {question}\\nAnswer:'", "task.labels=[yes, no]",
+        "lora.r=4", "lora.alpha=8", "train.epochs=1", "train.batch_size=8", "train.lr=1e-3",
+        "loop.warm_start=8", "loop.step=8", "loop.budget=24", "loop.pool_size=60",
+        "loop.test_size=16", "uncertainty.batch_size=16",
+    ]
