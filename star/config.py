@@ -170,8 +170,8 @@ def _describe(error: ValidationError, tree: dict[str, Any]) -> str:
         return f"unknown config key '{key}'; allowed here: {allowed}"
     if first["type"] == "literal_error":
         return f"config key '{key}': {first['msg']} (got {first['input']!r})"
-    if not loc:
-        return f"config: {first['msg'].removeprefix('Value error, ')}"
+    if first["type"] == "value_error":
+        return first["msg"].removeprefix("Value error, ")
     return f"config key '{key}': {first['msg']} (got {first['input']!r})"
 
 

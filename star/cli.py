@@ -1,0 +1,125 @@
+"""The `star` command: run, compare, demo.
+
+User errors (bad config, data, names) print one line and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from star.config import StarConfig, load_config
+from star.errors import ConfigError, StarError
+from star.progress import log
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        raise ConfigError(f"--seeds '{text}' is not a comma-separated list of integers") from None
+
+
+def _config(args: argparse.Namespace, **fixed: object) -> StarConfig:
+    overrides = list(args.set or [])
+    overrides += [f"{key}={value}" for key, value in fixed.items() if value is not None]
+    return load_config(args.config, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from star.loop import run_experiment
+
+    config = _config(args, strategy=args.strategy, seed=args.seed)
+    results = run_experiment(config, Path(args.out))
+    last = results["rounds"][-1]
+    print(f"{config.strategy} seed {config.seed}: AUC {100 * results['auc']:.2f}, final accuracy "
+          f"{100 * last['accuracy']:.2f} with {last['n_labeled']} labels -> {args.out}")
+
+
+def compare(config_path: str | None, overrides: list[str], strategies: list[str],
+            seeds: list[int], out: Path) -> str:
+    """Every strategy × seed into out/<strategy>/seed<k>, then the summary files; the table."""
+    from star.loop import run_experiment
+    from star.reports import write_comparison
+    from star.strategies import get_strategy
+
+    for name in strategies:
+        get_strategy(name)
+    configs = [load_config(config_path, [*overrides, f"strategy={name}", f"seed={seed}"])
+               for seed in seeds for name in strategies]
+    for index, config in enumerate(configs, start=1):
+        start = time.perf_counter()
+        results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
+        log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, "
+            f"AUC {100 * results['auc']:.2f}, final accuracy "
+            f"{100 * results['rounds'][-1]['accuracy']:.2f}, "
+            f"{time.perf_counter() - start:.0f}s")
+    return write_comparison(out)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    table = compare(args.config, list(args.set or []), _csv(args.strategies), _seeds(args.seeds),
+                    out)
+    print(table)
+    print(f"learning curves: {out / 'learning_curves.png'}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from star.demo import run_demo
+
+    run_demo(Path(args.out), list(args.set or []))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="star", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_set(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="override a config key, e.g. --set loop.budget=300 (repeatable)")
+
+    run = commands.add_parser("run", help="one strategy and seed")
+    run.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
+    run.add_argument("--strategy", help="overrides the config's strategy")
+    run.add_argument("--seed", type=int, help="overrides the config's seed")
+    run.add_argument("--out", required=True, help="run folder (resumed when it exists)")
+    add_set(run)
+    run.set_defaults(func=cmd_run)
+
+    cmp = commands.add_parser("compare", help="several strategies and seeds, with a summary")
+    cmp.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
+    cmp.add_argument("--strategies", default="random,me,me-star")
+    cmp.add_argument("--seeds", default="0,1,2")
+    cmp.add_argument("--out", required=True)
+    add_set(cmp)
+    cmp.set_defaults(func=cmd_compare)
+
+    demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
+    demo.add_argument("--out", default="runs/demo")
+    add_set(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except StarError as exc:
+        print(f"star: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("star: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

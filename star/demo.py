@@ -1,0 +1,92 @@
+"""`star demo`: random against me-star on a topic task the demo writes itself, fully offline.
+
+The task: short generated sentences about one of four topics (music, food, sports, weather),
+answered with the topic's name. Zero-shot, SmolLM2-135M answers near chance (24 % measured);
+LoRA on a few dozen labels brings it above 90 %, so the curve rises inside a small budget.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+TOPICS: dict[str, dict[str, list[str]]] = {
+    "food": {
+        "subject": ["the soup", "my sandwich", "the pasta", "her curry", "the bread", "this cake",
+                    "the salad", "our pizza", "the noodles", "his omelette"],
+        "detail": ["tasted too salty", "was baked this morning", "needs more pepper",
+                   "came with fresh herbs", "was served cold", "smelled of garlic",
+                   "was cooked slowly", "had a crispy crust"],
+    },
+    "weather": {
+        "subject": ["the storm", "the wind", "this morning's fog", "the rain", "the heat",
+                    "the snow", "a cold front", "the thunder", "the clouds", "the frost"],
+        "detail": ["rolled in from the coast", "lasted all night", "closed the mountain roads",
+                   "is expected by noon", "broke a local record", "cleared up by evening",
+                   "kept everyone indoors", "moved east quickly"],
+    },
+    "sports": {
+        "subject": ["the striker", "our goalkeeper", "the home team", "the coach", "the runner",
+                    "the tennis champion", "the rookie", "the referee", "the captain",
+                    "the cyclist"],
+        "detail": ["scored in the final minute", "won the match easily", "trained twice a day",
+                   "was sent off", "broke the national record", "lost in the semifinal",
+                   "signed a new contract", "celebrated the victory"],
+    },
+    "music": {
+        "subject": ["the guitarist", "the orchestra", "her new album", "the drummer", "the choir",
+                    "the pianist", "that song", "the band", "the violinist", "the singer"],
+        "detail": ["played a long solo", "topped the charts", "tuned up before the show",
+                   "recorded in one take", "sold out the concert", "switched to a minor key",
+                   "rehearsed all week", "closed with an encore"],
+    },
+}
+OPENERS = ["", "Yesterday ", "I heard that ", "Apparently ", "Everyone agreed that ",
+           "According to the news, "]
+LETTERS = ["A", "B", "C", "D"]
+KEY = {"A": "music", "B": "food", "C": "sports", "D": "weather"}
+PROMPT = "Sentence: {sentence}\nIs this sentence about music, food, sports or weather? Answer:"
+
+
+def make_records(n: int, seed: int) -> list[dict[str, str]]:
+    """`n` sentences with their topic letter, balanced over topics, deterministic in `seed`."""
+    rng = random.Random(seed)
+    letters = [LETTERS[i % 4] for i in range(n)]
+    rng.shuffle(letters)
+    records = []
+    for index, letter in enumerate(letters):
+        parts = TOPICS[KEY[letter]]
+        opener = rng.choice(OPENERS)
+        subject = rng.choice(parts["subject"])
+        sentence = f"{opener}{subject} {rng.choice(parts['detail'])}."
+        sentence = sentence[0].upper() + sentence[1:]
+        records.append({"id": f"{seed}-{index}", "sentence": sentence, "answer": letter})
+    return records
+
+
+def write_demo_data(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train.jsonl", 600, 1), ("test.jsonl", 200, 2)):
+        rows = make_records(n, seed)
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+DEMO_SETTINGS = [
+    "task.name=custom", "task.answer_type=choice", "task.labels=[A, B, C, D]",
+    "task.answer_field=answer", "task.verbalizer={A: music, B: food, C: sports, D: weather}",
+    "loop.warm_start=4", "loop.step=4", "loop.budget=28", "loop.pool_size=200",
+    "loop.test_size=120", "train.epochs=3", "train.batch_size=8", "train.lr=1e-3",
+]
+
+
+def run_demo(out: Path, overrides: list[str]) -> None:
+    from star.cli import compare
+
+    data = write_demo_data(out / "data")
+    settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
+                *overrides]
+    table = compare(None, settings, ["random", "me-star"], [0], out)
+    print(table)
+    print(f"learning curves: {out / 'learning_curves.png'}")

@@ -1,0 +1,172 @@
+"""Model passes on the tiny Llama: scores equal hand computations, MC dropout acts only via LoRA."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from star.batching import encode
+from star.config import load_config
+from star.inference import adapter_off, mc_dropout, predict, response_stats, uncertainty
+from star.models import load_model
+from star.tasks import load_task
+from star.training import attach_lora, optimizer_groups, train_adapter
+
+
+@pytest.fixture
+def setup(tiny_overrides):
+    config = load_config(None, tiny_overrides)
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    with torch.no_grad():  # a trained-looking adapter: B away from its zero init
+        for name, param in loaded.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return config, task, loaded
+
+
+def full_logits(loaded, ids):
+    with torch.no_grad():
+        return loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
+    config, task, loaded = setup
+    example = task.train[0]
+    enc = encode(loaded.tokenizer, example.prompt, example.response, 64, add_eos=False)
+    logits = full_logits(loaded, enc.ids)
+    slot = len(enc.prompt) - 1
+    logp = torch.log_softmax(logits, -1)
+    nll = -sum(float(logp[slot + j, t]) for j, t in enumerate(enc.response))
+    probs = logp.exp()
+    entropies = -(probs * logp).sum(-1)
+    me_gold = sum(float(entropies[slot + j]) for j in range(len(enc.response)))
+    pe = uncertainty(loaded, task, [example], "pe", "own", 1, False, 8, 64)
+    me = uncertainty(loaded, task, [example], "me", "gold", 1, False, 8, 64)
+    assert pe[0, 0] == pytest.approx(nll, abs=1e-4)
+    assert me[0, 0] == pytest.approx(me_gold, abs=1e-4)
+
+
+def test_me_own_uses_the_predicted_label_without_the_gold(setup):
+    config, task, loaded = setup
+    examples = task.train[:6]
+    own = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
+    flipped = [type(e)(e.id, e.prompt, e.response, "no" if e.gold == "yes" else "yes")
+               for e in examples]
+    assert np.allclose(own, uncertainty(loaded, task, flipped, "me", "own", 1, False, 8, 64))
+
+
+def test_batched_equals_one_at_a_time(setup):
+    config, task, loaded = setup
+    examples = task.train[:12]
+    for measure in ("me", "pe"):
+        batched = uncertainty(loaded, task, examples, measure, "own", 1, False, 5, 64)
+        single = np.concatenate([uncertainty(loaded, task, [e], measure, "own", 1, False, 1, 64)
+                                 for e in examples], axis=1)
+        assert np.allclose(batched, single, atol=1e-4)
+
+
+def test_mc_dropout_keeps_base_in_eval_and_only_lora_dropout_on(setup):
+    _, _, loaded = setup
+    with mc_dropout(loaded.model) as switched:
+        training = {name for name, m in loaded.model.named_modules() if m.training}
+        assert switched == 2 * 7  # two layers, seven target modules
+        assert training and all("lora_dropout" in name for name in training)
+    assert not any(m.training for m in loaded.model.modules())
+
+
+def test_mc_passes_differ_and_only_through_lora(setup, tiny_overrides):
+    config, task, loaded = setup
+    examples = task.train[:8]
+    passes = uncertainty(loaded, task, examples, "me", "own", 3, True, 24, 64)
+    assert passes.shape == (3, 8)
+    assert not np.allclose(passes[0], passes[1])
+    with adapter_off(loaded.model):  # no LoRA path: dropout has nothing to act on
+        base = uncertainty(loaded, task, examples, "me", "own", 3, True, 24, 64)
+    assert np.allclose(base[0], base[1]) and np.allclose(base[1], base[2])
+    no_dropout = load_config(None, [*tiny_overrides, "lora.dropout=0.0"])
+    plain = load_model(no_dropout.model)
+    attach_lora(plain, no_dropout.lora, seed=0)
+    plain.model.load_state_dict(loaded.model.state_dict())
+    same = uncertainty(plain, task, examples, "me", "own", 3, True, 24, 64)
+    assert np.allclose(same[0], same[1], atol=1e-6) and np.allclose(same[0], same[2], atol=1e-6)
+
+
+def test_multi_token_labels_score_each_label_sequence(tiny_model_dir, toy_data_dir, tiny_overrides):
+    config = load_config(None, [*tiny_overrides, "task.verbalizer={yes: cat dog, no: red fish}"])
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    example = task.train[0]
+    logprob = []
+    for choice in task.choices:
+        enc = encode(loaded.tokenizer, example.prompt, choice, 64, add_eos=False)
+        assert len(enc.response) > 1
+        logp = torch.log_softmax(full_logits(loaded, enc.ids), -1)
+        logprob.append(sum(float(logp[len(enc.prompt) - 1 + j, t])
+                           for j, t in enumerate(enc.response)))
+    gold = task.labels.index(example.gold)
+    pe = uncertainty(loaded, task, [example], "pe", "own", 1, False, 8, 64)
+    assert pe[0, 0] == pytest.approx(-logprob[gold], abs=1e-4)
+    prediction = predict(loaded, task, [example], 8, 64)[0]
+    assert prediction.prediction == task.labels[int(np.argmax(logprob))]
+    probs = np.exp(logprob) / np.exp(logprob).sum()
+    assert prediction.confidence == pytest.approx(probs.max(), abs=1e-4)
+
+
+def test_weight_decay_reaches_only_lora_b(setup):
+    _, _, loaded = setup
+    groups = optimizer_groups(loaded.model, 0.5)
+    names = {id(p): n for n, p in loaded.model.named_parameters()}
+    decayed = [names[id(p)] for p in groups[0]["params"]]
+    plain = [names[id(p)] for p in groups[1]["params"]]
+    assert groups[0]["weight_decay"] == 0.5 and groups[1]["weight_decay"] == 0.0
+    assert decayed and all("lora_B" in n for n in decayed)
+    assert plain and all("lora_A" in n for n in plain)
+    assert len(decayed) == len(plain) == 2 * 7
+
+
+def test_weight_decay_shrinks_b_by_the_adamw_rule(setup):
+    config, task, loaded = setup
+    b_name, b_param = next((n, p) for n, p in loaded.model.named_parameters() if "lora_B" in n)
+    a_param = next(p for n, p in loaded.model.named_parameters() if "lora_A" in n)
+    for p in loaded.model.parameters():
+        p.grad = None
+    before_b, before_a = b_param.detach().clone(), a_param.detach().clone()
+    optimizer = torch.optim.AdamW(optimizer_groups(loaded.model, 0.5), lr=0.1)
+    b_param.grad = torch.zeros_like(b_param)
+    a_param.grad = torch.zeros_like(a_param)
+    optimizer.step()
+    assert torch.allclose(b_param, before_b * (1 - 0.1 * 0.5))  # decoupled decay only
+    assert torch.equal(a_param, before_a)
+
+
+def test_training_lowers_the_loss_on_answer_tokens(setup):
+    config, task, loaded = setup
+    config.train.epochs = 8
+    examples = task.train[:16]
+    before = -uncertainty(loaded, task, examples, "pe", "own", 1, False, 16, 64).mean()
+    stats = train_adapter(loaded, task, examples, config.train, 0.0, seed=0, max_length=64)
+    after = -uncertainty(loaded, task, examples, "pe", "own", 1, False, 16, 64).mean()
+    assert after > before and math.isfinite(stats.final_loss)
+    assert 0.0 <= stats.padding_fraction < 0.5
+
+
+def test_bf16_scores_rank_like_fp32(setup):
+    _, task, loaded = setup
+    examples = task.train[:40]
+    fp32 = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    loaded.compute_dtype = torch.bfloat16
+    bf16 = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    rho = np.corrcoef(ranks(fp32), ranks(bf16))[0, 1]
+    assert rho >= 0.95
+
+
+def test_response_stats_needs_one_token_for_slot_labels(setup):
+    _, task, loaded = setup
+    enc = encode(loaded.tokenizer, "Question: cat", " red fish", 64, add_eos=False)
+    with pytest.raises(ValueError, match="one-token"):
+        response_stats(loaded, [enc], slot_labels=[1, 2])

@@ -1,0 +1,123 @@
+"""The loop and the CLI end to end on the tiny model: selection rules, files, resume, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from star.cli import main
+
+
+def star(*args: str) -> int:
+    return main(list(args))
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [part for item in overrides for part in ("--set", item)]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert star("run", "--strategy", "me-star", "--seed", "0", "--out", str(out),
+                *sets([*tiny_overrides, "loop.budget=22"])) == 0
+    results = json.loads((out / "results.json").read_text())
+    rounds = results["rounds"]
+    assert [r["n_labeled"] for r in rounds] == [8, 16, 22]  # the last step is cut to the budget
+    assert [len(r["selected_ids"]) for r in rounds] == [8, 8, 6]
+    all_ids = [i for r in rounds for i in r["selected_ids"]]
+    assert len(all_ids) == len(set(all_ids))
+    assert results["strategy"] == "me-star" and results["task"] == "custom"
+    assert 0.0 <= results["auc"] <= 1.0
+    for k in range(3):
+        folder = out / "rounds" / str(k)
+        assert (folder / "adapter" / "adapter_model.safetensors").exists()
+        predictions = read_jsonl(folder / "predictions.jsonl")
+        assert len(predictions) == 16
+        assert set(predictions[0]) == {"id", "prediction", "gold", "correct", "confidence"}
+        assert rounds[k]["accuracy"] == pytest.approx(np.mean([p["correct"] for p in predictions]))
+    scores = read_jsonl(out / "rounds" / "1" / "scores.jsonl")
+    assert len(scores) == 60 - 8
+    assert set(scores[0]) == {"id", "base", "passes", "full", "score", "selected"}
+    assert len(scores[0]["passes"]) == 3
+    assert scores[0]["full"] == pytest.approx(np.mean(scores[0]["passes"]))
+    chosen = {s["id"] for s in scores if s["selected"]}
+    assert chosen == set(rounds[1]["selected_ids"])
+    top = sorted(scores, key=lambda s: -s["score"])[:8]
+    assert {s["id"] for s in top} == chosen
+    labeled_before = set(rounds[0]["selected_ids"])
+    assert not labeled_before & {s["id"] for s in scores}
+    config = (out / "config.yaml").read_text()
+    assert "strategy: me-star" in config and "budget: 22" in config
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_same_seed_same_selections_and_resume(tiny_overrides, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    args = ("--strategy", "me", "--seed", "3", *sets(tiny_overrides))
+    assert star("run", "--out", str(first), *args) == 0
+    # Stop the second run after round 1 by cutting its results, then resume it.
+    assert star("run", "--out", str(second), *args) == 0
+    results = json.loads((second / "results.json").read_text())
+    results["rounds"] = results["rounds"][:2]
+    (second / "results.json").write_text(json.dumps(results))
+    assert star("run", "--out", str(second), *args) == 0
+    a = json.loads((first / "results.json").read_text())
+    b = json.loads((second / "results.json").read_text())
+    assert [r["selected_ids"] for r in a["rounds"]] == [r["selected_ids"] for r in b["rounds"]]
+    assert [r["accuracy"] for r in a["rounds"]] == pytest.approx([r["accuracy"] for r in b["rounds"]])
+
+
+def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert star("run", "--out", str(out), "--strategy", "random", *sets(tiny_overrides)) == 0
+    assert star("run", "--out", str(out), "--strategy", "me", *sets(tiny_overrides)) == 2
+    assert "differs in: strategy" in capsys.readouterr().err
+
+
+def test_compare_writes_summary_table_and_plot(tiny_overrides, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert star("compare", "none.yaml", "--out", str(out)) == 2  # missing config: one line
+    config = tmp_path / "c.yaml"
+    config.write_text("# test\nloop:\n  budget: 16\n")
+    assert star("compare", str(config), "--strategies", "random,pe-star", "--seeds", "0,1",
+                "--out", str(out), *sets([o for o in tiny_overrides if "budget" not in o])) == 0
+    summary = json.loads((out / "summary.json").read_text())["custom"]
+    assert set(summary) == {"random", "pe-star"}
+    assert summary["pe-star"]["seeds"] == [0, 1]
+    assert summary["random"]["ripl_mean"] is None
+    assert summary["pe-star"]["ripl_mean"] is not None
+    table = (out / "table.md").read_text()
+    assert "| pe-star |" in table and "custom AUC" in table
+    assert (out / "learning_curves.png").stat().st_size > 1000
+    assert "learning_curves.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["strategy=entropy"], "unknown strategy 'entropy'; known strategies: random"),
+    (["task.name=squad"], "unknown task 'squad'; known tasks"),
+    (["loop.foo=1"], "unknown config key 'loop.foo'; allowed here"),
+    (["loop.budget=500", "loop.warm_start=8"], "loop.budget (500) is larger than the pool (60"),
+    (["loop.warm_start=30", "loop.budget=20"], "loop.warm_start (30) is larger than loop.budget"),
+    (["task.data_dir=/nonexistent/folder"], "data folder '/nonexistent/folder' does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tiny_overrides, tmp_path, capsys, extra, message):
+    code = star("run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides, *extra]))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_data_lines_are_reported_through_the_cli(tiny_overrides, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"question": "a", "answer": "yes"}\n{"question": "b"}\n')
+    (data / "test.jsonl").write_text('{"question": "a", "answer": "maybe"}\n')
+    code = star("run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides,
+                                                            f"task.data_dir={data}"]))
+    assert code == 2
+    assert "train.jsonl:2: missing field 'answer'" in capsys.readouterr().err

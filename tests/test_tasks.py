@@ -1,0 +1,122 @@
+"""Tasks: templates, the prompt/answer boundary, parsing and bad data."""
+
+import json
+
+import pytest
+
+from star.config import TaskConfig
+from star.errors import DataError
+from star.tasks import load_task, parse_number, split_boundary, stable_ids
+from tests.conftest import SHARED_DATA, write_jsonl
+
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                  reason=f"shared paper data not found at {SHARED_DATA}")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("so 3 + 4 = 7. The final answer is 42", "42"),
+    ("The final answer is 1,250 dollars, not 3", "1250"),
+    ("first 3 then 18 then 7", "7"),
+    ("The final answer is -2.50", "-2.5"),
+    ("no number here", ""),
+])
+def test_parse_number(text, expected):
+    assert parse_number(text) == expected
+
+
+def test_boundary_moves_trailing_space_into_the_answer():
+    assert split_boundary("The correct answer is ", "D") == ("The correct answer is", " D")
+    assert split_boundary("Answer:", "yes") == ("Answer:", " yes")
+    assert split_boundary("Question?\n", "Step one") == ("Question?\n", "Step one")
+
+
+def test_stable_ids_use_id_field_or_content_hash():
+    ids = stable_ids([{"id": 7, "q": "a"}, {"q": "b"}, {"q": "b"}])
+    assert ids[0] == "7"
+    assert ids[2] == ids[1] + "#1"
+    assert stable_ids([{"q": "b"}]) == ids[1:2]
+
+
+def custom(tmp_path, **extra) -> TaskConfig:
+    values = {"name": "custom", "data_dir": str(tmp_path), "prompt": "Q: {question}\nA:",
+              "labels": ["A", "B", "C", "D", "E"]} | extra
+    return TaskConfig(**values)
+
+
+def test_custom_choice_task(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "x", "answer": "E", "id": "a1"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
+    task = load_task(custom(tmp_path))
+    example = task.train[0]
+    assert (example.id, example.prompt, example.response, example.gold) == ("a1", "Q: x\nA:", " E", "E")
+    assert task.choices == [" A", " B", " C", " D", " E"]
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"question": "x", "answer": "A"}\n{oops\n')
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
+    with pytest.raises(DataError, match=r"train.jsonl:2: malformed JSON"):
+        load_task(custom(tmp_path))
+
+
+def test_missing_field_is_named(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"answer": "A"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
+    with pytest.raises(DataError, match=r"train.jsonl:1: missing field 'question'"):
+        load_task(custom(tmp_path))
+
+
+def test_gold_label_outside_labels(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "x", "answer": "Z"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
+    with pytest.raises(DataError, match=r"gold label 'Z' is not in task.labels"):
+        load_task(custom(tmp_path))
+
+
+def test_missing_data_folder_and_unknown_task(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_task(custom(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="known tasks: gsm8k, boolq, obqa, custom"):
+        load_task(TaskConfig(name="squad", data_dir=str(tmp_path)))
+
+
+def test_tsv_with_verbalizer(tmp_path):
+    (tmp_path / "train.tsv").write_text('sentence\tlabel\nit\'s "fine" \t1\nbad\t0\n')
+    (tmp_path / "test.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    task = load_task(custom(tmp_path, train_file="train.tsv", test_file="test.tsv",
+                            prompt="Review: {sentence}\nSentiment:", answer_field="label",
+                            labels=["0", "1"], verbalizer={"0": "negative", "1": "positive"}))
+    assert task.train[0].prompt == 'Review: it\'s "fine" \nSentiment:'
+    assert task.train[0].response == " positive" and task.train[0].gold == "1"
+    assert task.choices == [" negative", " positive"]
+
+
+def test_number_task_parses_gold(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "1+1?", "answer": "2"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "2+2?", "answer": "4.0"}])
+    task = load_task(custom(tmp_path, answer_type="number", labels=None))
+    assert task.test[0].gold == "4"
+    assert task.is_correct(task.parse("The final answer is 4"), task.test[0].gold)
+
+
+@needs_shared
+def test_builtin_tasks_on_the_shared_data():
+    obqa = load_task(TaskConfig(name="obqa", data_dir=str(SHARED_DATA / "OBQA")))
+    assert len(obqa.train) == 4957 and len(obqa.test) == 500
+    for example in (obqa.train[0], obqa.test[0]):
+        assert "AnswerA: " in example.prompt and example.prompt.endswith("The correct answer is")
+        assert example.response in (" A", " B", " C", " D")
+    boolq = load_task(TaskConfig(name="boolq", data_dir=str(SHARED_DATA / "BoolQ")))
+    assert boolq.train[0].prompt.endswith("true/false\nThe correct answer is")
+    assert boolq.train[0].response == " true" and boolq.choices == [" true", " false"]
+    gsm8k = load_task(TaskConfig(name="gsm8k", data_dir=str(SHARED_DATA / "GSM8K")))
+    first = gsm8k.train[0]
+    assert first.gold == "72" and first.response.endswith("The final answer is 72")
+    assert "think step by step" in first.prompt
+
+
+def test_jsonl_line_numbers_skip_blank_lines(tmp_path):
+    (tmp_path / "train.jsonl").write_text(json.dumps({"question": "x", "answer": "A"}) + "\n\n[1]\n")
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
+    with pytest.raises(DataError, match=r"train.jsonl:3: expected a JSON object"):
+        load_task(custom(tmp_path))
