@@ -17,7 +17,8 @@ def test_defaults_are_the_papers():
 def test_overrides_are_typed_yaml():
     assert parse_override("loop.budget=300") == ("loop.budget", 300)
     assert parse_override("task.labels=[yes, no, on]") == ("task.labels", ["yes", "no", "on"])
-    config = load_config(None, ["loop.warm_start=100", "loop.budget=300", "train.lr=1e-4", "loop.pool_size=null"])
+    config = load_config(None, ["loop.warm_start=100", "loop.budget=300", "train.lr=1e-4",
+                                "loop.pool_size=null"])
     assert config.loop.budget == 300 and config.train.lr == 1e-4 and config.loop.pool_size is None
 
 

@@ -33,7 +33,7 @@ def full_logits(loaded, ids):
 
 
 def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
-    config, task, loaded = setup
+    _config, task, loaded = setup
     example = task.train[0]
     enc = encode(loaded.tokenizer, example.prompt, example.response, 64, add_eos=False)
     logits = full_logits(loaded, enc.ids)
@@ -50,7 +50,7 @@ def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
 
 
 def test_me_own_uses_the_predicted_label_without_the_gold(setup):
-    config, task, loaded = setup
+    _config, task, loaded = setup
     examples = task.train[:6]
     own = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
     flipped = [type(e)(e.id, e.prompt, e.response, "no" if e.gold == "yes" else "yes")
@@ -59,7 +59,7 @@ def test_me_own_uses_the_predicted_label_without_the_gold(setup):
 
 
 def test_batched_equals_one_at_a_time(setup):
-    config, task, loaded = setup
+    _config, task, loaded = setup
     examples = task.train[:12]
     for measure in ("me", "pe"):
         batched = uncertainty(loaded, task, examples, measure, "own", 1, False, 5, 64)
@@ -78,7 +78,7 @@ def test_mc_dropout_keeps_base_in_eval_and_only_lora_dropout_on(setup):
 
 
 def test_mc_passes_differ_and_only_through_lora(setup, tiny_overrides):
-    config, task, loaded = setup
+    _config, task, loaded = setup
     examples = task.train[:8]
     passes = uncertainty(loaded, task, examples, "me", "own", 3, True, 24, 64)
     assert passes.shape == (3, 8)
@@ -129,8 +129,8 @@ def test_weight_decay_reaches_only_lora_b(setup):
 
 
 def test_weight_decay_shrinks_b_by_the_adamw_rule(setup):
-    config, task, loaded = setup
-    b_name, b_param = next((n, p) for n, p in loaded.model.named_parameters() if "lora_B" in n)
+    _config, _task, loaded = setup
+    _b_name, b_param = next((n, p) for n, p in loaded.model.named_parameters() if "lora_B" in n)
     a_param = next(p for n, p in loaded.model.named_parameters() if "lora_A" in n)
     for p in loaded.model.parameters():
         p.grad = None
@@ -166,7 +166,7 @@ def test_bf16_scores_rank_like_fp32(setup):
 
 
 def test_response_stats_needs_one_token_for_slot_labels(setup):
-    _, task, loaded = setup
+    _, _task, loaded = setup
     enc = encode(loaded.tokenizer, "Question: cat", " red fish", 64, add_eos=False)
     with pytest.raises(ValueError, match="one-token"):
         response_stats(loaded, [enc], slot_labels=[1, 2])

