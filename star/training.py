@@ -28,6 +28,28 @@ IGNORE = -100
 """Label of prompt and padding positions: the loss covers answer tokens only."""
 
 
+class FastDropout(nn.Dropout):
+    """Inverted dropout from a uniform draw: the same distribution as `nn.Dropout`, but on
+    CPU `rand < p` is ~3x cheaper than the Bernoulli kernel, and LoRA draws a mask for the
+    input of every adapted projection in every MC pass.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+
+def _use_fast_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, nn.ModuleDict):
+            for name, dropout in dropouts.items():
+                if isinstance(dropout, nn.Dropout):
+                    dropouts[name] = FastDropout(dropout.p)
+
+
 def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
     """Wrap the base model with a LoRA adapter whose initial weights depend on `seed` only."""
     torch.manual_seed(seed)
@@ -37,6 +59,7 @@ def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
         loaded.model = get_peft_model(loaded.model, peft_config)
     except ValueError as exc:
         raise StarError(f"lora.target_modules {config.target_modules}: {exc}") from None
+    _use_fast_dropout(loaded.model)
     loaded.model.eval()
 
 

@@ -170,3 +170,14 @@ def test_response_stats_needs_one_token_for_slot_labels(setup):
     enc = encode(loaded.tokenizer, "Question: cat", " red fish", 64, add_eos=False)
     with pytest.raises(ValueError, match="one-token"):
         response_stats(loaded, [enc], slot_labels=[1, 2])
+
+
+def test_fast_dropout_keeps_the_dropout_distribution():
+    from star.training import FastDropout
+
+    torch.manual_seed(0)
+    layer = FastDropout(0.1).train()
+    out = layer(torch.ones(200_000))
+    assert float((out == 0).float().mean()) == pytest.approx(0.1, abs=0.005)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.01)
+    assert torch.equal(layer.eval()(torch.ones(5)), torch.ones(5))

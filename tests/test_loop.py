@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from star.cli import main
 
@@ -121,3 +122,27 @@ def test_bad_data_lines_are_reported_through_the_cli(tiny_overrides, tmp_path, c
                                                             f"task.data_dir={data}"]))
     assert code == 2
     assert "train.jsonl:2: missing field 'answer'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("init", ["fresh", "continue"])
+def test_each_round_starts_from_the_initial_or_the_last_adapter(tiny_overrides, tmp_path,
+                                                               monkeypatch, init):
+    from star import loop
+    from star.training import adapter_state
+
+    starts, ends = [], []
+    original = loop.train_adapter
+
+    def recording(loaded, *args, **kwargs):
+        starts.append(adapter_state(loaded.model))
+        stats = original(loaded, *args, **kwargs)
+        ends.append(adapter_state(loaded.model))
+        return stats
+
+    monkeypatch.setattr(loop, "train_adapter", recording)
+    overrides = [o for o in tiny_overrides if "budget" not in o]
+    assert star("run", "--out", str(tmp_path / "r"), "--strategy", "pe", "--set",
+                f"train.init={init}", "--set", "loop.budget=16", *sets(overrides)) == 0
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert len(starts) == 2 and not same(starts[0], ends[0])
+    assert same(starts[1], starts[0] if init == "fresh" else ends[0])
