@@ -84,7 +84,7 @@ DEMO_SETTINGS = [
 def run_demo(out: Path, overrides: list[str]) -> None:
     from star.cli import compare
 
-    data = write_demo_data(out / "data")
+    data = write_demo_data(out / "topics")
     settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
                 *overrides]
     table = compare(None, settings, ["random", "me-star"], [0], out)

@@ -53,6 +53,13 @@ def subsample(examples: list[Example], size: int | None, seed: int) -> list[Exam
     return [examples[i] for i in keep]
 
 
+def task_title(config: StarConfig) -> str:
+    """A built-in task's name; a custom task is named after its data folder."""
+    if config.task.name == "custom" and config.task.data_dir:
+        return Path(config.task.data_dir).name
+    return config.task.name
+
+
 def check_sizes(config: StarConfig, pool: list[Example]) -> None:
     if config.loop.budget > len(pool):
         raise ConfigError(f"loop.budget ({config.loop.budget}) is larger than the pool "
@@ -93,7 +100,7 @@ class Experiment:
         check_sizes(config, self.pool)
         previous = prepare_out(out, config)
         self.results: dict[str, Any] = previous or {
-            "task": config.task.name, "strategy": config.strategy, "seed": config.seed,
+            "task": task_title(config), "strategy": config.strategy, "seed": config.seed,
             "model": config.model.name, "pool_size": len(self.pool), "test_size": len(self.test),
             "auc": None, "rounds": []}
         self.labeled: list[str] = [i for r in self.results["rounds"] for i in r["selected_ids"]]

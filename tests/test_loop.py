@@ -21,7 +21,7 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, tmp_path, capsys):
+def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert star("run", "--strategy", "me-star", "--seed", "0", "--out", str(out),
                 *sets([*tiny_overrides, "loop.budget=22"])) == 0
@@ -31,7 +31,7 @@ def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, tmp_path
     assert [len(r["selected_ids"]) for r in rounds] == [8, 8, 6]
     all_ids = [i for r in rounds for i in r["selected_ids"]]
     assert len(all_ids) == len(set(all_ids))
-    assert results["strategy"] == "me-star" and results["task"] == "custom"
+    assert results["strategy"] == "me-star" and results["task"] == toy_data_dir.name
     assert 0.0 <= results["auc"] <= 1.0
     for k in range(3):
         folder = out / "rounds" / str(k)
@@ -79,20 +79,20 @@ def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
     assert "differs in: strategy" in capsys.readouterr().err
 
 
-def test_compare_writes_summary_table_and_plot(tiny_overrides, tmp_path, capsys):
+def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert star("compare", "none.yaml", "--out", str(out)) == 2  # missing config: one line
     config = tmp_path / "c.yaml"
     config.write_text("# test\nloop:\n  budget: 16\n")
     assert star("compare", str(config), "--strategies", "random,pe-star", "--seeds", "0,1",
                 "--out", str(out), *sets([o for o in tiny_overrides if "budget" not in o])) == 0
-    summary = json.loads((out / "summary.json").read_text())["custom"]
+    summary = json.loads((out / "summary.json").read_text())[toy_data_dir.name]
     assert set(summary) == {"random", "pe-star"}
     assert summary["pe-star"]["seeds"] == [0, 1]
     assert summary["random"]["ripl_mean"] is None
     assert summary["pe-star"]["ripl_mean"] is not None
     table = (out / "table.md").read_text()
-    assert "| pe-star |" in table and "custom AUC" in table
+    assert "| pe-star |" in table and f"{toy_data_dir.name} AUC" in table
     assert (out / "learning_curves.png").stat().st_size > 1000
     assert "learning_curves.png" in capsys.readouterr().out
 
