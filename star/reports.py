@@ -1,25 +1,89 @@
-"""Summaries of run folders: Table 1 (AUC and RIPL per strategy and task) and Fig. 5 curves.
+"""Tables from run folders: Table 1/2 (AUC, RIPL), calibration per round, selection insight.
 
-Everything here reads `results.json` files only, so it works on any set of finished runs.
+Everything here reads what `star run` wrote (results.json, predictions.jsonl, scores.jsonl),
+so it works on any set of runs. A `Table` renders itself as Markdown, HTML and CSV.
 """
 
 from __future__ import annotations
 
+import csv
+import html
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from star.metrics import mean_std, ripl
+from star.metrics import brier_score, expected_calibration_error, mean_std, ripl
 
+MAIN_STRATEGIES = ["random", "pe", "pe-star", "me", "me-star"]
+ABLATION_STRATEGIES = ["pe", "pe+dynamic", "pe+dynamic+mc", "pe+dynamic+l2",
+                       "me", "me+dynamic", "me+dynamic+mc", "me+dynamic+l2"]
 STRATEGY_ORDER = ["random", "pe", "pe+dynamic", "pe+dynamic+mc", "pe+dynamic+l2", "pe-star",
                   "me", "me+dynamic", "me+dynamic+mc", "me+dynamic+l2", "me-star"]
 
 
+def strategy_order(name: str) -> tuple[int, str]:
+    return (STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER), name)
+
+
+@dataclass
+class Cell:
+    text: str
+    value: float | str | None = None
+    """What the CSV holds (the number without formatting)."""
+    mark: str = ""
+    """`best` (bold) or `second` (underlined)."""
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    note: str = ""
+
+    def markdown(self) -> str:
+        def show(cell: Cell) -> str:
+            if cell.mark == "best":
+                return f"**{cell.text}**"
+            if cell.mark == "second":
+                return f"<u>{cell.text}</u>"
+            return cell.text
+
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(show(c) for c in row) + " |" for row in self.rows]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        def show(cell: Cell) -> str:
+            text = html.escape(cell.text)
+            if cell.mark == "best":
+                return f"<td><b>{text}</b></td>"
+            if cell.mark == "second":
+                return f"<td><u>{text}</u></td>"
+            return f"<td>{text}</td>"
+
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(show(c) for c in row) + "</tr>" for row in self.rows)
+        note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.columns)
+            for row in self.rows:
+                writer.writerow([c.value if c.value is not None else c.text for c in row])
+
+
 def collect_runs(root: Path) -> list[dict[str, Any]]:
-    """Every finished-or-partial run below `root` (folders holding a results.json)."""
+    """Every run below `root` with at least one finished round (folders holding results.json)."""
     runs = []
     for path in sorted(root.rglob("results.json")):
         results = json.loads(path.read_text())
@@ -29,119 +93,180 @@ def collect_runs(root: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def _order(name: str) -> tuple[int, str]:
-    return (STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER), name)
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{task: {strategy: {auc_mean, auc_std, ripl_mean, ripl_std, seeds, curve}}}.
 
     RIPL of a run is against the `random` run of the same task and seed; without one it is null.
     """
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        by_key[(run["task"], run["strategy"])].append(run)
+        groups[(run["task"], run["strategy"])].append(run)
     random_auc = {(r["task"], r["seed"]): r["auc"] for r in runs if r["strategy"] == "random"}
     summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for (task, strategy), group in sorted(by_key.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+    for (task, strategy), group in sorted(groups.items(),
+                                          key=lambda kv: (kv[0][0], strategy_order(kv[0][1]))):
         group.sort(key=lambda r: r["seed"])
-        aucs = [r["auc"] for r in group]
-        ripls = [ripl(r["auc"], random_auc[(task, r["seed"])]) for r in group
-                 if (task, r["seed"]) in random_auc]
         length = min(len(r["rounds"]) for r in group)
         accuracy = np.array([[x["accuracy"] for x in r["rounds"][:length]] for r in group])
-        auc_mean, auc_std = mean_std(aucs)
-        entry: dict[str, Any] = {
+        auc_mean, auc_std = mean_std([r["auc"] for r in group])
+        ripls = [ripl(r["auc"], random_auc[(task, r["seed"])]) for r in group
+                 if (task, r["seed"]) in random_auc]
+        ripl_mean, ripl_std = mean_std(ripls) if ripls and strategy != "random" else (None, None)
+        summary[task][strategy] = {
             "seeds": [r["seed"] for r in group], "auc_mean": auc_mean, "auc_std": auc_std,
-            "ripl_mean": None, "ripl_std": None,
+            "ripl_mean": ripl_mean, "ripl_std": ripl_std,
             "curve": {"n_labeled": [x["n_labeled"] for x in group[0]["rounds"][:length]],
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
                                        else np.zeros(length)).tolist()}}
-        if ripls and strategy != "random":
-            entry["ripl_mean"], entry["ripl_std"] = mean_std(ripls)
-        summary[task][strategy] = entry
     return dict(summary)
 
 
-def _ranked(values: dict[str, float | None]) -> dict[str, str]:
-    """Markdown emphasis: best bold, second underlined."""
-    present = sorted((v, k) for k, v in values.items() if v is not None)[::-1]
-    marks = {}
-    if present:
-        marks[present[0][1]] = "**"
-    if len(present) > 1:
-        marks[present[1][1]] = "<u>"
-    return marks
+def _marks(values: dict[str, float | None]) -> dict[str, str]:
+    ranked = sorted(((v, k) for k, v in values.items() if v is not None), reverse=True)
+    return {key: mark for (_, key), mark in zip(ranked, ("best", "second"), strict=False)}
 
 
-def _cell(mean: float | None, std: float | None, mark: str | None) -> str:
-    if mean is None:
-        return "–"
-    text = f"{100 * mean:.2f} ± {100 * std:.2f}"
-    if mark == "**":
-        return f"**{text}**"
-    if mark == "<u>":
-        return f"<u>{text}</u>"
-    return text
-
-
-def table_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Table 1 layout: a row per strategy, AUC and RIPL (in %) per task, mean ± std over seeds."""
+def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: list[str] | None = None,
+                  name: str = "table1", title: str = "AUC and RIPL per strategy") -> Table:
+    """Table 1/2 layout: a row per strategy, AUC and RIPL (%) per task, mean ± std over seeds."""
     tasks = sorted(summary)
-    strategies = sorted({s for t in tasks for s in summary[t]}, key=_order)
-    header = "| Method | " + " | ".join(f"{t} AUC | {t} RIPL" for t in tasks) + " |"
-    rule = "|---|" + "---|---|" * len(tasks)
-    marks = {(t, metric): _ranked({s: summary[t][s][f"{metric}_mean"] for s in summary[t]})
-             for t in tasks for metric in ("auc", "ripl")}
-    lines = [header, rule]
-    for strategy in strategies:
-        cells = [strategy]
+    present = sorted({s for t in tasks for s in summary[t]}, key=strategy_order)
+    rows_for = [s for s in (strategies or present) if s in present]
+    columns = ["Method"] + [f"{t} {metric}" for t in tasks for metric in ("AUC", "RIPL")]
+    marks = {(t, m): _marks({s: summary[t][s][f"{m}_mean"] for s in rows_for if s in summary[t]})
+             for t in tasks for m in ("auc", "ripl")}
+    table = Table(name, title, columns)
+    for strategy in rows_for:
+        row = [Cell(strategy)]
         for task in tasks:
             entry = summary[task].get(strategy)
             for metric in ("auc", "ripl"):
-                if entry is None:
-                    cells.append("–")
+                mean = entry[f"{metric}_mean"] if entry else None
+                if mean is None:
+                    row.append(Cell("–"))
                     continue
-                cells.append(_cell(entry[f"{metric}_mean"], entry[f"{metric}_std"],
-                                   marks[(task, metric)].get(strategy)))
-        lines.append("| " + " | ".join(cells) + " |")
-    seeds = sorted({len(e["seeds"]) for t in tasks for e in summary[t].values()})
-    lines.append("")
-    lines.append(f"AUC and RIPL in %, mean ± std over {'/'.join(map(str, seeds))} seeds; "
-                 "best **bold**, second <u>underlined</u>; RIPL against `random` of the same seed.")
-    return "\n".join(lines) + "\n"
+                std = entry[f"{metric}_std"]
+                row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4),
+                                marks[(task, metric)].get(strategy, "")))
+        table.rows.append(row)
+    seeds = sorted({len(summary[t][s]["seeds"]) for t in tasks for s in summary[t]})
+    table.note = (f"AUC and RIPL in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
+                  "best bold, second underlined; RIPL against random with the same seed.")
+    return table
 
 
-def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
-    """Fig. 5 layout: one panel per task, accuracy vs labels, mean line and ± std band."""
-    import matplotlib
+def table_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    return results_table(summary).markdown()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    tasks = sorted(summary)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for strategy in sorted(summary[task], key=_order):
-            curve = summary[task][strategy]["curve"]
-            x = np.array(curve["n_labeled"])
-            mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
-            (line,) = ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy)
-            ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.15,
-                            color=line.get_color())
-        ax.set_title(task)
-        ax.set_xlabel("number of labels")
-        ax.set_ylabel("accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (task, strategy): per round, ECE and Brier averaged over seeds."""
+    per_round: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = defaultdict(list)
+    for run in runs:
+        for entry in run["rounds"]:
+            path = Path(run["path"]) / "rounds" / str(entry["round"]) / "predictions.jsonl"
+            if not path.exists():
+                continue
+            predictions = read_jsonl(path)
+            confidence = [p["confidence"] for p in predictions]
+            correct = [p["correct"] for p in predictions]
+            per_round[(run["task"], run["strategy"], entry["round"])].append(
+                (expected_calibration_error(confidence, correct), brier_score(confidence, correct),
+                 entry["accuracy"], entry["n_labeled"]))
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (task, strategy, k), values in sorted(per_round.items()):
+        ece, brier, accuracy, n = np.array(values).T
+        rows[(task, strategy)].append({"round": k, "n_labeled": int(n[0]), "seeds": len(values),
+                                       "accuracy": accuracy.mean(), "ece": ece.mean(),
+                                       "ece_std": ece.std(), "brier": brier.mean()})
+    return dict(rows)
+
+
+def calibration_table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> Table:
+    table = Table("calibration", "Calibration per round (test split)",
+                  ["Task", "Method", "Labels", "Accuracy (%)", "ECE (%)", "Brier", "Seeds"])
+    for (task, strategy) in sorted(rows, key=lambda k: (k[0], strategy_order(k[1]))):
+        for r in rows[(task, strategy)]:
+            table.rows.append([
+                Cell(task), Cell(strategy), Cell(str(r["n_labeled"]), r["n_labeled"]),
+                Cell(f"{100 * r['accuracy']:.1f}", round(100 * r["accuracy"], 3)),
+                Cell(f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}", round(100 * r["ece"], 3)),
+                Cell(f"{r['brier']:.3f}", round(r["brier"], 5)), Cell(str(r["seeds"]), r["seeds"])])
+    table.note = ("ECE over 15 equal-width confidence bins; Brier is the top-label Brier score "
+                  "(confidence against correctness); both averaged over seeds.")
+    return table
+
+
+def _top(ids: list[str], values: np.ndarray, k: int) -> set[str]:
+    return {ids[i] for i in np.argsort(-values, kind="stable")[:k]}
+
+
+def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For runs that record μ_b and μ_f: per round, their pool means, λ(t) and top-set overlaps."""
+    rows = []
+    for run in runs:
+        for entry in run["rounds"][1:]:
+            path = Path(run["path"]) / "rounds" / str(entry["round"]) / "scores.jsonl"
+            if not path.exists():
+                continue
+            scores = read_jsonl(path)
+            if not scores or "base" not in scores[0] or "full" not in scores[0]:
+                continue
+            ids = [s["id"] for s in scores]
+            base = np.array([s["base"] for s in scores])
+            full = np.array([s["full"] for s in scores])
+            mixed = np.array([s["score"] for s in scores])
+            k = sum(s["selected"] for s in scores)
+            top_b, top_f, top_m = _top(ids, base, k), _top(ids, full, k), _top(ids, mixed, k)
+            rows.append({
+                "task": run["task"], "strategy": run["strategy"], "seed": run["seed"],
+                "round": entry["round"], "lambda": run.get("lambda", {}).get(str(entry["round"])),
+                "base_mean": float(base.mean()), "full_mean": float(full.mean()),
+                "pearson_base_full": float(np.corrcoef(base, full)[0, 1]),
+                "overlap_base_full": len(top_b & top_f) / k,
+                "overlap_base_mixed": len(top_b & top_m) / k,
+                "overlap_full_mixed": len(top_f & top_m) / k})
+    return rows
+
+
+def selection_table(rows: list[dict[str, Any]]) -> Table:
+    """Seed-averaged selection insight per task, strategy and round."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["task"], row["strategy"], row["round"])].append(row)
+    table = Table("selection", "What the dynamic score selected",
+                  ["Task", "Method", "Round", "λ(t)", "mean μ_b", "mean μ_f", "r(μ_b, μ_f)",
+                   "top-k base∩full", "base∩mixed", "full∩mixed"])
+    for (task, strategy, k) in sorted(groups, key=lambda g: (g[0], strategy_order(g[1]), g[2])):
+        group = groups[(task, strategy, k)]
+
+        def avg(key: str, rows: list[dict[str, Any]] = group) -> float:
+            return float(np.mean([r[key] for r in rows]))
+
+        weight = group[0]["lambda"]
+        table.rows.append([
+            Cell(task), Cell(strategy), Cell(str(k), k),
+            Cell("–" if weight is None else f"{weight:.2f}", weight),
+            Cell(f"{avg('base_mean'):.3f}", avg("base_mean")),
+            Cell(f"{avg('full_mean'):.3f}", avg("full_mean")),
+            Cell(f"{avg('pearson_base_full'):.2f}", avg("pearson_base_full")),
+            *[Cell(f"{100 * avg(key):.0f} %", avg(key)) for key in
+              ("overlap_base_full", "overlap_base_mixed", "overlap_full_mixed")]])
+    table.note = ("Means over the unlabeled pool before the round's selection, averaged over seeds; "
+                  "overlaps are between the top-k sets (k = labels taken that round) ranked by "
+                  "μ_b alone, μ_f alone and the mixed score.")
+    return table
 
 
 def write_comparison(root: Path) -> str:
     """summary.json, table.md and learning_curves.png for the runs below `root`; the table."""
+    from star.figures import plot_learning_curves
+
     summary = summarize(collect_runs(root))
     (root / "summary.json").write_text(json.dumps(summary, indent=1))
     table = table_markdown(summary)

@@ -1,0 +1,181 @@
+"""Figures as PNG files: learning curves (Fig. 5), calibration, selection, the two probes.
+
+Each function takes plain data (no model) and writes one PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from star.metrics import reliability_bins  # noqa: E402
+
+
+def _order(names):
+    from star.reports import strategy_order
+
+    return sorted(names, key=strategy_order)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path,
+                         strategies: Sequence[str] | None = None) -> None:
+    """Fig. 5 layout: one panel per task, accuracy vs labels, mean line and ± std band."""
+    tasks = sorted(summary)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for strategy in _order(summary[task]):
+            if strategies is not None and strategy not in strategies:
+                continue
+            curve = summary[task][strategy]["curve"]
+            x = np.array(curve["n_labeled"])
+            mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
+            (line,) = ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy)
+            ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.15,
+                            color=line.get_color())
+        ax.set_title(task)
+        ax.set_xlabel("number of labels")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Path) -> None:
+    """ECE and Brier score against labels, one column per task."""
+    tasks = sorted({task for task, _ in rows})
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.5), squeeze=False)
+    for col, task in enumerate(tasks):
+        for strategy in _order([s for t, s in rows if t == task]):
+            points = rows[(task, strategy)]
+            x = [p["n_labeled"] for p in points]
+            axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
+                              label=strategy)
+            axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
+                              label=strategy)
+        axes[0][col].set_title(f"{task}: expected calibration error")
+        axes[0][col].set_ylabel("ECE (%)")
+        axes[1][col].set_title(f"{task}: Brier score")
+        axes[1][col].set_ylabel("Brier")
+        for ax in axes[:, col]:
+            ax.set_xlabel("number of labels")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], title: str,
+                     path: Path) -> None:
+    """Reliability diagrams, one panel per strategy: accuracy per confidence bin vs diagonal."""
+    names = _order(predictions)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        confidence, correct = predictions[name]
+        bins = reliability_bins(confidence, correct)
+        ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
+               align="edge", alpha=0.7, edgecolor="black", label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+
+
+def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
+    """λ(t), pool means of μ_b and μ_f, and top-k overlaps over the rounds (seed-averaged)."""
+    strategies = _order({r["strategy"] for r in rows if r["task"] == task})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for strategy in strategies:
+        mine = [r for r in rows if r["task"] == task and r["strategy"] == strategy]
+        rounds = sorted({r["round"] for r in mine})
+
+        def mean(key: str, mine: list[dict[str, Any]] = mine,
+                 rounds: list[int] = rounds) -> list[float]:
+            return [float(np.mean([r[key] for r in mine if r["round"] == k
+                                   and r[key] is not None] or [np.nan])) for k in rounds]
+
+        axes[0].plot(rounds, mean("base_mean"), "--", marker="o", markersize=3,
+                     label=f"{strategy} μ_b")
+        axes[0].plot(rounds, mean("full_mean"), marker="o", markersize=3, label=f"{strategy} μ_f")
+        axes[1].plot(rounds, mean("lambda"), marker="o", markersize=3, label=strategy)
+        axes[2].plot(rounds, [100 * v for v in mean("overlap_base_full")], marker="o",
+                     markersize=3, label=f"{strategy} base∩full")
+        axes[2].plot(rounds, [100 * v for v in mean("overlap_base_mixed")], "--", marker="o",
+                     markersize=3, label=f"{strategy} base∩mixed")
+        axes[2].plot(rounds, [100 * v for v in mean("overlap_full_mixed")], ":", marker="o",
+                     markersize=3, label=f"{strategy} full∩mixed")
+    axes[0].set_title(f"{task}: mean uncertainty of the pool")
+    axes[1].set_title("λ(t), weight of the base model")
+    axes[2].set_title("overlap of top-k selections (%)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_confidence_density(confidences: dict[str, list[float]], title: str, path: Path) -> None:
+    """Fig. 2: density of the confidence of wrong predictions, one curve per model."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    grid = np.linspace(0, 1, 201)
+    for name, values in confidences.items():
+        values = np.asarray(values, dtype=float)
+        if len(values) < 2:
+            continue
+        bandwidth = max(1.06 * values.std() * len(values) ** -0.2, 0.02)
+        density = np.exp(-0.5 * ((grid[:, None] - values[None, :]) / bandwidth) ** 2).sum(1)
+        density /= len(values) * bandwidth * np.sqrt(2 * np.pi)
+        ax.plot(grid, density, label=f"{name} (n={len(values)})")
+        ax.fill_between(grid, density, alpha=0.2)
+    ax.set_xlabel("confidence CF of wrong predictions")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_heatmap(matrix: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    """Fig. 3a: correlation matrix with its values written in."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.6 + 0.6 * len(labels)))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_scatter(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str, title: str,
+                 path: Path) -> None:
+    """Fig. 3b/c: entropy at one iteration against the next, with the identity line."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.scatter(x, y, s=6, alpha=0.5)
+    low = float(min(np.min(x), np.min(y)))
+    high = float(max(np.max(x), np.max(y)))
+    ax.plot([low, high], [low, high], "r-", linewidth=1, label="y = x")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
