@@ -1,4 +1,4 @@
-"""The `star` command: run, compare, demo.
+"""The `star` command: run, compare, report, probe, demo.
 
 User errors (bad config, data, names) print one line and exit with code 2, never a traceback.
 """
@@ -77,6 +77,40 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), list(args.set or []))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from star.report import write_report
+
+    page = write_report(Path(args.runs_dir), Path(args.out), args.title)
+    print(f"report: {page} (and report.md, PNG and CSV files beside it)")
+
+
+def cmd_probe_confidence(args: argparse.Namespace) -> None:
+    from star.probes import confidence_probe
+
+    run = Path(args.run) if args.run else None
+    config_path = args.config or (str(run / "config.yaml") if run else None)
+    config = load_config(config_path, list(args.set or []))
+    result = confidence_probe(config, Path(args.out), args.shots, run, args.round,
+                              args.train_size, args.raw)
+    for key, name in (("few_shot", f"{args.shots}-shot base"), ("lora", "LoRA")):
+        stats = result[key]
+        wrong = stats["mean_confidence_wrong"]
+        print(f"{name}: accuracy {100 * stats['accuracy']:.1f} %, ECE {100 * stats['ece']:.1f} %, "
+              f"mean CF of wrong answers "
+              f"{'–' if wrong is None else f'{100 * wrong:.1f} %'}")
+    print(f"density plot: {Path(args.out) / 'confidence_density.png'}")
+
+
+def cmd_probe_entropy(args: argparse.Namespace) -> None:
+    from star.probes import entropy_probe
+
+    result = entropy_probe(Path(args.run), Path(args.out), args.top)
+    print(f"top {result['top']} examples by base uncertainty; correlation with iter 0:")
+    for label, row in zip(result["iterations"], result["correlation"][0], strict=True):
+        print(f"  {label}: {row:+.3f}")
+    print(f"heatmap: {Path(args.out) / 'entropy_correlation.png'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="star", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", required=True)
     add_set(cmp)
     cmp.set_defaults(func=cmd_compare)
+
+    report = commands.add_parser("report", help="HTML and Markdown report of run folders")
+    report.add_argument("runs_dir", help="folder searched for run folders (results.json)")
+    report.add_argument("--out", required=True, help="folder for report.html, report.md, ...")
+    report.add_argument("--title", default="STAR report")
+    report.set_defaults(func=cmd_report)
+
+    probe = commands.add_parser("probe", help="the paper's probe experiments (Sec. 4)")
+    probes = probe.add_subparsers(dest="probe", required=True)
+    conf = probes.add_parser("confidence", help="few-shot base vs LoRA confidence (Fig. 2)")
+    conf.add_argument("config", nargs="?", help="YAML config (default: the run's config.yaml)")
+    conf.add_argument("--run", help="run folder whose adapter is the LoRA model")
+    conf.add_argument("--round", type=int, help="which round's adapter (default: the last)")
+    conf.add_argument("--train-size", type=int, default=200,
+                      help="without --run: random labels to train the LoRA model on")
+    conf.add_argument("--shots", type=int, default=4, help="in-context demonstrations")
+    conf.add_argument("--raw", action="store_true",
+                      help="CF from raw label-token probabilities, not renormalised over labels")
+    conf.add_argument("--out", required=True)
+    add_set(conf)
+    conf.set_defaults(func=cmd_probe_confidence)
+    ent = probes.add_parser("entropy", help="uncertainty correlation across rounds (Fig. 3)")
+    ent.add_argument("run", help="run folder of an uncertainty strategy")
+    ent.add_argument("--top", type=int, default=1000, help="examples with the top base uncertainty")
+    ent.add_argument("--out", required=True)
+    ent.set_defaults(func=cmd_probe_entropy)
 
     demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
     demo.add_argument("--out", default="runs/demo")

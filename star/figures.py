@@ -12,10 +12,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from star.metrics import reliability_bins  # noqa: E402
+from star.metrics import reliability_bins
 
 
 def _order(names):
@@ -115,11 +115,11 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
         axes[0].plot(rounds, mean("full_mean"), marker="o", markersize=3, label=f"{strategy} μ_f")
         axes[1].plot(rounds, mean("lambda"), marker="o", markersize=3, label=strategy)
         axes[2].plot(rounds, [100 * v for v in mean("overlap_base_full")], marker="o",
-                     markersize=3, label=f"{strategy} base∩full")
+                     markersize=3, label=f"{strategy} base & full")
         axes[2].plot(rounds, [100 * v for v in mean("overlap_base_mixed")], "--", marker="o",
-                     markersize=3, label=f"{strategy} base∩mixed")
+                     markersize=3, label=f"{strategy} base & mixed")
         axes[2].plot(rounds, [100 * v for v in mean("overlap_full_mixed")], ":", marker="o",
-                     markersize=3, label=f"{strategy} full∩mixed")
+                     markersize=3, label=f"{strategy} full & mixed")
     axes[0].set_title(f"{task}: mean uncertainty of the pool")
     axes[1].set_title("λ(t), weight of the base model")
     axes[2].set_title("overlap of top-k selections (%)")

@@ -26,7 +26,7 @@ from star.config import StarConfig, flatten, save_config
 from star.errors import ConfigError, DataError
 from star.inference import adapter_off, predict, uncertainty
 from star.metrics import auc
-from star.models import cache_root, load_model
+from star.models import LoadedModel, cache_root, load_model
 from star.progress import log
 from star.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
 from star.tasks import Example, Task, load_task
@@ -188,22 +188,7 @@ class Experiment:
         return acquisition_scores(strategy, full, base, k - 1, total_rounds(self.config), settings)
 
     def base_scores(self, examples: list[Example]) -> np.ndarray:
-        """μ_b from the cache, computing (adapter disabled) only what it lacks."""
-        config = self.config
-        key = cache_key(model=config.model.name, dtype=str(self.loaded.compute_dtype),
-                        max_length=config.model.max_length, task=config.task.model_dump(),
-                        measure=self.strategy.measure, response=config.uncertainty.response)
-
-        def compute(positions: list[int]) -> np.ndarray:
-            with adapter_off(self.loaded.model):
-                values = uncertainty(self.loaded, self.task, [examples[i] for i in positions],
-                                     self.strategy.measure, config.uncertainty.response, 1, False,
-                                     config.uncertainty.batch_size, config.model.max_length,
-                                     desc="scoring base model")
-            return values[0]
-
-        cache = BaseScoreCache(cache_root() / "base_scores", key)
-        return cache.get([e.id for e in examples], compute)
+        return base_scores(self.loaded, self.task, self.config, self.strategy.measure, examples)
 
     def train(self, k: int):
         config = self.config
@@ -222,6 +207,25 @@ class Experiment:
         if not weights.exists():
             raise DataError(f"cannot resume: '{weights}' is missing")
         set_peft_model_state_dict(self.loaded.model, load_file(weights))
+
+
+def base_scores(loaded: LoadedModel, task: Task, config: StarConfig, measure: str,
+                examples: list[Example]) -> np.ndarray:
+    """μ_b from the on-disk cache, computing (adapter disabled) only the ids it lacks."""
+    key = cache_key(model=config.model.name, dtype=str(loaded.compute_dtype),
+                    max_length=config.model.max_length, task=config.task.model_dump(),
+                    measure=measure, response=config.uncertainty.response)
+
+    def compute(positions: list[int]) -> np.ndarray:
+        with adapter_off(loaded.model):
+            values = uncertainty(loaded, task, [examples[i] for i in positions], measure,
+                                 config.uncertainty.response, 1, False,
+                                 config.uncertainty.batch_size, config.model.max_length,
+                                 desc="scoring base model")
+        return values[0]
+
+    cache = BaseScoreCache(cache_root() / "base_scores", key)
+    return cache.get([e.id for e in examples], compute)
 
 
 def run_experiment(config: StarConfig, out: Path) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""The paper's probe experiments (Sec. 4) on any model and choice task.
+
+- confidence (Sec. 4.2, Fig. 2): the base model prompted with n demonstrations against a
+  LoRA-tuned model; CF = max probability over the labels; density of CF on wrong answers.
+- entropy (Sec. 4.3, Fig. 3): from a run's scores.jsonl, the top-N examples by base-model
+  uncertainty, the correlation of their uncertainty across iterations, and scatter plots.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from star.config import StarConfig, load_config
+from star.errors import DataError
+from star.figures import plot_confidence_density, plot_heatmap, plot_scatter
+from star.inference import adapter_off, choice_outputs
+from star.loop import base_scores, subsample
+from star.metrics import correlation_matrix, expected_calibration_error
+from star.models import LoadedModel, load_model
+from star.progress import log
+from star.reports import read_jsonl
+from star.tasks import Example, Task, load_task
+from star.training import attach_lora, train_adapter
+
+
+def label_confidence(loaded: LoadedModel, task: Task, examples: list[Example], raw: bool,
+                     config: StarConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted label index, CF) per example. CF renormalised over the labels, or raw."""
+    out = choice_outputs(loaded, task, examples, 1, False, config.uncertainty.batch_size,
+                         config.model.max_length, "probing")
+    logprob = torch.from_numpy(out.label_logprob[0])  # [examples, labels]
+    probs = logprob.exp() if raw else torch.softmax(logprob, dim=-1)
+    return probs.argmax(dim=1).numpy(), probs.max(dim=1).values.numpy()
+
+
+def few_shot(examples: list[Example], demos: list[Example]) -> list[Example]:
+    """Prepend `demos` (prompt + gold response) to every prompt, as in-context demonstrations."""
+    prefix = "".join(d.prompt + d.response + "\n\n" for d in demos)
+    return [replace(e, prompt=prefix + e.prompt) for e in examples]
+
+
+def _stats(task: Task, examples: list[Example], predicted: np.ndarray,
+           confidence: np.ndarray) -> dict[str, Any]:
+    correct = np.array([task.labels[p] == e.gold for p, e in zip(predicted, examples, strict=True)])
+    return {"accuracy": float(correct.mean()),
+            "ece": expected_calibration_error(confidence, correct),
+            "mean_confidence_wrong": float(confidence[~correct].mean()) if (~correct).any() else None,
+            "wrong_confidence": confidence[~correct].tolist()}
+
+
+def confidence_probe(config: StarConfig, out: Path, shots: int, run: Path | None,
+                     round_index: int | None, train_size: int, raw: bool) -> dict[str, Any]:
+    """Few-shot base model vs LoRA model on the test split; writes JSON and the density plot."""
+    task = load_task(config.task)
+    if task.generative:
+        raise DataError(f"the confidence probe needs a choice task; '{config.task.name}' is "
+                        f"'{task.answer_type}'")
+    test = subsample(task.test, config.loop.test_size, config.seed)
+    rng = np.random.default_rng(config.seed)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, config.seed)
+    if run is not None:
+        rounds = sorted(int(p.name) for p in (run / "rounds").iterdir() if p.name.isdigit())
+        chosen = rounds[-1] if round_index is None else round_index
+        folder = run / "rounds" / str(chosen) / "adapter"
+        if not (folder / "adapter_model.safetensors").exists():
+            raise DataError(f"no adapter in '{folder}'")
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(loaded.model, load_file(folder / "adapter_model.safetensors"))
+        source = f"adapter of {folder}"
+    else:
+        labeled = [task.train[i] for i in rng.permutation(len(task.train))[:train_size]]
+        log(f"training a LoRA adapter on {len(labeled)} random labels")
+        train_adapter(loaded, task, labeled, config.train, 0.0, config.seed,
+                      config.model.max_length)
+        source = f"LoRA trained on {len(labeled)} random labels"
+    lora = _stats(task, test, *label_confidence(loaded, task, test, raw, config))
+    demos = [task.train[i] for i in rng.permutation(len(task.train))[:shots]]
+    with adapter_off(loaded.model):
+        base = _stats(task, few_shot(test, demos), *label_confidence(
+            loaded, task, few_shot(test, demos), raw, config))
+    names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
+    result = {"task": config.task.name, "model": config.model.name, "shots": shots,
+              "confidence": "raw" if raw else "renormalised over labels",
+              "test_size": len(test), "lora_source": source, "few_shot": base, "lora": lora}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "probe_confidence.json").write_text(json.dumps(result, indent=1))
+    plot_confidence_density({f"{shots}-shot base": base["wrong_confidence"],
+                             "LoRA": lora["wrong_confidence"]},
+                            f"{config.task.name}: confidence of wrong predictions",
+                            out / "confidence_density.png")
+    for key, name in names.items():
+        stats = result["few_shot" if key == "few-shot" else "lora"]
+        log(f"{name}: accuracy {100 * stats['accuracy']:.1f} %, ECE {100 * stats['ece']:.1f} %, "
+            f"{len(stats['wrong_confidence'])} wrong")
+    return result
+
+
+def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
+    """Correlations of the uncertainty of the top-`top` base-uncertain examples across rounds.
+
+    Iteration 0 is the base model; iteration k the model whose scores are in rounds/k (trained
+    on the labels of rounds 0..k-1). Only examples unlabeled in every scored round are used.
+    """
+    config_path = run / "config.yaml"
+    if not config_path.exists():
+        raise DataError(f"'{run}' is not a run folder (no config.yaml)")
+    rounds = sorted(int(p.parent.name) for p in (run / "rounds").glob("*/scores.jsonl"))
+    if not rounds:
+        raise DataError(f"'{run}' has no scored rounds (rounds/<k>/scores.jsonl)")
+    scores = {k: {row["id"]: row for row in read_jsonl(run / "rounds" / str(k) / "scores.jsonl")}
+              for k in rounds}
+    if any("full" not in next(iter(rows.values())) for rows in scores.values()):
+        raise DataError(f"'{run}' is a random run: its scores hold no model uncertainty")
+    common = sorted(set.intersection(*(set(rows) for rows in scores.values())))
+    first = scores[rounds[0]]
+    if all("base" in first[i] for i in common):
+        base = np.array([first[i]["base"] for i in common])
+    else:
+        config = load_config(config_path)
+        task = load_task(config.task)
+        by_id = {e.id: e for e in task.train}
+        loaded = load_model(config.model)
+        measure = "pe" if config.strategy.startswith("pe") else "me"
+        base = base_scores(loaded, task, config, measure, [by_id[i] for i in common])
+    keep = np.argsort(-base, kind="stable")[:top]
+    ids = [common[i] for i in keep]
+    columns = [base[keep].tolist()] + [[scores[k][i]["full"] for i in ids] for k in rounds]
+    labels = ["iter 0 (base)"] + [f"iter {k}" for k in rounds]
+    matrix = correlation_matrix(columns)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_heatmap(matrix, labels, f"Pearson correlation of uncertainty, top {len(ids)} by base",
+                 out / "entropy_correlation.png")
+    for a in range(len(columns) - 1):
+        plot_scatter(columns[a], columns[a + 1], labels[a], labels[a + 1],
+                     f"{labels[a]} vs {labels[a + 1]}", out / f"entropy_scatter_{a}_{a + 1}.png")
+    result = {"run": str(run), "top": len(ids), "iterations": labels,
+              "correlation": matrix.tolist(), "ids": ids}
+    (out / "probe_entropy.json").write_text(json.dumps(result, indent=1))
+    return result

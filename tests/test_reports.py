@@ -1,0 +1,103 @@
+"""`star report` and the probes on run folders made by the tiny test model."""
+
+import csv
+import json
+
+import pytest
+
+from star.cli import main
+from star.reports import summarize
+from tests.test_loop import sets
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, tiny_model_dir, toy_data_dir):
+    """random, me, me-star and one ablation over two seeds on the toy task."""
+    out = tmp_path_factory.mktemp("runs")
+    overrides = [f"model.name={tiny_model_dir}", "model.dtype=float32", "model.max_length=64",
+                 "task.name=custom", f"task.data_dir={toy_data_dir}",
+                 "task.prompt='Question: {question}\\nAnswer:'", "task.labels=[yes, no]",
+                 "lora.r=4", "lora.alpha=8", "train.epochs=1", "train.batch_size=8",
+                 "train.lr=1e-3", "loop.warm_start=8", "loop.step=8", "loop.budget=32",
+                 "loop.pool_size=60", "loop.test_size=16"]
+    code = main(["compare", "--strategies", "random,me,me-star,me+dynamic", "--seeds", "0,1",
+                 "--out", str(out), *sets(overrides)])
+    assert code == 0
+    return out
+
+
+def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_data_dir):
+    out = tmp_path / "report"
+    assert main(["report", str(runs_dir), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    assert html.count("data:image/png;base64,") >= 4  # curves, calibration, reliability, selection
+    assert "src='learning_curves.png'" not in html  # self-contained
+    for name in ("learning_curves.png", "calibration.png", f"reliability_{toy_data_dir.name}.png",
+                 f"selection_{toy_data_dir.name}.png"):
+        assert (out / name).stat().st_size > 1000
+        assert f"({name})" in markdown
+    with (out / "table1_main.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][0] == "Method" and [r[0] for r in rows[1:]] == ["random", "me", "me-star"]
+    ablation = list(csv.reader((out / "table2_ablation.csv").open()))
+    assert [r[0] for r in ablation[1:]] == ["me", "me+dynamic", "me-star"]
+    calibration = list(csv.reader((out / "calibration.csv").open()))
+    assert calibration[0][:5] == ["Task", "Method", "Labels", "Accuracy (%)", "ECE (%)"]
+    assert len(calibration) == 1 + 4 * 4  # four strategies, four rounds each
+    selection = list(csv.reader((out / "selection.csv").open()))
+    assert {r[1] for r in selection[1:]} == {"me-star", "me+dynamic"}
+    assert "<b>" in html and "<u>" in html
+
+
+def test_summary_ripl_uses_random_of_the_same_seed(runs_dir):
+    from star.metrics import ripl
+    from star.reports import collect_runs
+
+    runs = collect_runs(runs_dir)
+    summary = summarize(runs)
+    task = next(iter(summary))
+    by = {(r["strategy"], r["seed"]): r["auc"] for r in runs}
+    expected = [ripl(by[("me", s)], by[("random", s)]) for s in (0, 1)]
+    assert summary[task]["me"]["ripl_mean"] == pytest.approx(sum(expected) / 2)
+
+
+def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "no run folders" in capsys.readouterr().err
+
+
+def test_entropy_probe(runs_dir, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert main(["probe", "entropy", str(runs_dir / "me-star" / "seed0"), "--top", "20",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "probe_entropy.json").read_text())
+    assert result["iterations"] == ["iter 0 (base)", "iter 1", "iter 2", "iter 3"]
+    matrix = result["correlation"]
+    assert len(matrix) == 4 and all(abs(matrix[i][i] - 1) < 1e-9 for i in range(4))
+    assert result["top"] == 20
+    assert (out / "entropy_correlation.png").exists() and (out / "entropy_scatter_0_1.png").exists()
+    # a plain `me` run has no base column in its scores: the probe computes it
+    assert main(["probe", "entropy", str(runs_dir / "me" / "seed0"), "--top", "20",
+                 "--out", str(tmp_path / "p2")]) == 0
+    assert main(["probe", "entropy", str(runs_dir / "random" / "seed0"),
+                 "--out", str(tmp_path / "p3")]) == 2
+    assert "random run" in capsys.readouterr().err
+
+
+def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
+    out = tmp_path / "conf"
+    assert main(["probe", "confidence", "--run", str(runs_dir / "me-star" / "seed0"),
+                 "--shots", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "probe_confidence.json").read_text())
+    for key in ("few_shot", "lora"):
+        stats = result[key]
+        assert 0 <= stats["accuracy"] <= 1 and 0 <= stats["ece"] <= 1
+        assert len(stats["wrong_confidence"]) == round((1 - stats["accuracy"]) * 16)
+        assert all(0.5 <= c <= 1 for c in stats["wrong_confidence"])  # two labels, renormalised
+    assert (out / "confidence_density.png").exists()
+    config = runs_dir / "me" / "seed0" / "config.yaml"
+    assert main(["probe", "confidence", str(config), "--train-size", "8", "--raw",
+                 "--out", str(tmp_path / "conf2")]) == 0
+    raw = json.loads((tmp_path / "conf2" / "probe_confidence.json").read_text())
+    assert raw["confidence"] == "raw" and raw["lora_source"] == "LoRA trained on 8 random labels"
