@@ -79,3 +79,20 @@ def pad_left(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor,
         ids[row, width - len(sequence):] = torch.tensor(sequence)
         mask[row, width - len(sequence):] = 1
     return ids, mask
+
+
+def response_positions(items: Sequence[Encoded], copies: int = 1,
+                       device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """(rows, cols, targets) of every response token in a right-padded batch of `items`.
+
+    Response token j of a sequence is predicted at position len(prompt) - 1 + j. With `copies`
+    the batch holds the items `copies` times over (MC passes), row r being item r % len(items).
+    """
+    rows, cols, targets = [], [], []
+    for row in range(copies * len(items)):
+        item = items[row % len(items)]
+        start = len(item.prompt) - 1
+        rows += [row] * len(item.response)
+        cols += range(start, start + len(item.response))
+        targets += item.response
+    return tuple(torch.tensor(v, dtype=torch.long, device=device) for v in (rows, cols, targets))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from star.batching import Encoded, encode, pad_left, pad_right, sorted_batches
+from star.batching import Encoded, encode, pad_left, pad_right, response_positions, sorted_batches
 from star.models import LoadedModel
 from star.progress import progress
 from star.tasks import Example, Task
@@ -46,7 +46,7 @@ def adapter_off(model: nn.Module):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
 
 
-def _backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
 
@@ -71,7 +71,7 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
     deterministic pass repeated. `slot_labels` (token ids) needs one-token responses.
     """
     model = loaded.model
-    backbone, head = _backbone_and_head(model)
+    backbone, head = backbone_and_head(model)
     weight = head.weight.float()
     runs = passes if mc else 1
     entropy = np.zeros((runs, len(encoded)))
@@ -88,18 +88,11 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
             ids, mask = ids.repeat(runs, 1).to(loaded.device), mask.repeat(runs, 1).to(loaded.device)
             with loaded.autocast():
                 hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-            # Response token j of a sequence is predicted at position len(prompt) - 1 + j.
-            rows = [r for r in range(ids.shape[0]) for _ in items[r % len(items)].response]
-            cols = [len(items[r % len(items)].prompt) - 1 + j
-                    for r in range(ids.shape[0]) for j in range(len(items[r % len(items)].response))]
-            targets = [t for r in range(ids.shape[0]) for t in items[r % len(items)].response]
-            rows_t = torch.tensor(rows, device=loaded.device)
-            cols_t = torch.tensor(cols, device=loaded.device)
-            targets_t = torch.tensor(targets, device=loaded.device)
-            ent = torch.empty(len(rows), device=loaded.device)
-            lp = torch.empty(len(rows), device=loaded.device)
+            rows_t, cols_t, targets_t = response_positions(items, runs, loaded.device)
+            ent = torch.empty(len(rows_t), device=loaded.device)
+            lp = torch.empty(len(rows_t), device=loaded.device)
             kept = []
-            for lo in range(0, len(rows), POSITION_CHUNK):
+            for lo in range(0, len(rows_t), POSITION_CHUNK):
                 part = slice(lo, lo + POSITION_CHUNK)
                 logits = hidden[rows_t[part], cols_t[part]].float() @ weight.T  # [M, vocab]
                 ent[part] = token_entropy(logits)
@@ -111,7 +104,7 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
             entropy[:, batch] = seq_ent.view(runs, len(items)).cpu().numpy()
             logprob[:, batch] = seq_lp.view(runs, len(items)).cpu().numpy()
             if slot_logprob is not None:
-                if len(rows) != ids.shape[0]:
+                if len(rows_t) != ids.shape[0]:
                     raise ValueError("slot_labels needs one-token responses")
                 slot_logprob[:, batch] = torch.cat(kept).view(runs, len(items), -1).numpy()
     if runs < passes:
@@ -162,15 +155,23 @@ def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     return ChoiceOutputs(stats.logprob.reshape(shape), stats.entropy.reshape(shape))
 
 
+@dataclass
+class Generation:
+    tokens: list[list[int]]
+    """Greedy response ids per example, up to and including the end token."""
+    mean_logprob: np.ndarray
+    entropy: np.ndarray
+    """ME (Eq. 2) of each response, from the logits generation already computed."""
+
+
 @torch.no_grad()
 def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch_size: int,
-             max_length: int, desc: str = "generating") -> tuple[list[list[int]], list[float]]:
-    """Greedy responses (token ids up to and including the end token) and their mean log-prob."""
+             max_length: int, desc: str = "generating") -> Generation:
+    """Batched greedy decoding with the KV cache; each sequence stops at its end token."""
     tokenizer = loaded.tokenizer
     prompts = [encode(tokenizer, e.prompt, "", max_length - task.max_new_tokens, False).prompt
                for e in examples]
-    responses: list[list[int]] = [[] for _ in examples]
-    mean_logprob = [0.0] * len(examples)
+    result = Generation([[] for _ in examples], np.zeros(len(examples)), np.zeros(len(examples)))
     loaded.model.eval()
     for batch in progress(sorted_batches([len(p) for p in prompts], batch_size), desc,
                           unit="batch"):
@@ -181,17 +182,22 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch
                 max_new_tokens=task.max_new_tokens, do_sample=False, output_logits=True,
                 return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id)
-        new = out.sequences[:, ids.shape[1]:].cpu()
-        steps = torch.stack(out.logits, dim=1).float().cpu()  # [batch, steps, vocab]
-        for row, index in enumerate(batch):
+        new = out.sequences[:, ids.shape[1]:]  # [batch, steps]
+        lengths = []
+        for row in range(len(batch)):
             tokens = new[row].tolist()
             if tokenizer.eos_token_id in tokens:
                 tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
-            responses[index] = tokens
-            if tokens:
-                lp = token_logprob(steps[row, : len(tokens)], torch.tensor(tokens))
-                mean_logprob[index] = float(lp.mean())
-    return responses, mean_logprob
+            result.tokens[batch[row]] = tokens
+            lengths.append(len(tokens))
+        live = torch.arange(new.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+        entropy = torch.stack([token_entropy(step) for step in out.logits], dim=1).cpu()
+        logprob = torch.stack([token_logprob(step, new[:, j]) for j, step in
+                               enumerate(out.logits)], dim=1).cpu()  # [batch, steps]
+        sums = (logprob * live).sum(1)
+        result.entropy[batch] = (entropy * live).sum(1).numpy()
+        result.mean_logprob[batch] = (sums / live.sum(1).clamp_min(1)).numpy()
+    return result
 
 
 def uncertainty(loaded: LoadedModel, task: Task, examples: Sequence[Example], measure: str,
@@ -212,10 +218,12 @@ def uncertainty(loaded: LoadedModel, task: Task, examples: Sequence[Example], me
         encoded = _encode_all(loaded, task, [e.prompt for e in examples],
                               [e.response for e in examples], max_length)
     else:
-        generated, _ = generate(loaded, task, examples, batch_size, max_length)
+        generation = generate(loaded, task, examples, batch_size, max_length)
+        if not mc:  # the greedy pass already gave every response token's distribution
+            return np.repeat(generation.entropy[None, :], passes, axis=0)
         encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length, False).prompt,
                            tokens or [loaded.tokenizer.eos_token_id])
-                   for e, tokens in zip(examples, generated, strict=True)]
+                   for e, tokens in zip(examples, generation.tokens, strict=True)]
     stats = response_stats(loaded, encoded, passes, mc, batch_size, desc=desc)
     return -stats.logprob if measure == "pe" else stats.entropy
 
@@ -241,10 +249,10 @@ def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch_
         best = probs.argmax(axis=1)
         return [Prediction(e.id, task.labels[b], e.gold, task.labels[b] == e.gold, float(p[b]))
                 for e, b, p in zip(examples, best, probs, strict=True)]
-    generated, mean_logprob = generate(loaded, task, examples, batch_size, max_length,
-                                       desc="evaluating")
+    generation = generate(loaded, task, examples, batch_size, max_length, desc="evaluating")
     predictions = []
-    for example, tokens, lp in zip(examples, generated, mean_logprob, strict=True):
+    for example, tokens, lp in zip(examples, generation.tokens, generation.mean_logprob,
+                                   strict=True):
         answer = task.parse(loaded.tokenizer.decode(tokens, skip_special_tokens=True))
         predictions.append(Prediction(example.id, answer, example.gold,
                                       task.is_correct(answer, example.gold), float(np.exp(lp))))

@@ -27,7 +27,7 @@ def test_me_sums_entropy_over_the_greedy_response(number_setup):
     _config, task, loaded = number_setup
     examples = task.train[:3]
     me = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
-    generated, _ = generate(loaded, task, examples, 8, 64)
+    generated = generate(loaded, task, examples, 8, 64).tokens
     for i, example in enumerate(examples):
         ids = loaded.tokenizer(example.prompt).input_ids
         with torch.no_grad():
@@ -40,6 +40,19 @@ def test_me_sums_entropy_over_the_greedy_response(number_setup):
         assert out.sequences[0, len(ids): len(ids) + steps].tolist() == generated[i]
         expected = sum(float(token_entropy(out.logits[j][0])) for j in range(steps))
         assert me[0, i] == pytest.approx(expected, rel=1e-4)
+
+
+def test_mc_passes_rescore_the_greedy_response_like_the_single_pass(number_setup):
+    """With dropout at 0 the teacher-forced MC path must equal the generation-time entropy."""
+    _, task, loaded = number_setup
+    from star.config import LoraConfig
+    from star.training import attach_lora
+
+    attach_lora(loaded, LoraConfig(r=4, alpha=8, dropout=0.0), seed=0)
+    examples = task.train[:4]
+    single = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
+    passes = uncertainty(loaded, task, examples, "me", "own", 2, True, 8, 64)
+    assert np.allclose(passes, np.repeat(single, 2, axis=0), rtol=1e-4)
 
 
 def test_pe_scores_the_gold_solution_and_eos(number_setup):

@@ -181,3 +181,18 @@ def test_fast_dropout_keeps_the_dropout_distribution():
     assert float((out == 0).float().mean()) == pytest.approx(0.1, abs=0.005)
     assert float(out.mean()) == pytest.approx(1.0, abs=0.01)
     assert torch.equal(layer.eval()(torch.ones(5)), torch.ones(5))
+
+
+def test_answer_loss_equals_the_hf_loss_with_masked_labels(setup):
+    from star.batching import pad_right
+    from star.training import answer_loss
+
+    _, task, loaded = setup
+    items = [encode(loaded.tokenizer, e.prompt, e.response, 64, add_eos=False) for e in task.train[:5]]
+    ids, mask = pad_right([e.ids for e in items], loaded.tokenizer.pad_token_id)
+    labels = torch.full_like(ids, -100)
+    for row, item in enumerate(items):
+        labels[row, len(item.prompt): len(item)] = torch.tensor(item.response)
+    with torch.no_grad():
+        expected = loaded.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        assert float(answer_loss(loaded, items)) == pytest.approx(float(expected), abs=1e-5)
