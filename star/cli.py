@@ -111,6 +111,12 @@ def cmd_probe_entropy(args: argparse.Namespace) -> None:
     print(f"heatmap: {Path(args.out) / 'entropy_correlation.png'}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from star.bench import main as bench_main
+
+    bench_main(args.config, list(args.set or []), args.quick, args.json, args.data_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="star", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     ent.add_argument("--top", type=int, default=1000, help="examples with the top base uncertainty")
     ent.add_argument("--out", required=True)
     ent.set_defaults(func=cmd_probe_entropy)
+
+    bench = commands.add_parser("bench", help="speed of scoring and training (not a test)")
+    bench.add_argument("config", nargs="?",
+                       help="YAML config (default: the cpu-sst2 setting on --data-dir)")
+    bench.add_argument("--data-dir", help="SST-2 folder for the default setting "
+                       "(default: $STAR_SST2_DIR or ../shared/data/SST-2)")
+    bench.add_argument("--quick", action="store_true", help="smaller inputs, under 5 minutes")
+    bench.add_argument("--json", help="also write the figures to this JSON file")
+    add_set(bench)
+    bench.set_defaults(func=cmd_bench)
 
     demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
     demo.add_argument("--out", default="runs/demo")

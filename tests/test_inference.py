@@ -196,3 +196,12 @@ def test_answer_loss_equals_the_hf_loss_with_masked_labels(setup):
     with torch.no_grad():
         expected = loaded.model(input_ids=ids, attention_mask=mask, labels=labels).loss
         assert float(answer_loss(loaded, items)) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_paper_style_reference_equals_batched_me_on_gold(setup):
+    from star.bench import reference_me
+
+    _, task, loaded = setup
+    examples = task.train[:10]
+    ours = uncertainty(loaded, task, examples, "me", "gold", 1, False, 4, 64)[0]
+    assert np.allclose(ours, reference_me(loaded, examples, 64), atol=1e-4)
