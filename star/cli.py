@@ -12,7 +12,7 @@ from pathlib import Path
 
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
-from star.progress import log
+from star.progress import log, progress
 
 
 def _csv(text: str) -> list[str]:
@@ -53,7 +53,7 @@ def compare(config_path: str | None, overrides: list[str], strategies: list[str]
         get_strategy(name)
     configs = [load_config(config_path, [*overrides, f"strategy={name}", f"seed={seed}"])
                for seed in seeds for name in strategies]
-    for index, config in enumerate(configs, start=1):
+    for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
         start = time.perf_counter()
         results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
         log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, "

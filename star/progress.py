@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -16,13 +17,20 @@ def interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """Wrap a long loop: a tqdm bar with its rate, or nothing but a closing log line."""
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None,
+             unit: str = "it") -> Iterator[T]:
+    """Wrap a long loop: a tqdm bar with its rate, or one closing log line with the rate."""
     if interactive():
         yield from tqdm(items, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
         return
-    yield from items
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    start, count = time.perf_counter(), 0
+    for item in items:
+        yield item
+        count += 1
+    seconds = time.perf_counter() - start
+    if seconds >= 1.0:
+        log(f"  {desc}: {count} {unit} in {seconds:.1f}s ({count / seconds:.2f} {unit}/s)")

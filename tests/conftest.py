@@ -67,14 +67,18 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("STAR_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def tiny_overrides(tiny_model_dir, toy_data_dir) -> list[str]:
+def tiny_settings(model_dir: Path, data_dir: Path) -> list[str]:
     """`--set` overrides for a seconds-long run on the tiny model and toy task."""
     return [
-        f"model.name={tiny_model_dir}", "model.dtype=float32", "model.max_length=64",
-        "task.name=custom", f"task.data_dir={toy_data_dir}",
+        f"model.name={model_dir}", "model.dtype=float32", "model.max_length=64",
+        "task.name=custom", f"task.data_dir={data_dir}",
         "task.prompt='Question: {question}\\nAnswer:'", "task.labels=[yes, no]",
         "lora.r=4", "lora.alpha=8", "train.epochs=1", "train.batch_size=8", "train.lr=1e-3",
         "loop.warm_start=8", "loop.step=8", "loop.budget=24", "loop.pool_size=60",
         "loop.test_size=16", "uncertainty.batch_size=16",
     ]
+
+
+@pytest.fixture
+def tiny_overrides(tiny_model_dir, toy_data_dir) -> list[str]:
+    return tiny_settings(tiny_model_dir, toy_data_dir)

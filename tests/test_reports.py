@@ -7,6 +7,7 @@ import pytest
 
 from star.cli import main
 from star.reports import summarize
+from tests.conftest import tiny_settings
 from tests.test_loop import sets
 
 
@@ -14,12 +15,8 @@ from tests.test_loop import sets
 def runs_dir(tmp_path_factory, tiny_model_dir, toy_data_dir):
     """random, me, me-star and one ablation over two seeds on the toy task."""
     out = tmp_path_factory.mktemp("runs")
-    overrides = [f"model.name={tiny_model_dir}", "model.dtype=float32", "model.max_length=64",
-                 "task.name=custom", f"task.data_dir={toy_data_dir}",
-                 "task.prompt='Question: {question}\\nAnswer:'", "task.labels=[yes, no]",
-                 "lora.r=4", "lora.alpha=8", "train.epochs=1", "train.batch_size=8",
-                 "train.lr=1e-3", "loop.warm_start=8", "loop.step=8", "loop.budget=32",
-                 "loop.pool_size=60", "loop.test_size=16"]
+    overrides = [o for o in tiny_settings(tiny_model_dir, toy_data_dir) if "budget" not in o]
+    overrides.append("loop.budget=32")
     code = main(["compare", "--strategies", "random,me,me-star,me+dynamic", "--seeds", "0,1",
                  "--out", str(out), *sets(overrides)])
     assert code == 0
