@@ -22,6 +22,11 @@ class Encoded:
     def ids(self) -> list[int]:
         return self.prompt + self.response
 
+    @property
+    def inputs(self) -> list[int]:
+        """What the model must read to predict every response token: all but the last token."""
+        return self.ids[:-1] if self.response else self.ids
+
     def __len__(self) -> int:
         return len(self.prompt) + len(self.response)
 

@@ -84,7 +84,7 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
             model.eval()
         for batch in progress(batches, desc, unit="batch"):
             items = [encoded[i] for i in batch]
-            ids, mask = pad_right([e.ids for e in items], pad_id)
+            ids, mask = pad_right([e.inputs for e in items], pad_id)
             ids, mask = ids.repeat(runs, 1).to(loaded.device), mask.repeat(runs, 1).to(loaded.device)
             with loaded.autocast():
                 hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state

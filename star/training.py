@@ -86,7 +86,7 @@ def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
 def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
     """Mean cross-entropy over the response tokens of a batch (prompt and padding excluded)."""
     backbone, head = backbone_and_head(loaded.model)
-    ids, mask = pad_right([e.ids for e in items], loaded.tokenizer.pad_token_id)
+    ids, mask = pad_right([e.inputs for e in items], loaded.tokenizer.pad_token_id)
     rows, cols, targets = response_positions(items, device=loaded.device)
     with loaded.autocast():
         hidden = backbone(input_ids=ids.to(loaded.device),
@@ -140,8 +140,8 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
                for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
     for batch in progress(batches, "training", unit="batch"):
         items = [encoded[i] for i in batch]
-        tokens += sum(len(e) for e in items)
-        padded += len(items) * max(len(e) for e in items)
+        tokens += sum(len(e.inputs) for e in items)
+        padded += len(items) * max(len(e.inputs) for e in items)
         loss = answer_loss(loaded, items)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
