@@ -30,7 +30,7 @@ from star.models import LoadedModel, cache_root, load_model
 from star.progress import log
 from star.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
 from star.tasks import Example, Task, load_task
-from star.training import adapter_state, attach_lora, load_adapter_state, train_adapter
+from star.training import TrainStats, adapter_state, attach_lora, load_adapter_state, train_adapter
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -190,7 +190,7 @@ class Experiment:
     def base_scores(self, examples: list[Example]) -> np.ndarray:
         return base_scores(self.loaded, self.task, self.config, self.strategy.measure, examples)
 
-    def train(self, k: int):
+    def train(self, k: int) -> TrainStats:
         config = self.config
         if config.train.init == "fresh":
             load_adapter_state(self.loaded.model, self.initial_adapter)
