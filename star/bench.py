@@ -176,8 +176,8 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     for label, size in zip(("pool_1k", "pool_10k"), sizes["memory"], strict=True):
         examples = subsample(task.train, size, config.seed + 2)
         reset_peak_rss()
-        uncertainty(loaded, task, examples, "me", "own", settings.mc_passes, True,
-                    settings.batch_size, max_length)
+        uncertainty(loaded, task, examples, "me", "own", 1, False, settings.batch_size,
+                    max_length)
         figures["memory_mb"][label] = peak_rss_mb()
     return figures
 
@@ -221,7 +221,7 @@ def format_table(figures: dict[str, Any]) -> str:
               f"top-step selection overlap bf16 vs fp32: "
               f"{100 * figures['selection_overlap_bf16_fp32']:.1f} % "
               f"(Spearman {figures['spearman_bf16_fp32']:.4f})",
-              f"peak RSS scoring (me-star passes): {figures['sizes']['memory'][0]} examples "
+              f"peak RSS scoring (me): {figures['sizes']['memory'][0]} examples "
               f"{figures['memory_mb']['pool_1k']:.0f} MB, {figures['sizes']['memory'][1]} "
               f"examples {figures['memory_mb']['pool_10k']:.0f} MB"]
     if "round" in figures:
