@@ -1,4 +1,4 @@
-"""The `star` command: run, compare, report, probe, demo.
+"""The `star` command: run, compare, report, probe, bench, demo.
 
 User errors (bad config, data, names) print one line and exit with code 2, never a traceback.
 """
