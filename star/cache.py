@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from star.files import write_json
 
 
 def cache_key(**parts: object) -> str:
@@ -36,7 +37,5 @@ class BaseScoreCache:
             values = compute(missing)
             stored.update({ids[i]: float(v) for i, v in zip(missing, values, strict=True)})
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps(stored))
-            partial.replace(self.path)
+            write_json(self.path, stored)
         return np.array([stored[example_id] for example_id in ids])

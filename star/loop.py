@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 from star.cache import BaseScoreCache, cache_key
 from star.config import StarConfig, flatten, save_config
 from star.errors import ConfigError, DataError
+from star.files import write_json, write_jsonl
 from star.inference import adapter_off, predict, uncertainty
 from star.metrics import auc
 from star.models import LoadedModel, cache_root, load_model
@@ -31,19 +31,6 @@ from star.progress import log
 from star.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
 from star.tasks import Example, Task, load_task
 from star.training import TrainStats, adapter_state, attach_lora, load_adapter_state, train_adapter
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically: a reader never sees half a file, a crash never leaves one."""
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, indent=1))
-    partial.replace(path)
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    partial.replace(path)
 
 
 def subsample(examples: list[Example], size: int | None, seed: int) -> list[Example]:
