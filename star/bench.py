@@ -31,9 +31,10 @@ from star.tasks import Example, Task, load_task
 from star.training import attach_lora, train_adapter
 from star.uncertainty import ENTROPY_CLIP
 
+SST2_PROMPT = "Review: {sentence}\nSentiment (positive or negative):"
 SST2_SETTINGS = [
     "task.name=custom", "task.train_file=train.tsv", "task.test_file=test.tsv",
-    "task.prompt='Review: {sentence}\nSentiment (positive or negative):'",
+    f"task.prompt={json.dumps(SST2_PROMPT)}",
     "task.answer_field=label", "task.labels=[0, 1]",
     "task.verbalizer={0: negative, 1: positive}",
 ]
