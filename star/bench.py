@@ -11,6 +11,7 @@ are left out (small at these lengths), so the utilisation figures are slight und
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from star.inference import adapter_off, uncertainty
 from star.loop import subsample
 from star.models import LoadedModel, load_model
 from star.tasks import Example, Task, load_task
-from star.training import attach_lora, train_adapter
+from star.training import adapter_state, attach_lora, load_adapter_state, train_adapter
 from star.uncertainty import ENTROPY_CLIP
 
 SST2_PROMPT = "Review: {sentence}\nSentiment (positive or negative):"
@@ -153,13 +154,11 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                          "tokens_per_s": forward_tokens / seconds,
                          "mfu": flops / seconds / peak, "seconds": seconds}
     figures["scoring"] = scoring
-    reference_pool = pool[: sizes["reference"]]
-    ref_tokens = tokens_of(loaded, reference_pool, max_length)
-    _, seconds = timed(lambda: reference_me(loaded, reference_pool, max_length))
-    figures["reference"] = {"examples_per_s": len(reference_pool) / seconds,
-                            "tokens_per_s": ref_tokens / seconds}
+    figures.update(fp32_comparisons(config, task, loaded, pool[: sizes["reference"]],
+                                    sizes["overlap"]))
     figures["reference_speedup"] = (scoring["me"]["examples_per_s"]
                                     / figures["reference"]["examples_per_s"])
+    gc.collect()  # the fp32 twin's weights are gone before memory is measured
     train_config = config.train.model_copy(update={"epochs": 1})
     stats = train_adapter(loaded, task, train, train_config, config.train.weight_decay_b,
                           config.seed, max_length)
@@ -171,8 +170,6 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                            "examples_per_s": len(train) / stats.seconds,
                            "mfu": train_flops / stats.seconds / peak,
                            "padding_fraction": stats.padding_fraction}
-    figures["selection_overlap_bf16_fp32"], figures["spearman_bf16_fp32"] = \
-        bf16_fp32_agreement(config, task, loaded, sizes["overlap"])
     figures["memory_mb"] = {}
     for label, size in zip(("pool_1k", "pool_10k"), sizes["memory"], strict=True):
         examples = subsample(task.train, size, config.seed + 2)
@@ -183,19 +180,34 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     return figures
 
 
-def bf16_fp32_agreement(config: StarConfig, task: Task, loaded: LoadedModel,
+def fp32_twin(config: StarConfig, loaded: LoadedModel) -> LoadedModel:
+    """The same model and adapter with fp32 weights and fp32 matmuls."""
+    twin = load_model(config.model.model_copy(update={"dtype": "float32"}))
+    attach_lora(twin, config.lora, config.seed)
+    load_adapter_state(twin.model, adapter_state(loaded.model))
+    return twin
+
+
+def fp32_comparisons(config: StarConfig, task: Task, loaded: LoadedModel,
+                     reference_pool: list[Example], overlap_size: int) -> dict[str, Any]:
+    """The paper-style reference speed and the bf16/fp32 agreement, both on an fp32 twin."""
+    twin = fp32_twin(config, loaded)
+    max_length = config.model.max_length
+    tokens = tokens_of(twin, reference_pool, max_length)
+    _, seconds = timed(lambda: reference_me(twin, reference_pool, max_length))
+    overlap, rho = bf16_fp32_agreement(config, task, loaded, twin, overlap_size)
+    return {"reference": {"examples_per_s": len(reference_pool) / seconds,
+                          "tokens_per_s": tokens / seconds},
+            "selection_overlap_bf16_fp32": overlap, "spearman_bf16_fp32": rho}
+
+
+def bf16_fp32_agreement(config: StarConfig, task: Task, loaded: LoadedModel, twin: LoadedModel,
                         size: int) -> tuple[float, float]:
     """Top-`step` overlap and Spearman of ME scores computed in bf16 and in fp32."""
     pool = subsample(task.train, size, config.seed + 3)
     settings = config.uncertainty
-    dtype = loaded.compute_dtype
-    loaded.compute_dtype = torch.bfloat16
-    low = uncertainty(loaded, task, pool, "me", "own", 1, False, settings.batch_size,
-                      config.model.max_length)[0]
-    loaded.compute_dtype = torch.float32
-    high = uncertainty(loaded, task, pool, "me", "own", 1, False, settings.batch_size,
-                       config.model.max_length)[0]
-    loaded.compute_dtype = dtype
+    low, high = (uncertainty(model, task, pool, "me", "own", 1, False, settings.batch_size,
+                             config.model.max_length)[0] for model in (loaded, twin))
     step = config.loop.step
     top_low = set(np.argsort(-low, kind="stable")[:step].tolist())
     top_high = set(np.argsort(-high, kind="stable")[:step].tolist())

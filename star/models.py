@@ -125,10 +125,29 @@ class LoadedModel:
     tokenizer: object
     device: torch.device
     compute_dtype: torch.dtype
+    """The dtype of matmuls, fixed at load: `store_frozen_weights` stores weights in it."""
 
     def autocast(self) -> torch.autocast:
         enabled = self.compute_dtype != torch.float32
         return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=enabled)
+
+
+def store_frozen_weights(loaded: LoadedModel) -> None:
+    """Store the base model's Linear weights in the compute dtype, once.
+
+    Autocast casts every fp32 weight to bf16 on every call, and keeps no copy of weights that
+    are not trained: a quarter of CPU scoring time and a fifth of training time went to those
+    copies (profiled). The stored copy is exactly the one autocast would make, so scores do not
+    change. LoRA weights stay fp32 (AdamW updates them) and so does the LM head (scores
+    project onto the vocabulary in fp32). Call it after the adapter is attached: PEFT creates
+    the adapter in its base layer's dtype, which would round the initial LoRA weights.
+    """
+    if loaded.compute_dtype == torch.float32:
+        return
+    head = loaded.model.get_output_embeddings()
+    for name, module in loaded.model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not head and "lora_" not in name:
+            module.to(loaded.compute_dtype)
 
 
 def load_model(config: ModelConfig) -> LoadedModel:

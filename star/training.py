@@ -21,7 +21,7 @@ from star.batching import Encoded, encode, pad_right, response_positions, shuffl
 from star.config import LoraConfig, TrainConfig
 from star.errors import StarError
 from star.inference import backbone_and_head
-from star.models import LoadedModel
+from star.models import LoadedModel, store_frozen_weights
 from star.progress import progress
 from star.tasks import Example, Task
 
@@ -58,6 +58,7 @@ def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
     except ValueError as exc:
         raise StarError(f"lora.target_modules {config.target_modules}: {exc}") from None
     _use_fast_dropout(loaded.model)
+    store_frozen_weights(loaded)
     loaded.model.eval()
 
 

@@ -165,6 +165,28 @@ def test_bf16_scores_rank_like_fp32(setup):
     assert rho >= 0.95
 
 
+def test_bf16_stored_weights_score_exactly_like_autocast_casts(tiny_overrides):
+    """Weights stored in bf16 once give the numbers autocast gets by casting fp32 weights on
+    every call; LoRA weights and the LM head stay fp32, and training still updates LoRA."""
+    config = load_config(None, [*tiny_overrides, "model.dtype=bfloat16", "lora.dropout=0.0"])
+    task = load_task(config.task)
+    stored = load_model(config.model)
+    attach_lora(stored, config.lora, seed=0)
+    cast = load_model(config.model.model_copy(update={"dtype": "float32"}))
+    attach_lora(cast, config.lora, seed=0)
+    cast.compute_dtype = torch.bfloat16  # fp32 weights, cast by autocast on every call
+    for loaded in (stored, cast):
+        train_adapter(loaded, task, task.train[:16], config.train, 0.5, seed=0, max_length=64)
+    dtypes = {name: p.dtype for name, p in stored.model.named_parameters()}
+    assert dtypes["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"] == torch.bfloat16
+    assert all(dtype == torch.float32 for name, dtype in dtypes.items() if "lora_" in name)
+    assert stored.model.get_output_embeddings().weight.dtype == torch.float32
+    examples = task.train[16:40]
+    for measure in ("me", "pe"):
+        a, b = (uncertainty(m, task, examples, measure, "own", 1, False, 16, 64) for m in (stored, cast))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
 def test_response_stats_needs_one_token_for_slot_labels(setup):
     _, _task, loaded = setup
     enc = encode(loaded.tokenizer, "Question: cat", " red fish", 64, add_eos=False)
