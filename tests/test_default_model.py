@@ -42,3 +42,30 @@ def test_default_model_loads_and_reads_sentiment(monkeypatch, tmp_path):
     assert [p.correct for p in predictions] == [True, True]
     me = uncertainty(loaded, task, task.test, "me", "own", 1, False, 8, 512)
     assert np.all(np.isfinite(me)) and np.all(me > 0)
+
+
+def test_default_model_ranks_a_pool_alike_in_bf16_and_fp32(monkeypatch):
+    """bf16 scoring is a speed choice, not a different method: on 120 SST-2 reviews the base
+    model's ME ranks the pool as fp32 does (Spearman >= 0.99)."""
+    from star.config import load_config
+    from star.inference import uncertainty
+    from star.loop import subsample
+    from star.models import load_model
+    from star.tasks import load_task
+    from star.training import attach_lora
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "SST-2").is_dir():
+        pytest.skip(f"SST-2 not found in {SHARED_DATA}")
+    monkeypatch.delenv("STAR_CACHE_DIR")
+    preset = Path(__file__).resolve().parents[1] / "configs" / "cpu-sst2.yaml"
+    config = load_config(preset, [f"task.data_dir={SHARED_DATA / 'SST-2'}"])
+    task = load_task(config.task)
+    pool = subsample(task.train, 120, 0)
+    scores = []
+    for dtype in ("bfloat16", "float32"):
+        loaded = load_model(config.model.model_copy(update={"dtype": dtype}))
+        attach_lora(loaded, config.lora, seed=0)
+        scores.append(uncertainty(loaded, task, pool, "me", "own", 1, False, 32, 256)[0])
+    ranks = [np.argsort(np.argsort(s)) for s in scores]
+    assert np.corrcoef(*ranks)[0, 1] >= 0.99
