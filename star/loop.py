@@ -29,7 +29,7 @@ from star.metrics import auc
 from star.models import LoadedModel, cache_root, load_model
 from star.progress import log
 from star.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
-from star.tasks import Example, Task, load_task
+from star.tasks import Example, Task, load_task, task_display_name
 from star.training import TrainStats, adapter_state, attach_lora, load_adapter_state, train_adapter
 
 
@@ -41,10 +41,10 @@ def subsample(examples: list[Example], size: int | None, seed: int) -> list[Exam
 
 
 def task_title(config: StarConfig) -> str:
-    """A built-in task's name; a custom task is named after its data folder."""
+    """A built-in task's title; a custom task is named after its data folder."""
     if config.task.name == "custom" and config.task.data_dir:
         return Path(config.task.data_dir).name
-    return config.task.name
+    return task_display_name(config.task.name)
 
 
 def check_sizes(config: StarConfig, pool: list[Example]) -> None:

@@ -20,7 +20,7 @@ from star.reports import (
     MAIN_STRATEGIES,
     Table,
     calibration_rows,
-    calibration_table,
+    calibration_tables,
     collect_runs,
     read_jsonl,
     results_table,
@@ -93,7 +93,7 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
     cal = Section("Calibration", "Expected calibration error (15 equal-width bins) and Brier "
                   "score of the test predictions at every round; reliability diagrams of the "
                   "last round of each strategy (predictions pooled over seeds).",
-                  tables=[calibration_table(calibration)])
+                  tables=calibration_tables(calibration))
     if calibration:
         plot_calibration(calibration, out / "calibration.png")
         cal.figures.append(("ECE and Brier score per round", out / "calibration.png"))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from star.metrics import brier_score, expected_calibration_error, mean_std, ripl
+from star.tasks import task_display_name
 
 MAIN_STRATEGIES = ["random", "pe", "pe-star", "me", "me-star"]
 ABLATION_STRATEGIES = ["pe", "pe+dynamic", "pe+dynamic+mc", "pe+dynamic+l2",
@@ -89,6 +90,7 @@ def collect_runs(root: Path) -> list[dict[str, Any]]:
         results = json.loads(path.read_text())
         if results.get("rounds"):
             results["path"] = str(path.parent)
+            results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
             runs.append(results)
     return runs
 
@@ -187,19 +189,28 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
     return dict(rows)
 
 
-def calibration_table(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> Table:
-    table = Table("calibration", "Calibration per round (test split)",
-                  ["Task", "Method", "Labels", "Accuracy (%)", "ECE (%)", "Brier", "Seeds"])
-    for (task, strategy) in sorted(rows, key=lambda k: (k[0], strategy_order(k[1]))):
-        for r in rows[(task, strategy)]:
-            table.rows.append([
-                Cell(task), Cell(strategy), Cell(str(r["n_labeled"]), r["n_labeled"]),
-                Cell(f"{100 * r['accuracy']:.1f}", round(100 * r["accuracy"], 3)),
-                Cell(f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}", round(100 * r["ece"], 3)),
-                Cell(f"{r['brier']:.3f}", round(r["brier"], 5)), Cell(str(r["seeds"]), r["seeds"])])
-    table.note = ("ECE over 15 equal-width confidence bins; Brier is the top-label Brier score "
-                  "(confidence against correctness); both averaged over seeds.")
-    return table
+def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> list[Table]:
+    """ECE and Brier per round, one row per task and strategy, one column per label count."""
+    labels = sorted({r["n_labeled"] for values in rows.values() for r in values})
+    keys = sorted(rows, key=lambda k: (k[0], strategy_order(k[1])))
+    tables = []
+    for name, title, show in (
+            ("calibration_ece", "Expected calibration error (%) per round, mean ± std over seeds",
+             lambda r: Cell(f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}",
+                            round(100 * r["ece"], 3))),
+            ("calibration_brier", "Brier score per round, mean over seeds",
+             lambda r: Cell(f"{r['brier']:.3f}", round(r["brier"], 5)))):
+        table = Table(name, title, ["Task", "Method", "Seeds", *[f"{n} labels" for n in labels]])
+        for task, strategy in keys:
+            by_labels = {r["n_labeled"]: r for r in rows[(task, strategy)]}
+            seeds = max(r["seeds"] for r in by_labels.values())
+            table.rows.append([Cell(task), Cell(strategy), Cell(str(seeds), seeds),
+                               *[show(by_labels[n]) if n in by_labels else Cell("–")
+                                 for n in labels]])
+        tables.append(table)
+    tables[0].note = "15 equal-width confidence bins over the test predictions of each run."
+    tables[1].note = "Top-label Brier score: squared gap between confidence and correctness."
+    return tables
 
 
 def _top(ids: list[str], values: np.ndarray, k: int) -> set[str]:

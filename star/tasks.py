@@ -194,6 +194,8 @@ def _obqa(record: dict[str, Any]) -> tuple[str, str, str]:
 
 @dataclass(frozen=True)
 class BuiltinTask:
+    title: str
+    """How reports name the task."""
     answer_type: str
     build: Builder
     labels: tuple[str, ...] = ()
@@ -202,13 +204,19 @@ class BuiltinTask:
 
 
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
-    "gsm8k": BuiltinTask("number", _gsm8k, hub=("openai/gsm8k", "main", "train", "test")),
-    "boolq": BuiltinTask("choice", _boolq, ("true", "false"),
+    "gsm8k": BuiltinTask("GSM8K", "number", _gsm8k, hub=("openai/gsm8k", "main", "train", "test")),
+    "boolq": BuiltinTask("BoolQ", "choice", _boolq, ("true", "false"),
                          ("google/boolq", None, "train", "validation")),
-    "obqa": BuiltinTask("choice", _obqa, ("A", "B", "C", "D"),
+    "obqa": BuiltinTask("OBQA", "choice", _obqa, ("A", "B", "C", "D"),
                         ("allenai/openbookqa", "main", "train", "test")),
 }
 TASK_NAMES = (*BUILTIN_TASKS, "custom")
+
+
+def task_display_name(name: str) -> str:
+    """A built-in task's title (`obqa` -> `OBQA`); any other name as it is."""
+    builtin = BUILTIN_TASKS.get(name)
+    return builtin.title if builtin else name
 
 
 def _fields(template: str) -> list[str]:

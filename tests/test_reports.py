@@ -39,9 +39,10 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
     assert rows[0][0] == "Method" and [r[0] for r in rows[1:]] == ["random", "me", "me-star"]
     ablation = list(csv.reader((out / "table2_ablation.csv").open()))
     assert [r[0] for r in ablation[1:]] == ["me", "me+dynamic", "me-star"]
-    calibration = list(csv.reader((out / "calibration.csv").open()))
-    assert calibration[0][:5] == ["Task", "Method", "Labels", "Accuracy (%)", "ECE (%)"]
-    assert len(calibration) == 1 + 4 * 4  # four strategies, four rounds each
+    for name in ("calibration_ece.csv", "calibration_brier.csv"):
+        calibration = list(csv.reader((out / name).open()))
+        assert calibration[0] == ["Task", "Method", "Seeds", *[f"{n} labels" for n in (8, 16, 24, 32)]]
+        assert len(calibration) == 1 + 4  # four strategies, four rounds each (8 to 32 labels)
     selection = list(csv.reader((out / "selection.csv").open()))
     assert {r[1] for r in selection[1:]} == {"me-star", "me+dynamic"}
     assert "<b>" in html and "<u>" in html

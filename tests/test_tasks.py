@@ -120,3 +120,10 @@ def test_jsonl_line_numbers_skip_blank_lines(tmp_path):
     write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
     with pytest.raises(DataError, match=r"train.jsonl:3: expected a JSON object"):
         load_task(custom(tmp_path))
+
+
+def test_builtin_tasks_have_report_titles():
+    from star.tasks import task_display_name
+
+    assert [task_display_name(n) for n in ("gsm8k", "boolq", "obqa", "SST-2")] == \
+        ["GSM8K", "BoolQ", "OBQA", "SST-2"]
