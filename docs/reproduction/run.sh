@@ -13,7 +13,6 @@ ABLATIONS=me+dynamic,me+dynamic+mc,me+dynamic+l2,pe+dynamic,pe+dynamic+mc,pe+dyn
 $STAR compare configs/cpu-sst2.yaml --strategies $MAIN --seeds 0,1,2 --out $RUNS/sst2
 $STAR compare configs/cpu-obqa.yaml --strategies $MAIN --seeds 0,1,2 --out $RUNS/obqa
 $STAR compare configs/cpu-boolq.yaml --strategies $MAIN --seeds 0,1,2 --out $RUNS/boolq
-$STAR compare configs/cpu-sst2.yaml --strategies $ABLATIONS --seeds 0,1,2 --out $RUNS/sst2
 
 for task in sst2 boolq; do
   $STAR probe confidence --run $RUNS/$task/me/seed0 --shots 4 \
@@ -21,5 +20,7 @@ for task in sst2 boolq; do
   $STAR probe entropy $RUNS/$task/me/seed0 --top 200 \
     --out docs/reproduction/probes/$task-entropy
 done
+
+$STAR compare configs/cpu-sst2.yaml --strategies $ABLATIONS --seeds 0,1,2 --out $RUNS/sst2
 
 $STAR report $RUNS --out docs/reproduction --title "STAR reproduction study (2 CPU cores)"
