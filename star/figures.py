@@ -14,8 +14,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from star.metrics import reliability_bins
+
+STRATEGY_COLORS = {
+    "random": "tab:gray", "pe": "tab:orange", "pe+dynamic": "gold", "pe+dynamic+mc": "tab:brown",
+    "pe+dynamic+l2": "tab:olive", "pe-star": "tab:green", "me": "tab:red", "me+dynamic": "tab:pink",
+    "me+dynamic+mc": "tab:cyan", "me+dynamic+l2": "tab:blue", "me-star": "tab:purple"}
+"""One colour per strategy in every figure, so a reader can follow a strategy across them."""
+
+
+def _color(strategy: str) -> str | None:
+    return STRATEGY_COLORS.get(strategy)
 
 
 def _order(names):
@@ -33,18 +44,19 @@ def _save(fig, path: Path) -> None:
 def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path,
                          strategies: Sequence[str] | None = None) -> None:
     """Fig. 5 layout: one panel per task, accuracy vs labels, mean line and ± std band."""
-    tasks = sorted(summary)
+    shown = {task: _order(s for s in summary[task] if strategies is None or s in strategies)
+             for task in sorted(summary)}
+    tasks = [task for task, names in shown.items() if names]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for strategy in _order(summary[task]):
-            if strategies is not None and strategy not in strategies:
-                continue
+        for strategy in shown[task]:
             curve = summary[task][strategy]["curve"]
             x = np.array(curve["n_labeled"])
             mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
-            (line,) = ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy)
-            ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.15,
-                            color=line.get_color())
+            ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
+                    color=_color(strategy))
+            ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
+                            color=_color(strategy))
         ax.set_title(task)
         ax.set_xlabel("number of labels")
         ax.set_ylabel("accuracy (%)")
@@ -53,8 +65,10 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
     _save(fig, path)
 
 
-def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Path) -> None:
+def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Path,
+                     strategies: Sequence[str] | None = None) -> None:
     """ECE and Brier score against labels, one column per task."""
+    rows = {key: value for key, value in rows.items() if strategies is None or key[1] in strategies}
     tasks = sorted({task for task, _ in rows})
     fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.5), squeeze=False)
     for col, task in enumerate(tasks):
@@ -62,9 +76,9 @@ def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Pa
             points = rows[(task, strategy)]
             x = [p["n_labeled"] for p in points]
             axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
-                              label=strategy)
+                              label=strategy, color=_color(strategy))
             axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
-                              label=strategy)
+                              label=strategy, color=_color(strategy))
         axes[0][col].set_title(f"{task}: expected calibration error")
         axes[0][col].set_ylabel("ECE (%)")
         axes[1][col].set_title(f"{task}: Brier score")
@@ -80,12 +94,18 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
                      path: Path) -> None:
     """Reliability diagrams, one panel per strategy: accuracy per confidence bin vs diagonal."""
     names = _order(predictions)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    columns = min(len(names), 6)
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows + 0.3),
+                             squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
         confidence, correct = predictions[name]
         bins = reliability_bins(confidence, correct)
         ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
-               align="edge", alpha=0.7, edgecolor="black", label="accuracy")
+               align="edge", alpha=0.7, edgecolor="black", label="accuracy",
+               color=_color(name))
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -110,21 +130,21 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
             return [float(np.mean([r[key] for r in mine if r["round"] == k
                                    and r[key] is not None] or [np.nan])) for k in rounds]
 
-        axes[0].plot(rounds, mean("base_mean"), "--", marker="o", markersize=3,
-                     label=f"{strategy} μ_b")
-        axes[0].plot(rounds, mean("full_mean"), marker="o", markersize=3, label=f"{strategy} μ_f")
-        axes[1].plot(rounds, mean("lambda"), marker="o", markersize=3, label=strategy)
-        axes[2].plot(rounds, [100 * v for v in mean("overlap_base_full")], marker="o",
-                     markersize=3, label=f"{strategy} base & full")
-        axes[2].plot(rounds, [100 * v for v in mean("overlap_base_mixed")], "--", marker="o",
-                     markersize=3, label=f"{strategy} base & mixed")
-        axes[2].plot(rounds, [100 * v for v in mean("overlap_full_mixed")], ":", marker="o",
-                     markersize=3, label=f"{strategy} full & mixed")
+        style = {"marker": "o", "markersize": 3, "color": _color(strategy)}
+        axes[0].plot(rounds, mean("base_mean"), "--", label=f"{strategy} μ_b", **style)
+        axes[0].plot(rounds, mean("full_mean"), "-", label=f"{strategy} μ_f", **style)
+        axes[1].plot(rounds, mean("lambda"), label=strategy, **style)
+        for key, line, pair in (("overlap_base_full", "-", "base & full"),
+                                ("overlap_base_mixed", "--", "base & mixed"),
+                                ("overlap_full_mixed", ":", "full & mixed")):
+            axes[2].plot(rounds, [100 * v for v in mean(key)], line, label=f"{strategy} {pair}",
+                         **style)
     axes[0].set_title(f"{task}: mean uncertainty of the pool")
     axes[1].set_title("λ(t), weight of the base model")
     axes[2].set_title("overlap of top-k selections (%)")
     for ax in axes:
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)

@@ -78,25 +78,30 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
     if present - set(MAIN_STRATEGIES):
         results.tables.append(results_table(summary, None, "all_strategies",
                                             "Every strategy present"))
-    if any("+" in s for s in present):
-        results.tables.append(results_table(summary, [*ABLATION_STRATEGIES, "pe-star", "me-star"],
-                                            "table2_ablation",
+    ablations = [*ABLATION_STRATEGIES, "pe-star", "me-star"] if any("+" in s for s in present) else []
+    if ablations:
+        results.tables.append(results_table(summary, ablations, "table2_ablation",
                                             "Table 2 layout: ablations of the STAR components"))
     sections.append(results)
-    curves = out / "learning_curves.png"
-    plot_learning_curves(summary, curves)
-    sections.append(Section("Learning curves (Fig. 5)",
-                            "Accuracy on the test split against the number of labels; "
-                            "line: mean over seeds, band: ± one standard deviation.",
-                            figures=[("Learning curves", curves)]))
+    curves = Section("Learning curves (Fig. 5)", "Accuracy on the test split against the number "
+                     "of labels; line: mean over seeds, band: ± one standard deviation.")
     calibration = calibration_rows(runs)
     cal = Section("Calibration", "Expected calibration error (15 equal-width bins) and Brier "
                   "score of the test predictions at every round; reliability diagrams of the "
                   "last round of each strategy (predictions pooled over seeds).",
                   tables=calibration_tables(calibration))
-    if calibration:
-        plot_calibration(calibration, out / "calibration.png")
-        cal.figures.append(("ECE and Brier score per round", out / "calibration.png"))
+    for suffix, strategies, caption in (("", MAIN_STRATEGIES, "main strategies"),
+                                        ("_ablation", ablations and ["random", *ablations],
+                                         "ablations (Table 2)")):
+        if not strategies:
+            continue
+        plot_learning_curves(summary, out / f"learning_curves{suffix}.png", strategies)
+        curves.figures.append((f"Learning curves, {caption}", out / f"learning_curves{suffix}.png"))
+        if calibration:
+            plot_calibration(calibration, out / f"calibration{suffix}.png", strategies)
+            cal.figures.append((f"ECE and Brier score per round, {caption}",
+                                out / f"calibration{suffix}.png"))
+    sections.append(curves)
     for task in tasks:
         pooled = _last_round_predictions(runs, task)
         if pooled:
@@ -107,12 +112,14 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
     rows = selection_rows(runs)
     selection = Section("Selection insight", "For runs that record both μ_b (base model) and "
                         "μ_f (LoRA model): how they and λ(t) moved over the rounds, and how much "
-                        "the top-k sets ranked by μ_b alone, μ_f alone and the mixed score overlap.")
+                        "the top-k sets ranked by μ_b alone, μ_f alone and the mixed score overlap. "
+                        "The table lists every such run; the figures show the STAR runs.")
     if rows:
         selection.tables.append(selection_table(rows))
-        for task in sorted({r["task"] for r in rows}):
+        star_rows = [r for r in rows if r["strategy"].endswith("-star")] or rows
+        for task in sorted({r["task"] for r in star_rows}):
             path = out / f"selection_{task}.png"
-            plot_selection(rows, task, path)
+            plot_selection(star_rows, task, path)
             selection.figures.append((f"{task}: selection over the rounds", path))
     else:
         selection.text += " No run here records both."

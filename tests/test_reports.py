@@ -31,7 +31,8 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
     assert html.count("data:image/png;base64,") >= 4  # curves, calibration, reliability, selection
     assert "src='learning_curves.png'" not in html  # self-contained
     for name in ("learning_curves.png", "calibration.png", f"reliability_{toy_data_dir.name}.png",
-                 f"selection_{toy_data_dir.name}.png"):
+                 f"selection_{toy_data_dir.name}.png", "learning_curves_ablation.png",
+                 "calibration_ablation.png"):
         assert (out / name).stat().st_size > 1000
         assert f"({name})" in markdown
     with (out / "table1_main.csv").open() as handle:
