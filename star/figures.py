@@ -150,19 +150,33 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_confidence_density(confidences: dict[str, list[float]], title: str, path: Path) -> None:
-    """Fig. 2: density of the confidence of wrong predictions, one curve per model."""
+def reflected_density(values: Sequence[float], grid: np.ndarray,
+                      support: tuple[float, float]) -> np.ndarray:
+    """Gaussian kernel density (Silverman's bandwidth) reflected at both ends of `support`, so
+    the mass of points near an end stays inside it and the density integrates to one there."""
+    values = np.asarray(values, dtype=float)
+    low, high = support
+    bandwidth = max(1.06 * values.std() * len(values) ** -0.2, 0.02)
+    mirrored = np.concatenate([values, 2 * low - values, 2 * high - values])
+    density = np.exp(-0.5 * ((grid[:, None] - mirrored[None, :]) / bandwidth) ** 2).sum(1)
+    return density / (len(values) * bandwidth * np.sqrt(2 * np.pi))
+
+
+def plot_confidence_density(confidences: dict[str, list[float]], title: str, path: Path,
+                            support: tuple[float, float] = (0.0, 1.0)) -> None:
+    """Fig. 2: density of the confidence of wrong predictions, one curve per model.
+
+    The estimate is reflected at the ends of `support` (CF renormalised over n labels lies in
+    [1/n, 1]), so no density spills onto confidences that cannot occur.
+    """
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    grid = np.linspace(0, 1, 201)
+    grid = np.linspace(*support, 201)
     for name, values in confidences.items():
-        values = np.asarray(values, dtype=float)
         if len(values) < 2:
             continue
-        bandwidth = max(1.06 * values.std() * len(values) ** -0.2, 0.02)
-        density = np.exp(-0.5 * ((grid[:, None] - values[None, :]) / bandwidth) ** 2).sum(1)
-        density /= len(values) * bandwidth * np.sqrt(2 * np.pi)
-        ax.plot(grid, density, label=f"{name} (n={len(values)})")
-        ax.fill_between(grid, density, alpha=0.2)
+        density = reflected_density(values, grid, support)
+        (line,) = ax.plot(grid, density, label=f"{name} (n={len(values)})")
+        ax.fill_between(grid, density, alpha=0.2, color=line.get_color())
     ax.set_xlabel("confidence CF of wrong predictions")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)

@@ -20,7 +20,7 @@ from star.config import StarConfig, load_config
 from star.errors import DataError
 from star.figures import plot_confidence_density, plot_heatmap, plot_scatter
 from star.inference import adapter_off, choice_outputs
-from star.loop import base_scores, subsample
+from star.loop import base_scores, subsample, task_title
 from star.metrics import correlation_matrix, expected_calibration_error
 from star.models import LoadedModel, load_model
 from star.progress import log
@@ -88,15 +88,16 @@ def confidence_probe(config: StarConfig, out: Path, shots: int, run: Path | None
         base = _stats(task, few_shot(test, demos), *label_confidence(
             loaded, task, few_shot(test, demos), raw, config))
     names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
-    result = {"task": config.task.name, "model": config.model.name, "shots": shots,
+    result = {"task": task_title(config), "model": config.model.name, "shots": shots,
               "confidence": "raw" if raw else "renormalised over labels",
               "test_size": len(test), "lora_source": source, "few_shot": base, "lora": lora}
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe_confidence.json").write_text(json.dumps(result, indent=1))
     plot_confidence_density({f"{shots}-shot base": base["wrong_confidence"],
                              "LoRA": lora["wrong_confidence"]},
-                            f"{config.task.name}: confidence of wrong predictions",
-                            out / "confidence_density.png")
+                            f"{task_title(config)}: confidence of wrong predictions",
+                            out / "confidence_density.png",
+                            (0.0, 1.0) if raw else (1 / len(task.labels), 1.0))
     for key, name in names.items():
         stats = result["few_shot" if key == "few-shot" else "lora"]
         log(f"{name}: accuracy {100 * stats['accuracy']:.1f} %, ECE {100 * stats['ece']:.1f} %, "
@@ -122,14 +123,14 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
         raise DataError(f"'{run}' is a random run: its scores hold no model uncertainty")
     common = sorted(set.intersection(*(set(rows) for rows in scores.values())))
     first = scores[rounds[0]]
+    config = load_config(config_path)
+    measure = "pe" if config.strategy.startswith("pe") else "me"
     if all("base" in first[i] for i in common):
         base = np.array([first[i]["base"] for i in common])
     else:
-        config = load_config(config_path)
         task = load_task(config.task)
         by_id = {e.id: e for e in task.train}
         loaded = load_model(config.model)
-        measure = "pe" if config.strategy.startswith("pe") else "me"
         base = base_scores(loaded, task, config, measure, [by_id[i] for i in common])
     keep = np.argsort(-base, kind="stable")[:top]
     ids = [common[i] for i in keep]
@@ -137,11 +138,13 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
     labels = ["iter 0 (base)"] + [f"iter {k}" for k in rounds]
     matrix = correlation_matrix(columns)
     out.mkdir(parents=True, exist_ok=True)
-    plot_heatmap(matrix, labels, f"Pearson correlation of uncertainty, top {len(ids)} by base",
+    name = f"{task_title(config)}, {measure.upper()}"
+    plot_heatmap(matrix, labels, f"{name}: Pearson correlation, top {len(ids)} by base",
                  out / "entropy_correlation.png")
     for a in range(len(columns) - 1):
         plot_scatter(columns[a], columns[a + 1], labels[a], labels[a + 1],
-                     f"{labels[a]} vs {labels[a + 1]}", out / f"entropy_scatter_{a}_{a + 1}.png")
+                     f"{name}: {labels[a]} vs {labels[a + 1]}",
+                     out / f"entropy_scatter_{a}_{a + 1}.png")
     result = {"run": str(run), "top": len(ids), "iterations": labels,
               "correlation": matrix.tolist(), "ids": ids}
     (out / "probe_entropy.json").write_text(json.dumps(result, indent=1))

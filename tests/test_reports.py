@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from star.cli import main
@@ -100,3 +101,11 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
                  "--out", str(tmp_path / "conf2")]) == 0
     raw = json.loads((tmp_path / "conf2" / "probe_confidence.json").read_text())
     assert raw["confidence"] == "raw" and raw["lora_source"] == "LoRA trained on 8 random labels"
+
+
+def test_confidence_density_keeps_its_mass_inside_the_support():
+    from star.figures import reflected_density
+
+    grid = np.linspace(0.5, 1.0, 2001)
+    density = reflected_density([0.5, 0.52, 0.55, 0.6, 0.99, 1.0], grid, (0.5, 1.0))
+    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
