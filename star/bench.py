@@ -180,7 +180,27 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
         uncertainty(loaded, task, examples, "me", "own", 1, False, settings.batch_size,
                     max_length)
         figures["memory_mb"][label] = peak_rss_mb()
+    sample, batch = pool[:96], settings.batch_size
+    figures["profile"] = {
+        "scoring me": top_ops(lambda: uncertainty(loaded, task, sample, "me", "own", 1, False,
+                                                  batch, max_length)),
+        "scoring me-star": top_ops(lambda: uncertainty(loaded, task, sample, "me", "own",
+                                                       settings.mc_passes, True, batch, max_length)),
+        "training": top_ops(lambda: train_adapter(loaded, task, train[:48], train_config,
+                                                  config.train.weight_decay_b, config.seed,
+                                                  max_length))}
     return figures
+
+
+def top_ops(fn: Callable[[], Any], count: int = 8) -> dict[str, float]:
+    """Where the time goes: each operator's share of the CPU time (self time), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return {e.key: e.self_cpu_time_total / total for e in events[:count]}
 
 
 def fp32_twin(config: StarConfig, loaded: LoadedModel) -> LoadedModel:
@@ -245,6 +265,10 @@ def format_table(figures: dict[str, Any]) -> str:
               f"peak RSS scoring (me): {figures['sizes']['memory'][0]} examples "
               f"{figures['memory_mb']['pool_1k']:.0f} MB, {figures['sizes']['memory'][1]} "
               f"examples {figures['memory_mb']['pool_10k']:.0f} MB"]
+    lines.append("where the time goes (share of CPU time by operator):")
+    for phase, ops in figures["profile"].items():
+        lines.append(f"  {phase}: " + ", ".join(f"{name} {100 * share:.0f} %"
+                                                for name, share in ops.items()))
     if "round" in figures:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in figures["round"].items())
         lines.append(f"one cpu-preset round: {phases}")

@@ -227,3 +227,21 @@ def test_paper_style_reference_equals_batched_me_on_gold(setup):
     examples = task.train[:10]
     ours = uncertainty(loaded, task, examples, "me", "gold", 1, False, 4, 64)[0]
     assert np.allclose(ours, reference_me(loaded, examples, 64), atol=1e-4)
+
+
+def test_bench_reports_every_required_figure(tiny_overrides):
+    """`star bench` on the tiny model: every figure issue 4 names is there and plausible."""
+    from star.bench import format_table, run_bench
+
+    figures = run_bench(load_config(None, tiny_overrides), quick=True)
+    assert figures["matmul_gflops"]["fp32"] > 0 and figures["matmul_gflops"]["bf16"] > 0
+    for name in ("me", "me-star", "pe"):
+        row = figures["scoring"][name]
+        assert row["examples_per_s"] > 0 and row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1
+    assert figures["reference"]["examples_per_s"] > 0 and figures["reference_speedup"] > 0
+    assert figures["training"]["tokens_per_s"] > 0 and 0 <= figures["training"]["padding_fraction"] < 1
+    assert figures["memory_mb"]["pool_1k"] > 0 and figures["memory_mb"]["pool_10k"] > 0
+    assert figures["selection_overlap_bf16_fp32"] == 1.0  # an fp32 model against its fp32 twin
+    assert set(figures["profile"]) == {"scoring me", "scoring me-star", "training"}
+    assert "aten::mm" in figures["profile"]["scoring me"]
+    assert "where the time goes" in format_table(figures)
