@@ -22,6 +22,7 @@ from star.reports import (
     calibration_rows,
     calibration_tables,
     collect_runs,
+    matched_seeds,
     read_jsonl,
     results_table,
     selection_rows,
@@ -75,13 +76,19 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
                          "Table 1 layout: AUC and RIPL of the main strategies")
     results = Section("Main results (Table 1)", tables=[main])
     present = {s for t in tasks for s in summary[t]}
-    if present - set(MAIN_STRATEGIES):
+    ablation_tasks = {t for t in tasks if any("+" in s for s in summary[t])}
+    ablations = [*ABLATION_STRATEGIES, "pe-star", "me-star"] if ablation_tasks else []
+    if present - set(MAIN_STRATEGIES) - set(ablations):
         results.tables.append(results_table(summary, None, "all_strategies",
                                             "Every strategy present"))
-    ablations = [*ABLATION_STRATEGIES, "pe-star", "me-star"] if any("+" in s for s in present) else []
     if ablations:
-        results.tables.append(results_table(summary, ablations, "table2_ablation",
-                                            "Table 2 layout: ablations of the STAR components"))
+        matched = matched_seeds([r for r in runs if r["task"] in ablation_tasks], ablations)
+        seeds = {t: sorted({r["seed"] for r in matched if r["task"] == t}) for t in ablation_tasks}
+        table2 = results_table(summarize(matched), ablations, "table2_ablation",
+                               "Table 2 layout: ablations of the STAR components")
+        table2.note += " Only the seeds every row has: " + "; ".join(
+            f"{task} {seeds[task]}" for task in sorted(seeds)) + "."
+        results.tables.append(table2)
     sections.append(results)
     curves = Section("Learning curves (Fig. 5)", "Accuracy on the test split against the number "
                      "of labels; line: mean over seeds, band: ± one standard deviation.")

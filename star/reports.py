@@ -124,17 +124,32 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     return dict(summary)
 
 
+def matched_seeds(runs: list[dict[str, Any]], strategies: list[str]) -> list[dict[str, Any]]:
+    """The runs of `strategies` (and `random`, for RIPL) on the seeds every one of them has in
+    that task, so rows compared in one table differ in the strategy only, not in the seeds."""
+    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for run in runs:
+        if run["strategy"] in strategies:
+            seeds[(run["task"], run["strategy"])].add(run["seed"])
+    common = {task: set.intersection(*[s for (t, _), s in seeds.items() if t == task])
+              for task, _ in seeds}
+    return [run for run in runs if run["task"] in common and run["seed"] in common[run["task"]]
+            and (run["strategy"] in strategies or run["strategy"] == "random")]
+
+
 def _marks(values: dict[str, float | None]) -> dict[str, str]:
-    ranked = sorted(((v, k) for k, v in values.items() if v is not None), reverse=True)
-    return {key: mark for (_, key), mark in zip(ranked, ("best", "second"), strict=False)}
+    """Best and second-best as shown (two decimals of a percentage); ties share a mark."""
+    shown = {key: round(100 * v, 2) for key, v in values.items() if v is not None}
+    levels = sorted(set(shown.values()), reverse=True)[:2]
+    return {key: ("best", "second")[levels.index(v)] for key, v in shown.items() if v in levels}
 
 
 def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: list[str] | None = None,
                   name: str = "table1", title: str = "AUC and RIPL per strategy") -> Table:
     """Table 1/2 layout: a row per strategy, AUC and RIPL (%) per task, mean ± std over seeds."""
-    tasks = sorted(summary)
+    tasks = sorted(t for t in summary if strategies is None or set(summary[t]) & set(strategies))
     present = sorted({s for t in tasks for s in summary[t]}, key=strategy_order)
-    rows_for = [s for s in (strategies or present) if s in present]
+    rows_for = sorted((s for s in (strategies or present) if s in present), key=strategy_order)
     columns = ["Method"] + [f"{t} {metric}" for t in tasks for metric in ("AUC", "RIPL")]
     marks = {(t, m): _marks({s: summary[t][s][f"{m}_mean"] for s in rows_for if s in summary[t]})
              for t in tasks for m in ("auc", "ripl")}

@@ -47,7 +47,7 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
         assert len(calibration) == 1 + 4  # four strategies, four rounds each (8 to 32 labels)
     selection = list(csv.reader((out / "selection.csv").open()))
     assert {r[1] for r in selection[1:]} == {"me-star", "me+dynamic"}
-    assert "<b>" in html and "<u>" in html
+    assert "<b>" in html
 
 
 def test_summary_ripl_uses_random_of_the_same_seed(runs_dir):
@@ -109,3 +109,21 @@ def test_confidence_density_keeps_its_mass_inside_the_support():
     grid = np.linspace(0.5, 1.0, 2001)
     density = reflected_density([0.5, 0.52, 0.55, 0.6, 0.99, 1.0], grid, (0.5, 1.0))
     assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_best_and_second_marks_share_ties():
+    from star.reports import _marks
+
+    assert _marks({"a": 0.5, "b": 0.5, "c": 0.4001, "d": 0.3, "e": None}) == \
+        {"a": "best", "b": "best", "c": "second"}
+
+
+def test_ablation_table_uses_the_seeds_every_row_has():
+    from star.reports import matched_seeds
+
+    runs = [{"task": "T", "strategy": s, "seed": k} for s, seeds in
+            (("me", (0, 1, 2)), ("me+dynamic", (0, 1)), ("random", (0, 1, 2)), ("pe", (2,)))
+            for k in seeds]
+    kept = matched_seeds(runs, ["me", "me+dynamic"])
+    assert sorted((r["strategy"], r["seed"]) for r in kept) == [
+        ("me", 0), ("me", 1), ("me+dynamic", 0), ("me+dynamic", 1), ("random", 0), ("random", 1)]
