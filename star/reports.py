@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from star.metrics import brier_score, expected_calibration_error, mean_std, ripl
+from star.progress import log
 from star.tasks import task_display_name
 
 MAIN_STRATEGIES = ["random", "pe", "pe-star", "me", "me-star"]
@@ -84,14 +86,23 @@ class Table:
 
 
 def collect_runs(root: Path) -> list[dict[str, Any]]:
-    """Every run below `root` with at least one finished round (folders holding results.json)."""
+    """Every finished run below `root` (folders holding results.json and config.yaml).
+
+    A run stopped before its labeling budget is left out, with a line saying so: its AUC
+    covers fewer rounds and would drag its strategy's mean.
+    """
     runs = []
     for path in sorted(root.rglob("results.json")):
         results = json.loads(path.read_text())
-        if results.get("rounds"):
-            results["path"] = str(path.parent)
-            results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
-            runs.append(results)
+        config = path.parent / "config.yaml"
+        budget = yaml.safe_load(config.read_text())["loop"]["budget"] if config.exists() else 0
+        labels = results["rounds"][-1]["n_labeled"] if results.get("rounds") else 0
+        if labels < max(budget, 1):
+            log(f"report: skipping unfinished run {path.parent} ({labels} of {budget} labels)")
+            continue
+        results["path"] = str(path.parent)
+        results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
+        runs.append(results)
     return runs
 
 

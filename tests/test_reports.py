@@ -127,3 +127,20 @@ def test_ablation_table_uses_the_seeds_every_row_has():
     kept = matched_seeds(runs, ["me", "me+dynamic"])
     assert sorted((r["strategy"], r["seed"]) for r in kept) == [
         ("me", 0), ("me", 1), ("me+dynamic", 0), ("me+dynamic", 1), ("random", 0), ("random", 1)]
+
+
+def test_report_leaves_out_unfinished_runs(runs_dir, tmp_path, capsys):
+    import shutil
+
+    from star.reports import collect_runs
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_dir, copy)
+    results = copy / "me" / "seed0" / "results.json"
+    data = json.loads(results.read_text())
+    data["rounds"] = data["rounds"][:2]  # stopped after 16 of 24 labels
+    results.write_text(json.dumps(data))
+    kept = {(r["strategy"], r["seed"]) for r in collect_runs(copy)}
+    assert ("me", 0) not in kept and ("me", 1) in kept and len(kept) == 7
+    captured = capsys.readouterr()
+    assert "skipping unfinished run" in captured.err + captured.out
