@@ -20,6 +20,7 @@ import torch
 
 from star.config import ModelConfig
 from star.errors import StarError
+from star.progress import interactive
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ def load_model(config: ModelConfig) -> LoadedModel:
 
     path = resolve_model_path(config.name)
     device = pick_device(config.device)
+    if not interactive():  # transformers' weight-loading bar is noise in logs
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

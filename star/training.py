@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,7 +55,10 @@ def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
     peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                  target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     try:
-        loaded.model = get_peft_model(loaded.model, peft_config)
+        with warnings.catch_warnings():
+            # PEFT reads transformers' deprecated `is_gradient_checkpointing`; the notice is theirs.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            loaded.model = get_peft_model(loaded.model, peft_config)
     except ValueError as exc:
         raise StarError(f"lora.target_modules {config.target_modules}: {exc}") from None
     _use_fast_dropout(loaded.model)
