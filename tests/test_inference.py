@@ -162,7 +162,7 @@ def test_bf16_scores_rank_like_fp32(setup):
     bf16 = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
     ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = np.corrcoef(ranks(fp32), ranks(bf16))[0, 1]
-    assert rho >= 0.95
+    assert rho >= 0.99
 
 
 def test_bf16_stored_weights_score_exactly_like_autocast_casts(tiny_overrides):
