@@ -146,3 +146,32 @@ def test_each_round_starts_from_the_initial_or_the_last_adapter(tiny_overrides, 
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
     assert len(starts) == 2 and not same(starts[0], ends[0])
     assert same(starts[1], starts[0] if init == "fresh" else ends[0])
+
+
+def test_cached_base_scores_equal_a_fresh_computation(tiny_overrides):
+    """μ_b read back from the disk cache (in any order, partly cached) equals scoring the
+    examples afresh with the adapter off."""
+    from star.config import load_config
+    from star.inference import adapter_off, uncertainty
+    from star.loop import base_scores
+    from star.models import load_model
+    from star.tasks import load_task
+    from star.training import attach_lora
+
+    config = load_config(None, tiny_overrides)
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    with torch.no_grad():  # an adapter that changes the model: μ_b must not see it
+        for name, param in loaded.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    examples = task.train[:30]
+    with adapter_off(loaded.model):
+        fresh = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    first = base_scores(loaded, task, config, "me", examples[:20])  # caches 20 ids
+    mixed = base_scores(loaded, task, config, "me", examples[::-1])  # 20 cached, 10 new
+    np.testing.assert_allclose(first, fresh[:20], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mixed, fresh[::-1], rtol=0, atol=1e-5)
+    full = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    assert np.abs(full - fresh).max() > 1e-4  # the adapter matters (10x the tolerance)
