@@ -112,8 +112,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     sizes = {"score": 200 if quick else 1000, "reference": 30 if quick else 100,
-             "train": 64 if quick else 256, "memory": (300, 3000) if quick else (1000, 10000),
-             "overlap": 300 if quick else 1000}
+             "train": 64 if quick else 256, "memory": (200, 2000) if quick else (1000, 10000),
+             "overlap": 200 if quick else 1000, "profile": 48 if quick else 96}
     figures: dict[str, Any] = {"quick": quick, "sizes": sizes, "machine": {
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__}}
@@ -180,7 +180,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
         uncertainty(loaded, task, examples, "me", "own", 1, False, settings.batch_size,
                     max_length)
         figures["memory_mb"][label] = peak_rss_mb()
-    sample, batch = pool[:96], settings.batch_size
+    sample, batch = pool[: sizes["profile"]], settings.batch_size
     figures["profile"] = {
         "scoring me": top_ops(lambda: uncertainty(loaded, task, sample, "me", "own", 1, False,
                                                   batch, max_length)),
