@@ -97,15 +97,18 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
                   "score of the test predictions at every round; reliability diagrams of the "
                   "last round of each strategy (predictions pooled over seeds).",
                   tables=calibration_tables(calibration))
-    for suffix, strategies, caption in (("", MAIN_STRATEGIES, "main strategies"),
-                                        ("_ablation", ablations and ["random", *ablations],
-                                         "ablations (Table 2)")):
+    for suffix, strategies, shown, caption in (
+            ("", MAIN_STRATEGIES, set(tasks), "main strategies"),
+            ("_ablation", ablations and ["random", *ablations], ablation_tasks,
+             "ablations (Table 2)")):
         if not strategies:
             continue
-        plot_learning_curves(summary, out / f"learning_curves{suffix}.png", strategies)
+        plot_learning_curves({t: summary[t] for t in shown}, out / f"learning_curves{suffix}.png",
+                             strategies)
         curves.figures.append((f"Learning curves, {caption}", out / f"learning_curves{suffix}.png"))
-        if calibration:
-            plot_calibration(calibration, out / f"calibration{suffix}.png", strategies)
+        rows = {key: value for key, value in calibration.items() if key[0] in shown}
+        if rows:
+            plot_calibration(rows, out / f"calibration{suffix}.png", strategies)
             cal.figures.append((f"ECE and Brier score per round, {caption}",
                                 out / f"calibration{suffix}.png"))
     sections.append(curves)

@@ -178,7 +178,7 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4),
                                 marks[(task, metric)].get(strategy, "")))
         table.rows.append(row)
-    seeds = sorted({len(summary[t][s]["seeds"]) for t in tasks for s in summary[t]})
+    seeds = sorted({len(summary[t][s]["seeds"]) for t in tasks for s in rows_for if s in summary[t]})
     table.note = (f"AUC and RIPL in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
                   "best bold, second underlined; RIPL against random with the same seed.")
     return table
