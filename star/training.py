@@ -28,16 +28,22 @@ from star.tasks import Example, Task
 
 
 class FastDropout(nn.Dropout):
-    """Inverted dropout from a uniform draw: the same distribution as `nn.Dropout`, but on
-    CPU `rand < p` is ~3x cheaper than the Bernoulli kernel, and LoRA draws a mask for the
-    input of every adapted projection in every MC pass.
+    """Inverted dropout that draws a quarter of the random numbers `nn.Dropout` draws.
+
+    Torch's CPU Bernoulli and uniform kernels take one generator call per element, on one
+    thread, and LoRA needs a mask for the input of every adapted projection in every MC pass:
+    those draws were a quarter of MC-dropout scoring time (profiled). Here each 64-bit draw
+    gives four 16-bit lanes, and a lane below p · 2^16 drops its element, so p is kept to
+    1/65,536 (0.1 acts as 0.100006). Drawn from torch's generator: seeded runs repeat.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * keep.to(x.dtype) / (1.0 - self.p)
+        draws = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device)
+        lanes = draws.random_(-(2**63), None).view(torch.int16)[: x.numel()].view(x.shape)
+        keep = lanes >= round(self.p * 2**16) - 2**15
+        return (x * keep).mul_(1.0 / (1.0 - self.p))
 
 
 def _use_fast_dropout(model: nn.Module) -> None:
@@ -96,8 +102,9 @@ def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
     with loaded.autocast():
         hidden = backbone(input_ids=ids.to(loaded.device),
                           attention_mask=mask.to(loaded.device)).last_hidden_state
-        logits = head(hidden[rows, cols])  # [answer tokens, vocab]: no head elsewhere
-    return torch.nn.functional.cross_entropy(logits.float(), targets)
+    # The head runs in fp32 on answer tokens only: cheap there, and no cast of its weights.
+    logits = head(hidden[rows, cols].float())  # [answer tokens, vocab]
+    return torch.nn.functional.cross_entropy(logits, targets)
 
 
 @dataclass
