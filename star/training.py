@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,41 @@ def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits, targets)
 
 
+EAGER_ATTENTION_BYTES = 2 * 2**30
+"""Most memory the eager attention probabilities kept for the backward pass may take."""
+
+
+def eager_attention_bytes(model_config, batch_size: int, length: int) -> int:
+    """What eager attention keeps for the backward pass of one batch: every layer's attention
+    probabilities, in fp32 (softmax) and in the compute dtype (matmul), 6 bytes a score."""
+    scores = batch_size * model_config.num_attention_heads * length**2
+    return model_config.num_hidden_layers * scores * 6
+
+
+@contextmanager
+def training_attention(loaded: LoadedModel, batch_size: int, longest: int) -> Iterator[None]:
+    """Transformers' eager attention while training on CPU, where it fits in memory.
+
+    Torch's CPU flash-attention backward was a tenth of a training step (profiled); with eager
+    attention, whose backward is plain matmuls, LoRA training ran 13-17 % faster on SST-2,
+    BoolQ and GSM8K prompts (25-370 tokens, measured side by side). Eager keeps each layer's
+    attention probabilities, which grow with the square of the length, so long batches keep
+    the fused kernel; scoring keeps it too (no backward there, and no gain measured).
+    """
+    causal = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") \
+        else loaded.model
+    before = getattr(causal.config, "_attn_implementation", None)
+    fits = eager_attention_bytes(causal.config, batch_size, longest) <= EAGER_ATTENTION_BYTES
+    if loaded.device.type != "cpu" or before != "sdpa" or not fits:
+        yield
+        return
+    causal.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        causal.set_attn_implementation(before)
+
+
 @dataclass
 class TrainStats:
     seconds: float
@@ -150,16 +186,18 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     model.train()
     batches = [batch for _ in range(config.epochs)
                for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
-    for batch in progress(batches, "training", unit="batch"):
-        items = [encoded[i] for i in batch]
-        tokens += sum(len(e.inputs) for e in items)
-        padded += len(items) * max(len(e.inputs) for e in items)
-        loss = answer_loss(loaded, items)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = float(loss.detach())
+    with training_attention(loaded, config.batch_size, max(lengths)):
+        for batch in progress(batches, "training", unit="batch"):
+            items = [encoded[i] for i in batch]
+            tokens += sum(len(e.inputs) for e in items)
+            padded += len(items) * max(len(e.inputs) for e in items)
+            loss = answer_loss(loaded, items)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                           1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = float(loss.detach())
     model.eval()
     return TrainStats(time.perf_counter() - start, tokens, padded, loss_value)

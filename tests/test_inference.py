@@ -227,6 +227,45 @@ def test_answer_loss_equals_the_hf_loss_with_masked_labels(setup):
         assert float(answer_loss(loaded, items)) == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_eager_attention_bytes_by_hand(setup):
+    from star.training import eager_attention_bytes
+
+    _, _, loaded = setup  # 2 layers, 4 heads
+    assert eager_attention_bytes(loaded.model.config, 8, 16) == 2 * 8 * 4 * 16 * 16 * 6
+
+
+def test_training_uses_eager_attention_where_it_fits_and_gives_the_same_loss(setup, monkeypatch):
+    import star.training
+    from star.training import answer_loss, training_attention
+
+    config, task, loaded = setup
+    causal = loaded.model.get_base_model()
+    assert causal.config._attn_implementation == "sdpa"
+    items = [encode(loaded.tokenizer, e.prompt, e.response, 64, add_eos=False)
+             for e in task.train[:6]]
+    with torch.no_grad():
+        fused = float(answer_loss(loaded, items))
+        with training_attention(loaded, 8, 64):
+            assert causal.config._attn_implementation == "eager"
+            assert float(answer_loss(loaded, items)) == pytest.approx(fused, abs=1e-5)
+    assert causal.config._attn_implementation == "sdpa"  # put back
+
+    seen = []
+    original = star.training.answer_loss
+
+    def recording(loaded, items):
+        seen.append(causal.config._attn_implementation)
+        return original(loaded, items)
+
+    monkeypatch.setattr(star.training, "answer_loss", recording)
+    train_adapter(loaded, task, task.train[:16], config.train, 0.5, seed=0, max_length=64)
+    assert seen == ["eager", "eager"]
+    monkeypatch.setattr(star.training, "EAGER_ATTENTION_BYTES", 1000)  # too long for eager
+    train_adapter(loaded, task, task.train[:8], config.train, 0.5, seed=0, max_length=64)
+    assert seen[2:] == ["sdpa"]
+    assert causal.config._attn_implementation == "sdpa"
+
+
 def test_paper_style_reference_equals_batched_me_on_gold(setup):
     from star.bench import reference_me
 
