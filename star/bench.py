@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     sizes = {"score": 200 if quick else 1000, "reference": 30 if quick else 100,
-             "train": 64 if quick else 256, "memory": (200, 2000) if quick else (1000, 10000),
+             "train": 64 if quick else 256, "memory": (100, 1000) if quick else (1000, 10000),
              "overlap": 200 if quick else 1000, "profile": 48 if quick else 96}
     figures: dict[str, Any] = {"quick": quick, "sizes": sizes, "machine": {
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
@@ -154,11 +155,15 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                          "tokens_per_s": forward_tokens / seconds,
                          "mfu": flops / seconds / peak, "seconds": seconds}
     figures["scoring"] = scoring
-    figures["reference"], early = fp32_comparisons(config, task, loaded, pool[: sizes["reference"]],
-                                                   sizes["overlap"])
+    twin = fp32_twin(config, loaded)
+    reference_pool = pool[: sizes["reference"]]
+    _, seconds = timed(partial(reference_me, twin, reference_pool, max_length))
+    figures["reference"] = {"examples_per_s": len(reference_pool) / seconds,
+                            "tokens_per_s": tokens_of(twin, reference_pool, max_length) / seconds}
     figures["reference_speedup"] = (scoring["me"]["examples_per_s"]
                                     / figures["reference"]["examples_per_s"])
-    figures["selection_overlap_bf16_fp32_early"], figures["spearman_bf16_fp32_early"] = early
+    figures["selection_overlap_bf16_fp32_early"], figures["spearman_bf16_fp32_early"] = \
+        bf16_fp32_agreement(config, task, loaded, twin, sizes["overlap"])
     train_config = config.train.model_copy(update={"epochs": 1})
     stats = train_adapter(loaded, task, train, train_config, config.train.weight_decay_b,
                           config.seed, max_length)
@@ -170,8 +175,10 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                            "examples_per_s": len(train) / stats.seconds,
                            "mfu": train_flops / stats.seconds / peak,
                            "padding_fraction": stats.padding_fraction}
-    _, (figures["selection_overlap_bf16_fp32"], figures["spearman_bf16_fp32"]) = \
-        fp32_comparisons(config, task, loaded, [], sizes["overlap"])
+    load_adapter_state(twin.model, adapter_state(loaded.model))
+    figures["selection_overlap_bf16_fp32"], figures["spearman_bf16_fp32"] = \
+        bf16_fp32_agreement(config, task, loaded, twin, sizes["overlap"])
+    del twin
     gc.collect()  # the fp32 twin's weights are gone before memory is measured
     figures["memory_mb"] = {}
     for label, size in zip(("pool_1k", "pool_10k"), sizes["memory"], strict=True):
@@ -209,22 +216,6 @@ def fp32_twin(config: StarConfig, loaded: LoadedModel) -> LoadedModel:
     attach_lora(twin, config.lora, config.seed)
     load_adapter_state(twin.model, adapter_state(loaded.model))
     return twin
-
-
-def fp32_comparisons(config: StarConfig, task: Task, loaded: LoadedModel,
-                     reference_pool: list[Example], overlap_size: int
-                     ) -> tuple[dict[str, float], tuple[float, float]]:
-    """On an fp32 twin of `loaded` (same adapter): the paper-style reference speed over
-    `reference_pool` (if any) and the bf16/fp32 agreement of selections."""
-    twin = fp32_twin(config, loaded)
-    max_length = config.model.max_length
-    reference = {}
-    if reference_pool:
-        tokens = tokens_of(twin, reference_pool, max_length)
-        _, seconds = timed(lambda: reference_me(twin, reference_pool, max_length))
-        reference = {"examples_per_s": len(reference_pool) / seconds,
-                     "tokens_per_s": tokens / seconds}
-    return reference, bf16_fp32_agreement(config, task, loaded, twin, overlap_size)
 
 
 def bf16_fp32_agreement(config: StarConfig, task: Task, loaded: LoadedModel, twin: LoadedModel,
@@ -275,13 +266,19 @@ def format_table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_round(config: StarConfig, out: Path) -> dict[str, float]:
-    """One whole round of the preset (warm start + one acquisition round), by phase."""
+def bench_round(config: StarConfig, out: Path, quick: bool) -> dict[str, float]:
+    """One whole round of the preset (warm start + one acquisition round), by phase.
+
+    `quick` runs it on at most 150 pool and 100 test examples.
+    """
     from star.loop import Experiment
 
     config = config.model_copy(deep=True)
     config.strategy = "me-star"
     config.loop.budget = config.loop.warm_start + config.loop.step
+    if quick:
+        config.loop.pool_size = min(config.loop.pool_size or 150, 150)
+        config.loop.test_size = min(config.loop.test_size or 100, 100)
     experiment = Experiment(config, out)
     experiment.run_round(0)
     experiment.run_round(1)
@@ -303,7 +300,7 @@ def main(config_path: str | None, overrides: list[str], quick: bool, json_path: 
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        figures["round"] = bench_round(config, Path(tmp) / "round")
+        figures["round"] = bench_round(config, Path(tmp) / "round", quick)
     table = format_table(figures)
     print(table)
     if json_path:

@@ -25,10 +25,6 @@ STRATEGY_COLORS = {
 """One colour per strategy in every figure, so a reader can follow a strategy across them."""
 
 
-def _color(strategy: str) -> str | None:
-    return STRATEGY_COLORS.get(strategy)
-
-
 def _order(names):
     from star.reports import strategy_order
 
@@ -54,9 +50,9 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
             x = np.array(curve["n_labeled"])
             mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
             ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
-                    color=_color(strategy))
+                    color=STRATEGY_COLORS.get(strategy))
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
-                            color=_color(strategy))
+                            color=STRATEGY_COLORS.get(strategy))
         ax.set_title(task)
         ax.set_xlabel("number of labels")
         ax.set_ylabel("accuracy (%)")
@@ -76,9 +72,9 @@ def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Pa
             points = rows[(task, strategy)]
             x = [p["n_labeled"] for p in points]
             axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=_color(strategy))
+                              label=strategy, color=STRATEGY_COLORS.get(strategy))
             axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=_color(strategy))
+                              label=strategy, color=STRATEGY_COLORS.get(strategy))
         axes[0][col].set_title(f"{task}: expected calibration error")
         axes[0][col].set_ylabel("ECE (%)")
         axes[1][col].set_title(f"{task}: Brier score")
@@ -105,7 +101,7 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
         bins = reliability_bins(confidence, correct)
         ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
                align="edge", alpha=0.7, edgecolor="black", label="accuracy",
-               color=_color(name))
+               color=STRATEGY_COLORS.get(name))
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -130,7 +126,7 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
             return [float(np.mean([r[key] for r in mine if r["round"] == k
                                    and r[key] is not None] or [np.nan])) for k in rounds]
 
-        style = {"marker": "o", "markersize": 3, "color": _color(strategy)}
+        style = {"marker": "o", "markersize": 3, "color": STRATEGY_COLORS.get(strategy)}
         axes[0].plot(rounds, mean("base_mean"), "--", label=f"{strategy} μ_b", **style)
         axes[0].plot(rounds, mean("full_mean"), "-", label=f"{strategy} μ_f", **style)
         axes[1].plot(rounds, mean("lambda"), label=strategy, **style)
@@ -176,7 +172,7 @@ def plot_confidence_density(confidences: dict[str, list[float]], title: str, pat
             continue
         density = reflected_density(values, grid, support)
         (line,) = ax.plot(grid, density, label=f"{name} (n={len(values)})")
-        ax.fill_between(grid, density, alpha=0.2, color=line.get_color())
+        ax.fill_between(grid, density, alpha=0.2, color=line.getSTRATEGY_COLORS.get())
     ax.set_xlabel("confidence CF of wrong predictions")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)

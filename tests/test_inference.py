@@ -275,11 +275,15 @@ def test_paper_style_reference_equals_batched_me_on_gold(setup):
     assert np.allclose(ours, reference_me(loaded, examples, 64), atol=1e-4)
 
 
-def test_bench_reports_every_required_figure(tiny_overrides):
+def test_bench_reports_every_required_figure(tiny_overrides, tmp_path):
     """`star bench` on the tiny model: every figure issue 4 names is there and plausible."""
-    from star.bench import format_table, run_bench
+    from star.bench import bench_round, format_table, run_bench
 
-    figures = run_bench(load_config(None, tiny_overrides), quick=True)
+    config = load_config(None, tiny_overrides)
+    figures = run_bench(config, quick=True)
+    figures["round"] = bench_round(config, tmp_path / "round", quick=True)
+    assert set(figures["round"]) == {"score_select", "train", "evaluate"}
+    assert all(seconds > 0 for seconds in figures["round"].values())
     assert figures["matmul_gflops"]["fp32"] > 0 and figures["matmul_gflops"]["bf16"] > 0
     for name in ("me", "me-star", "pe"):
         row = figures["scoring"][name]
