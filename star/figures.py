@@ -172,7 +172,7 @@ def plot_confidence_density(confidences: dict[str, list[float]], title: str, pat
             continue
         density = reflected_density(values, grid, support)
         (line,) = ax.plot(grid, density, label=f"{name} (n={len(values)})")
-        ax.fill_between(grid, density, alpha=0.2, color=line.getSTRATEGY_COLORS.get())
+        ax.fill_between(grid, density, alpha=0.2, color=line.get_color())
     ax.set_xlabel("confidence CF of wrong predictions")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
