@@ -87,7 +87,8 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
             ids, mask = pad_right([e.inputs for e in items], pad_id)
             ids, mask = ids.repeat(runs, 1).to(loaded.device), mask.repeat(runs, 1).to(loaded.device)
             with loaded.autocast():
-                hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+                hidden = backbone(input_ids=ids, attention_mask=mask,
+                                  use_cache=False).last_hidden_state  # one pass: no KV cache
             rows_t, cols_t, targets_t = response_positions(items, runs, loaded.device)
             ent = torch.empty(len(rows_t), device=loaded.device)
             lp = torch.empty(len(rows_t), device=loaded.device)

@@ -101,8 +101,8 @@ def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
     ids, mask = pad_right([e.inputs for e in items], loaded.tokenizer.pad_token_id)
     rows, cols, targets = response_positions(items, device=loaded.device)
     with loaded.autocast():
-        hidden = backbone(input_ids=ids.to(loaded.device),
-                          attention_mask=mask.to(loaded.device)).last_hidden_state
+        hidden = backbone(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
+                          use_cache=False).last_hidden_state
     # The head runs in fp32 on answer tokens only: cheap there, and no cast of its weights.
     logits = head(hidden[rows, cols].float())  # [answer tokens, vocab]
     return torch.nn.functional.cross_entropy(logits, targets)
