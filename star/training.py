@@ -169,7 +169,10 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     lengths = [len(e) for e in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(optimizer_groups(model, weight_decay_b), lr=config.lr)
+    # One fused kernel for all LoRA tensors (420 in the default model): 15 ms a step on CPU
+    # instead of 52-68 ms for the per-tensor-list (foreach) kernels.
+    optimizer = torch.optim.AdamW(optimizer_groups(model, weight_decay_b), lr=config.lr,
+                                  fused=loaded.device.type in ("cpu", "cuda"))
     warmup = int(config.warmup_ratio * total_steps)
 
     def lr_factor(step: int) -> float:
