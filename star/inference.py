@@ -46,8 +46,13 @@ def adapter_off(model: nn.Module):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
 
 
+def causal_lm(model: nn.Module) -> nn.Module:
+    """The transformers causal LM: under a PEFT wrapper, or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal = causal_lm(model)
     return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
 
 

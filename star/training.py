@@ -22,7 +22,7 @@ from torch import nn
 from star.batching import Encoded, encode, pad_right, response_positions, shuffled_length_groups
 from star.config import LoraConfig, TrainConfig
 from star.errors import StarError
-from star.inference import backbone_and_head
+from star.inference import backbone_and_head, causal_lm
 from star.models import LoadedModel, store_frozen_weights
 from star.progress import progress
 from star.tasks import Example, Task
@@ -129,8 +129,7 @@ def training_attention(loaded: LoadedModel, batch_size: int, longest: int) -> It
     attention probabilities, which grow with the square of the length, so long batches keep
     the fused kernel; scoring keeps it too (no backward there, and no gain measured).
     """
-    causal = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") \
-        else loaded.model
+    causal = causal_lm(loaded.model)
     before = getattr(causal.config, "_attn_implementation", None)
     fits = eager_attention_bytes(causal.config, batch_size, longest) <= EAGER_ATTENTION_BYTES
     if loaded.device.type != "cpu" or before != "sdpa" or not fits:
@@ -189,6 +188,7 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     model.train()
     batches = [batch for _ in range(config.epochs)
                for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     with training_attention(loaded, config.batch_size, max(lengths)):
         for batch in progress(batches, "training", unit="batch"):
             items = [encoded[i] for i in batch]
@@ -196,8 +196,7 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
             padded += len(items) * max(len(e.inputs) for e in items)
             loss = answer_loss(loaded, items)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                           1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
