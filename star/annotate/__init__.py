@@ -1,0 +1,1 @@
+"""Getting labels from people: the built-in labeling page and file exchange with other tools."""

@@ -1,0 +1,226 @@
+"""The built-in labeling page: a small local web server between a round's batch and the journal.
+
+Standard library only, so labeling needs nothing beyond the install. Every answer is checked
+against the batch and appended to the journal (flushed and fsynced) before the page hears that
+it was accepted: whatever an annotator saw accepted survives a crash. A random token in the
+URL, new at each start, keeps other users of the machine and other web pages out.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlsplit
+
+from star.active.batch import Batch
+from star.active.journal import Answer, Journal, now
+from star.errors import DataError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+RECENT = 10
+"""How many of the last answers the page lists (each one a way back to change it)."""
+MAX_BODY = 1 << 20
+"""Largest request body read: generous for a corrected draft, small enough to refuse floods."""
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+       "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
+"""The page loads nothing but itself and talks to nothing but this server."""
+
+
+class LabelingServer:
+    """Serves the page and its JSON API for one batch; writes go to `journal` as `annotator`.
+
+    `url` holds the token; `done_hint` is the command that continues the run, shown once every
+    example of the batch is answered.
+    """
+
+    def __init__(self, batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1",
+                 port: int = 0, done_hint: str | None = None) -> None:
+        self.batch = batch
+        self.journal = journal
+        self.annotator = annotator
+        self.done_hint = done_hint
+        self.token = secrets.token_urlsafe(24)
+        self._page = files(__package__).joinpath("page.html").read_bytes()
+        self._write_lock = threading.Lock()  # undo reads the journal, then appends
+        self._started = False
+        if host not in LOCAL_HOSTS:
+            print(f"warning: the labeling page listens on {host}, beyond this machine: anyone who can "
+                  "reach it and has its link can label", file=sys.stderr, flush=True)
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.app = self
+        self.url = f"http://{host}:{self._httpd.server_port}/{self.token}/"
+
+    def serve_forever(self) -> None:
+        """Answer requests until `shutdown` (from another thread) or Ctrl+C."""
+        self._started = True
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def shutdown(self) -> None:
+        """Stop serving and free the port; safe whether or not `serve_forever` ever ran."""
+        if self._started:  # HTTPServer.shutdown waits for a loop that must have started
+            self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def state(self) -> dict[str, Any]:
+        """Everything the page shows: the batch, the answers in force, the last answers."""
+        batch = self.batch
+        ids = set(batch.ids)
+        answered: dict[str, str] = {}
+        last: dict[str, Answer] = {}  # per id its newest line (retractions too), oldest first
+        for answer in self.journal.answers():
+            if answer.id not in ids:
+                continue
+            last.pop(answer.id, None)
+            last[answer.id] = answer
+            if answer.value is None:
+                answered.pop(answer.id, None)
+            else:
+                answered[answer.id] = answer.value
+        recent = list(reversed(last.values()))[:RECENT]
+        return {
+            "round": batch.round,
+            "annotator": self.annotator,
+            "generative": batch.generative,
+            "labels": [{"value": label, "display": batch.display.get(label, label).strip() or label}
+                       for label in batch.labels],
+            "items": [{"id": item.id, "fields": item.fields, "prompt": item.prompt,
+                       "suggestion": item.suggestion, "confidence": item.confidence}
+                      for item in batch.items],
+            "answered": answered,
+            "recent": [{"id": a.id, "value": a.value, "annotator": a.annotator, "time": a.time}
+                       for a in recent],
+            "done_hint": self.done_hint,
+        }
+
+    def answer(self, example_id: str, value: str) -> str:
+        """Check one answer and append it; returns the stored value once it is on disk."""
+        stored = self.batch.check(example_id, value, "page")
+        with self._write_lock:
+            self.journal.append([Answer(example_id, stored, self.annotator, self.batch.round,
+                                        "page", now())])
+        return stored
+
+    def undo(self) -> str:
+        """Retract this annotator's most recent answer still in force; returns its id."""
+        ids = set(self.batch.ids)
+        with self._write_lock:
+            lines = self.journal.answers()
+            newest = {answer.id: index for index, answer in enumerate(lines)}
+            for index in reversed(range(len(lines))):
+                line = lines[index]
+                if (line.annotator == self.annotator and line.value is not None and line.id in ids
+                        and newest[line.id] == index):
+                    self.journal.append([Answer(line.id, None, self.annotator, self.batch.round,
+                                                "page", now())])
+                    return line.id
+        raise DataError("page: nothing to undo: none of your answers in this batch is in force")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    app: LabelingServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes `/<token>/...`; anything without the right token gets 403 and learns nothing."""
+
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the default request log would print the token to the terminal."""
+
+    def _route(self, method: str) -> None:
+        app = self.server.app
+        parts = urlsplit(self.path).path.split("/")
+        if len(parts) < 2 or not secrets.compare_digest(parts[1].encode(), app.token.encode()):
+            self._json(HTTPStatus.FORBIDDEN, {"error": "wrong or missing token: open the link the "
+                                                       "labeling server printed when it started"})
+            return
+        rest = "/".join(parts[2:])
+        if len(parts) == 2:  # without the slash the page's relative API paths would miss the token
+            self.send_response(HTTPStatus.FOUND)
+            self.send_header("Location", f"/{app.token}/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif (method, rest) == ("GET", ""):
+            self._send(HTTPStatus.OK, app._page, "text/html; charset=utf-8")
+        elif (method, rest) == ("GET", "api/state"):
+            self._json(HTTPStatus.OK, app.state())
+        elif (method, rest) == ("POST", "api/answer"):
+            self._write(lambda body: {"stored": app.answer(*_answer_fields(body))})
+        elif (method, rest) == ("POST", "api/undo"):
+            self._write(lambda body: {"undone": app.undo()})
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no {method} /{rest}"})
+
+    def _write(self, action: Callable[[Any], dict[str, Any]]) -> None:
+        """Run a write; the reply, with the new state, leaves only after the journal is on disk."""
+        try:
+            result = action(self._body())
+        except DataError as error:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+            return
+        except OSError as error:  # e.g. a full disk: the page must say the answer was not kept
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error": f"the journal could not be written, nothing was saved: {error}"})
+            return
+        self._json(HTTPStatus.OK, {**result, "state": self.server.app.state()})
+
+    def _body(self) -> Any:
+        length = self.headers.get("Content-Length") or "0"
+        if not (length.isascii() and length.isdigit() and int(length) <= MAX_BODY):
+            raise DataError(f"page: a request needs a Content-Length of at most {MAX_BODY} bytes")
+        try:
+            return json.loads(self.rfile.read(int(length)) or b"{}")
+        except ValueError as error:
+            raise DataError(f"page: request is not JSON: {error}") from None
+
+    def _json(self, status: HTTPStatus, data: dict[str, Any]) -> None:
+        self._send(status, json.dumps(data, ensure_ascii=False).encode(), "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")  # the URL holds the token
+        self.send_header("Content-Security-Policy", CSP)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _answer_fields(body: Any) -> tuple[str, str]:
+    if not (isinstance(body, dict) and isinstance(body.get("id"), str)
+            and isinstance(body.get("value"), str)):
+        raise DataError('page: an answer is {"id": "...", "value": "..."} with two strings')
+    return body["id"], body["value"]
+
+
+def serve(batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1", port: int = 0,
+          on_ready: Callable[[str], None] | None = None, done_hint: str | None = None) -> None:
+    """Run the labeling page until Ctrl+C; `on_ready` receives the URL, else it is printed."""
+    server = LabelingServer(batch, journal, annotator, host, port, done_hint)
+    if on_ready is None:
+        print(f"Label round {batch.round} at {server.url}  (answers are saved as you go; Ctrl+C stops)",
+              flush=True)
+    else:
+        on_ready(server.url)
+    with suppress(KeyboardInterrupt):
+        server.serve_forever()
