@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from star.active.strategies import get_strategy
+from star.data.tasks import TASK_NAMES
 from star.errors import ConfigError
 
 
@@ -49,10 +51,14 @@ class ModelConfig(Section):
 
 class TaskConfig(Section):
     name: str = "sst2"
+    title: str | None = None
+    """How tables and figures name the task; default: a built-in's title, else the folder's name."""
     data_dir: str | None = None
     """Folder with the train/test files; null for a built-in task loads it from the hub."""
     train_file: str = "train.jsonl"
-    test_file: str = "test.jsonl"
+    """The pool: labeled, partly labeled or unlabeled (labels then come from annotators)."""
+    test_file: str | None = "test.jsonl"
+    """A labeled test set for the accuracy curve; null to run without one."""
     prompt: str | None = None
     """Template with {field} placeholders (custom tasks); built-ins have the paper's."""
     answer_field: str = "answer"
@@ -61,6 +67,13 @@ class TaskConfig(Section):
     verbalizer: dict[str, str] | None = None
     """Optional map from a gold label in the data to the words the model answers with."""
     max_new_tokens: int = Field(256, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASK_NAMES:
+            raise ValueError(f"unknown task '{value}'; known tasks: {', '.join(TASK_NAMES)}")
+        return value
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -92,6 +105,12 @@ class TrainConfig(Section):
     weight_decay_b: float = Field(0.5, ge=0)
     """β of the hybrid regularisation (Sec. 5.3), used by strategies with the L2 switch."""
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradients are clipped to this global norm every step (not in the paper; the default of
+    transformers' Trainer)."""
+    decay_b_always: bool = False
+    """Apply β to `lora_B` for every strategy, `random` included, as the paper's code does;
+    false: only for strategies with the L2 switch (the paper's text)."""
     init: Literal["fresh", "continue"] = "fresh"
     """`fresh`: every round trains a new adapter from the same initial weights (paper code)."""
 
@@ -103,6 +122,10 @@ class UncertaintyConfig(Section):
     """Step of `linear` (λ = 1 − rate·(t+1)) and decay of `exp` (λ = exp(−rate·(t+1)))."""
     constant: float = Field(0.5, ge=0, le=1)
     mix: Literal["weighted", "subtract"] = "weighted"
+    """`weighted`: Eq. 5; `subtract`: μ_f − μ_b, a variant (neither the paper nor its code)."""
+    normalise: Literal["pool", "paper"] = "pool"
+    """`pool`: μ_b and μ_f min-max normalised over the unlabeled pool; `paper`: as the paper's
+    code, μ_b normalised over the whole pool and μ_f raw."""
     response: Literal["own", "gold"] = "own"
     """ME over the model's own response (label-free) or, as the paper's code, the gold one."""
     batch_size: int = Field(32, gt=0)
@@ -114,6 +137,12 @@ class LoopConfig(Section):
     budget: int = Field(5000, gt=0)
     pool_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
+    annotator: Literal["oracle", "people"] = "oracle"
+    """`oracle`: labels read from the pool's answer field (a simulation); `people`: the loop
+    writes each round's batch and waits for labels from the page or an import."""
+    stop_set_size: int = Field(200, gt=0)
+    """Without a test set: unlabeled pool examples whose predictions are compared between
+    rounds (agreement, the stopping signal)."""
 
     @model_validator(mode="after")
     def _warm_start_within_budget(self) -> LoopConfig:
@@ -125,7 +154,14 @@ class LoopConfig(Section):
 
 class StarConfig(Section):
     strategy: str = "me-star"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        get_strategy(value)
+        return value
+
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
     lora: LoraConfig = LoraConfig()
@@ -150,7 +186,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), read_yaml(raw)
+    try:
+        return key.strip(), read_yaml(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({problem})") from None
 
 
 def _describe(error: ValidationError, tree: dict[str, Any]) -> str:
@@ -209,5 +249,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def save_config(config: StarConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+def config_text(config: StarConfig) -> str:
+    """The fully resolved config as YAML, as saved next to every result."""
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)

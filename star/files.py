@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees half a file, a crash never leaves one."""
+"""Files: atomic writes (a reader never sees half a file, a crash never leaves one) and the
+folder where caches live."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from typing import Any
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(text)
+    """Write a sibling temporary file, fsync it, then rename it over `path`."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     partial.replace(path)
 
 
@@ -20,3 +25,16 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def cache_root() -> Path:
+    """`$STAR_CACHE_DIR`, else `$XDG_CACHE_HOME/star`, else `~/.cache/star`."""
+    if "STAR_CACHE_DIR" in os.environ:
+        return Path(os.environ["STAR_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(base) / "star"

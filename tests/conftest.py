@@ -24,6 +24,13 @@ def toy_records(n: int, seed: int) -> list[dict]:
     return records
 
 
+def MC_MASKS(seed: int = 0) -> torch.Generator:
+    """A fresh generator for MC-dropout masks, as the loop derives one per round."""
+    from star.seeding import torch_generator
+
+    return torch_generator(seed, 1, "mc_dropout")
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 

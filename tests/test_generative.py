@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from star.active.scorer import Scoring, score_examples
 from star.config import load_config
-from star.inference import generate, predict, uncertainty
-from star.models import load_model
-from star.tasks import load_task
-from star.uncertainty import token_entropy
-from tests.conftest import write_jsonl
+from star.data.sources import load_task
+from star.model.loading import load_model
+from star.model.passes import generate, predict, token_entropy
+from tests.conftest import MC_MASKS, write_jsonl
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def number_setup(tiny_overrides, tmp_path):
 def test_me_sums_entropy_over_the_greedy_response(number_setup):
     _config, task, loaded = number_setup
     examples = task.train[:3]
-    me = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
-    generated = generate(loaded, task, examples, 8, 64).tokens
+    me = score_examples(loaded, task, examples, Scoring("me", batch_size=8, max_length=64))
+    generated = generate(loaded, task, examples, batch_size=8, max_length=64).tokens
     for i, example in enumerate(examples):
         ids = loaded.tokenizer(example.prompt).input_ids
         with torch.no_grad():
@@ -46,24 +46,25 @@ def test_mc_passes_rescore_the_greedy_response_like_the_single_pass(number_setup
     """With dropout at 0 the teacher-forced MC path must equal the generation-time entropy."""
     _, task, loaded = number_setup
     from star.config import LoraConfig
-    from star.training import attach_lora
+    from star.model.lora import attach_lora
 
     attach_lora(loaded, LoraConfig(r=4, alpha=8, dropout=0.0), seed=0)
     examples = task.train[:4]
-    single = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
-    passes = uncertainty(loaded, task, examples, "me", "own", 2, True, 8, 64)
+    single = score_examples(loaded, task, examples, Scoring("me", batch_size=8, max_length=64))
+    passes = score_examples(loaded, task, examples,
+                            Scoring("me", passes=2, batch_size=8, max_length=64), MC_MASKS())
     assert np.allclose(passes, np.repeat(single, 2, axis=0), rtol=1e-4)
 
 
 def test_pe_scores_the_gold_solution_and_eos(number_setup):
     _config, task, loaded = number_setup
-    pe = uncertainty(loaded, task, task.train[:4], "pe", "own", 1, False, 8, 64)
+    pe = score_examples(loaded, task, task.train[:4], Scoring("pe", batch_size=8, max_length=64))
     assert pe.shape == (1, 4) and np.all(pe > 0)
 
 
 def test_predictions_parse_numbers(number_setup):
     _config, task, loaded = number_setup
-    [prediction] = predict(loaded, task, task.test, 8, 64)
+    [prediction] = predict(loaded, task, task.test, batch_size=8, max_length=64)
     assert prediction.gold == "3"
     assert prediction.correct == (prediction.prediction == "3")
     assert 0.0 < prediction.confidence <= 1.0

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from star.batching import encode
+from star.active.scorer import Scoring, score_examples
 from star.config import load_config
-from star.inference import adapter_off, mc_dropout, predict, response_stats, uncertainty
-from star.models import load_model
-from star.tasks import load_task
-from star.training import attach_lora, optimizer_groups, train_adapter
+from star.data.batching import encode
+from star.data.sources import load_task
+from star.model.loading import load_model
+from star.model.lora import adapter_off, attach_lora, mc_dropout
+from star.model.passes import predict, response_stats
+from star.model.training import optimizer_groups, train_adapter
+from tests.conftest import MC_MASKS
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def full_logits(loaded, ids):
 def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
     _config, task, loaded = setup
     example = task.train[0]
-    enc = encode(loaded.tokenizer, example.prompt, example.response, 64, add_eos=False)
+    enc = encode(loaded.tokenizer, example.prompt, example.response, max_length=64, add_eos=False)
     logits = full_logits(loaded, enc.ids)
     slot = len(enc.prompt) - 1
     logp = torch.log_softmax(logits, -1)
@@ -43,8 +46,8 @@ def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
     probs = logp.exp()
     entropies = -(probs * logp).sum(-1)
     me_gold = sum(float(entropies[slot + j]) for j in range(len(enc.response)))
-    pe = uncertainty(loaded, task, [example], "pe", "own", 1, False, 8, 64)
-    me = uncertainty(loaded, task, [example], "me", "gold", 1, False, 8, 64)
+    pe = score_examples(loaded, task, [example], Scoring("pe", batch_size=8, max_length=64))
+    me = score_examples(loaded, task, [example], Scoring("me", response="gold", batch_size=8, max_length=64))
     assert pe[0, 0] == pytest.approx(nll, abs=1e-4)
     assert me[0, 0] == pytest.approx(me_gold, abs=1e-4)
 
@@ -52,18 +55,19 @@ def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
 def test_me_own_uses_the_predicted_label_without_the_gold(setup):
     _config, task, loaded = setup
     examples = task.train[:6]
-    own = uncertainty(loaded, task, examples, "me", "own", 1, False, 8, 64)
+    own = score_examples(loaded, task, examples, Scoring("me", batch_size=8, max_length=64))
     flipped = [type(e)(e.id, e.prompt, e.response, "no" if e.gold == "yes" else "yes")
                for e in examples]
-    assert np.allclose(own, uncertainty(loaded, task, flipped, "me", "own", 1, False, 8, 64))
+    assert np.allclose(own, score_examples(loaded, task, flipped, Scoring("me", batch_size=8, max_length=64)))
 
 
 def test_batched_equals_one_at_a_time(setup):
     _config, task, loaded = setup
     examples = task.train[:12]
     for measure in ("me", "pe"):
-        batched = uncertainty(loaded, task, examples, measure, "own", 1, False, 5, 64)
-        single = np.concatenate([uncertainty(loaded, task, [e], measure, "own", 1, False, 1, 64)
+        batched = score_examples(loaded, task, examples, Scoring(measure, batch_size=5, max_length=64))
+        single = np.concatenate([score_examples(loaded, task, [e],
+                                Scoring(measure, batch_size=1, max_length=64))
                                  for e in examples], axis=1)
         assert np.allclose(batched, single, atol=1e-4)
 
@@ -80,17 +84,20 @@ def test_mc_dropout_keeps_base_in_eval_and_only_lora_dropout_on(setup):
 def test_mc_passes_differ_and_only_through_lora(setup, tiny_overrides):
     _config, task, loaded = setup
     examples = task.train[:8]
-    passes = uncertainty(loaded, task, examples, "me", "own", 3, True, 24, 64)
+    passes = score_examples(loaded, task, examples,
+                            Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
     assert passes.shape == (3, 8)
     assert not np.allclose(passes[0], passes[1])
     with adapter_off(loaded.model):  # no LoRA path: dropout has nothing to act on
-        base = uncertainty(loaded, task, examples, "me", "own", 3, True, 24, 64)
+        base = score_examples(loaded, task, examples,
+                              Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
     assert np.allclose(base[0], base[1]) and np.allclose(base[1], base[2])
     no_dropout = load_config(None, [*tiny_overrides, "lora.dropout=0.0"])
     plain = load_model(no_dropout.model)
     attach_lora(plain, no_dropout.lora, seed=0)
     plain.model.load_state_dict(loaded.model.state_dict())
-    same = uncertainty(plain, task, examples, "me", "own", 3, True, 24, 64)
+    same = score_examples(plain, task, examples,
+                          Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
     assert np.allclose(same[0], same[1], atol=1e-6) and np.allclose(same[0], same[2], atol=1e-6)
 
 
@@ -102,15 +109,15 @@ def test_multi_token_labels_score_each_label_sequence(tiny_model_dir, toy_data_d
     example = task.train[0]
     logprob = []
     for choice in task.choices:
-        enc = encode(loaded.tokenizer, example.prompt, choice, 64, add_eos=False)
+        enc = encode(loaded.tokenizer, example.prompt, choice, max_length=64, add_eos=False)
         assert len(enc.response) > 1
         logp = torch.log_softmax(full_logits(loaded, enc.ids), -1)
         logprob.append(sum(float(logp[len(enc.prompt) - 1 + j, t])
                            for j, t in enumerate(enc.response)))
     gold = task.labels.index(example.gold)
-    pe = uncertainty(loaded, task, [example], "pe", "own", 1, False, 8, 64)
+    pe = score_examples(loaded, task, [example], Scoring("pe", batch_size=8, max_length=64))
     assert pe[0, 0] == pytest.approx(-logprob[gold], abs=1e-4)
-    prediction = predict(loaded, task, [example], 8, 64)[0]
+    prediction = predict(loaded, task, [example], batch_size=8, max_length=64)[0]
     assert prediction.prediction == task.labels[int(np.argmax(logprob))]
     probs = np.exp(logprob) / np.exp(logprob).sum()
     assert prediction.confidence == pytest.approx(probs.max(), abs=1e-4)
@@ -147,9 +154,10 @@ def test_training_lowers_the_loss_on_answer_tokens(setup):
     config, task, loaded = setup
     config.train.epochs = 8
     examples = task.train[:16]
-    before = -uncertainty(loaded, task, examples, "pe", "own", 1, False, 16, 64).mean()
-    stats = train_adapter(loaded, task, examples, config.train, 0.0, seed=0, max_length=64)
-    after = -uncertainty(loaded, task, examples, "pe", "own", 1, False, 16, 64).mean()
+    before = -score_examples(loaded, task, examples, Scoring("pe", batch_size=16, max_length=64)).mean()
+    stats = train_adapter(loaded, task, examples,
+                          config=config.train, weight_decay_b=0.0, seed=0, round_index=1, max_length=64)
+    after = -score_examples(loaded, task, examples, Scoring("pe", batch_size=16, max_length=64)).mean()
     assert after > before and math.isfinite(stats.final_loss)
     assert 0.0 <= stats.padding_fraction < 0.5
 
@@ -157,9 +165,9 @@ def test_training_lowers_the_loss_on_answer_tokens(setup):
 def test_bf16_scores_rank_like_fp32(setup):
     _, task, loaded = setup
     examples = task.train[:40]
-    fp32 = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    fp32 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     loaded.compute_dtype = torch.bfloat16
-    bf16 = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    bf16 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = np.corrcoef(ranks(fp32), ranks(bf16))[0, 1]
     assert rho >= 0.99
@@ -176,48 +184,54 @@ def test_bf16_stored_weights_score_exactly_like_autocast_casts(tiny_overrides):
     attach_lora(cast, config.lora, seed=0)
     cast.compute_dtype = torch.bfloat16  # fp32 weights, cast by autocast on every call
     for loaded in (stored, cast):
-        train_adapter(loaded, task, task.train[:16], config.train, 0.5, seed=0, max_length=64)
+        train_adapter(loaded, task, task.train[:16],
+                      config=config.train, weight_decay_b=0.5, seed=0, round_index=1, max_length=64)
     dtypes = {name: p.dtype for name, p in stored.model.named_parameters()}
     assert dtypes["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"] == torch.bfloat16
     assert all(dtype == torch.float32 for name, dtype in dtypes.items() if "lora_" in name)
     assert stored.model.get_output_embeddings().weight.dtype == torch.float32
     examples = task.train[16:40]
     for measure in ("me", "pe"):
-        a, b = (uncertainty(m, task, examples, measure, "own", 1, False, 16, 64) for m in (stored, cast))
+        a, b = (score_examples(m, task, examples,
+                Scoring(measure, batch_size=16, max_length=64)) for m in (stored, cast))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_response_stats_needs_one_token_for_slot_labels(setup):
     _, _task, loaded = setup
-    enc = encode(loaded.tokenizer, "Question: cat", " red fish", 64, add_eos=False)
+    enc = encode(loaded.tokenizer, "Question: cat", " red fish", max_length=64, add_eos=False)
     with pytest.raises(ValueError, match="one-token"):
         response_stats(loaded, [enc], slot_labels=[1, 2])
 
 
 def test_fast_dropout_keeps_the_dropout_distribution():
-    from star.training import FastDropout
+    from star.model.lora import FastDropout
 
-    torch.manual_seed(0)
     layer = FastDropout(0.1).train()
+    with pytest.raises(RuntimeError, match="no generator"):  # never torch's global generator
+        layer(torch.ones(4))
+    layer.generator = torch.Generator().manual_seed(0)
     out = layer(torch.ones(400_000))
     dropped = (out == 0).float().view(-1, 4)  # each 64-bit draw feeds four neighbours
     assert dropped.mean(0).tolist() == pytest.approx([0.1] * 4, abs=0.003)
     assert float(dropped[:, 0] @ dropped[:, 1]) / len(dropped) == pytest.approx(0.01, abs=0.001)
     assert float(out.mean()) == pytest.approx(1.0, abs=0.005)
     assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
-    torch.manual_seed(1)
+    layer.generator = torch.Generator().manual_seed(1)
     first = layer(torch.ones(3, 5))
-    torch.manual_seed(1)
+    layer.generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(123)  # the global state plays no part
     assert torch.equal(layer(torch.ones(3, 5)), first)
     assert torch.equal(layer.eval()(torch.ones(5)), torch.ones(5))
 
 
 def test_answer_loss_equals_the_hf_loss_with_masked_labels(setup):
-    from star.batching import pad_right
-    from star.training import answer_loss
+    from star.data.batching import pad_right
+    from star.model.training import answer_loss
 
     _, task, loaded = setup
-    items = [encode(loaded.tokenizer, e.prompt, e.response, 64, add_eos=False) for e in task.train[:5]]
+    items = [encode(loaded.tokenizer, e.prompt, e.response,
+                    max_length=64, add_eos=False) for e in task.train[:5]]
     ids, mask = pad_right([e.ids for e in items], loaded.tokenizer.pad_token_id)
     labels = torch.full_like(ids, -100)
     for row, item in enumerate(items):
@@ -228,20 +242,20 @@ def test_answer_loss_equals_the_hf_loss_with_masked_labels(setup):
 
 
 def test_eager_attention_bytes_by_hand(setup):
-    from star.training import eager_attention_bytes
+    from star.model.training import eager_attention_bytes
 
     _, _, loaded = setup  # 2 layers, 4 heads
     assert eager_attention_bytes(loaded.model.config, 8, 16) == 2 * 8 * 4 * 16 * 16 * 6
 
 
 def test_training_uses_eager_attention_where_it_fits_and_gives_the_same_loss(setup, monkeypatch):
-    import star.training
-    from star.training import answer_loss, training_attention
+    import star.model.training
+    from star.model.training import answer_loss, training_attention
 
     config, task, loaded = setup
     causal = loaded.model.get_base_model()
     assert causal.config._attn_implementation == "sdpa"
-    items = [encode(loaded.tokenizer, e.prompt, e.response, 64, add_eos=False)
+    items = [encode(loaded.tokenizer, e.prompt, e.response, max_length=64, add_eos=False)
              for e in task.train[:6]]
     with torch.no_grad():
         fused = float(answer_loss(loaded, items))
@@ -251,40 +265,43 @@ def test_training_uses_eager_attention_where_it_fits_and_gives_the_same_loss(set
     assert causal.config._attn_implementation == "sdpa"  # put back
 
     seen = []
-    original = star.training.answer_loss
+    original = star.model.training.answer_loss
 
     def recording(loaded, items):
         seen.append(causal.config._attn_implementation)
         return original(loaded, items)
 
-    monkeypatch.setattr(star.training, "answer_loss", recording)
-    train_adapter(loaded, task, task.train[:16], config.train, 0.5, seed=0, max_length=64)
+    monkeypatch.setattr(star.model.training, "answer_loss", recording)
+    train_adapter(loaded, task, task.train[:16],
+                  config=config.train, weight_decay_b=0.5, seed=0, round_index=1, max_length=64)
     assert seen == ["eager", "eager"]
-    monkeypatch.setattr(star.training, "EAGER_ATTENTION_BYTES", 1000)  # too long for eager
-    train_adapter(loaded, task, task.train[:8], config.train, 0.5, seed=0, max_length=64)
+    monkeypatch.setattr(star.model.training, "EAGER_ATTENTION_BYTES", 1000)  # too long for eager
+    train_adapter(loaded, task, task.train[:8],
+                  config=config.train, weight_decay_b=0.5, seed=0, round_index=1, max_length=64)
     assert seen[2:] == ["sdpa"]
     assert causal.config._attn_implementation == "sdpa"
 
 
 def test_paper_style_reference_equals_batched_me_on_gold(setup):
-    from star.bench import reference_me
+    from star.tools.bench import reference_me
 
     _, task, loaded = setup
     examples = task.train[:10]
-    ours = uncertainty(loaded, task, examples, "me", "gold", 1, False, 4, 64)[0]
+    ours = score_examples(loaded, task, examples,
+                          Scoring("me", response="gold", batch_size=4, max_length=64))[0]
     assert np.allclose(ours, reference_me(loaded, examples, 64), atol=1e-4)
 
 
 def test_bench_reports_every_required_figure(tiny_overrides, tmp_path):
     """`star bench` on the tiny model: every figure issue 4 names is there and plausible."""
-    from star.bench import bench_round, format_table, run_bench
+    from star.tools.bench import bench_round, format_table, run_bench
 
     config = load_config(None, tiny_overrides)
     figures = run_bench(config, quick=True)
     figures["round"] = bench_round(config, tmp_path / "round", quick=True)
     assert set(figures["round"]) == {"score_select", "train", "evaluate"}
     assert all(seconds > 0 for seconds in figures["round"].values())
-    assert figures["matmul_gflops"]["fp32"] > 0 and figures["matmul_gflops"]["bf16"] > 0
+    assert figures["matmul_gflops"]["fp32"] > 0 and figures["peak_dtype"] == "fp32"  # tiny: fp32
     for name in ("me", "me-star", "pe"):
         row = figures["scoring"][name]
         assert row["examples_per_s"] > 0 and row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1

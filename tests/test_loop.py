@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from star.cli import main
+from star.tools.cli import main
 
 
 def star(*args: str) -> int:
@@ -116,19 +116,20 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_overrides, tmp_path, capsys,
 def test_bad_data_lines_are_reported_through_the_cli(tiny_overrides, tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "train.jsonl").write_text('{"question": "a", "answer": "yes"}\n{"question": "b"}\n')
+    # an answer may be missing in the pool (people label it), a prompt field may not
+    (data / "train.jsonl").write_text('{"question": "a", "answer": "yes"}\n{"answer": "no"}\n')
     (data / "test.jsonl").write_text('{"question": "a", "answer": "maybe"}\n')
     code = star("run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides,
                                                             f"task.data_dir={data}"]))
     assert code == 2
-    assert "train.jsonl:2: missing field 'answer'" in capsys.readouterr().err
+    assert "train.jsonl:2: missing field 'question'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("init", ["fresh", "continue"])
 def test_each_round_starts_from_the_initial_or_the_last_adapter(tiny_overrides, tmp_path,
                                                                monkeypatch, init):
-    from star import loop
-    from star.training import adapter_state
+    from star.active import loop
+    from star.model.lora import adapter_state
 
     starts, ends = [], []
     original = loop.train_adapter
@@ -151,12 +152,11 @@ def test_each_round_starts_from_the_initial_or_the_last_adapter(tiny_overrides, 
 def test_cached_base_scores_equal_a_fresh_computation(tiny_overrides):
     """μ_b read back from the disk cache (in any order, partly cached) equals scoring the
     examples afresh with the adapter off."""
+    from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
     from star.config import load_config
-    from star.inference import adapter_off, uncertainty
-    from star.loop import base_scores
-    from star.models import load_model
-    from star.tasks import load_task
-    from star.training import attach_lora
+    from star.data.sources import load_task
+    from star.model.loading import load_model
+    from star.model.lora import adapter_off, attach_lora
 
     config = load_config(None, tiny_overrides)
     task = load_task(config.task)
@@ -168,10 +168,12 @@ def test_cached_base_scores_equal_a_fresh_computation(tiny_overrides):
                 param.normal_(0, 0.5)
     examples = task.train[:30]
     with adapter_off(loaded.model):
-        fresh = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
-    first = base_scores(loaded, task, config, "me", examples[:20])  # caches 20 ids
-    mixed = base_scores(loaded, task, config, "me", examples[::-1])  # 20 cached, 10 new
+        fresh = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
+    scoring = Scoring("me", batch_size=16, max_length=64)
+    cache = base_score_cache(loaded, task, scoring)
+    first = base_scores(loaded, task, examples[:20], scoring, cache)  # caches 20 examples
+    mixed = base_scores(loaded, task, examples[::-1], scoring, cache)  # 20 cached, 10 new
     np.testing.assert_allclose(first, fresh[:20], rtol=0, atol=1e-5)
     np.testing.assert_allclose(mixed, fresh[::-1], rtol=0, atol=1e-5)
-    full = uncertainty(loaded, task, examples, "me", "own", 1, False, 16, 64)[0]
+    full = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     assert np.abs(full - fresh).max() > 1e-4  # the adapter matters (10x the tolerance)

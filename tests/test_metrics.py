@@ -2,7 +2,7 @@
 
 import pytest
 
-from star.metrics import auc, mean_std, ripl
+from star.results.metrics import auc, mean_std, ripl
 
 
 def test_flat_curve_auc_is_its_value():
@@ -36,7 +36,7 @@ def test_mean_std():
 
 
 def test_ece_by_hand():
-    from star.metrics import expected_calibration_error
+    from star.results.metrics import expected_calibration_error
 
     # bins of width 1/15: 0.95 and 0.99 share the last bin, 0.55 and 0.5 share bin 7
     confidence = [0.95, 0.99, 0.55, 0.5]
@@ -48,13 +48,13 @@ def test_ece_by_hand():
 
 
 def test_brier_by_hand():
-    from star.metrics import brier_score
+    from star.results.metrics import brier_score
 
     assert brier_score([0.9, 0.6], [True, False]) == pytest.approx((0.01 + 0.36) / 2)
 
 
 def test_reliability_bins():
-    from star.metrics import reliability_bins
+    from star.results.metrics import reliability_bins
 
     bins = reliability_bins([0.95, 0.99, 0.1], [True, False, False])
     assert [(b["count"], b["accuracy"]) for b in bins] == [(1, 0.0), (2, 0.5)]
@@ -62,7 +62,7 @@ def test_reliability_bins():
 
 
 def test_correlation_matrix():
-    from star.metrics import correlation_matrix
+    from star.results.metrics import correlation_matrix
 
     m = correlation_matrix([[1, 2, 3], [2, 4, 6], [3, 2, 1]])
     assert m.ravel().tolist() == pytest.approx([1, 1, -1, 1, 1, -1, -1, -1, 1])

@@ -3,10 +3,13 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from star.config import TaskConfig
+from star.data.readers import stable_ids
+from star.data.sources import load_task
+from star.data.tasks import parse_number, split_boundary
 from star.errors import DataError
-from star.tasks import load_task, parse_number, split_boundary, stable_ids
 from tests.conftest import SHARED_DATA, write_jsonl
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(),
@@ -30,11 +33,17 @@ def test_boundary_moves_trailing_space_into_the_answer():
     assert split_boundary("Question?\n", "Step one") == ("Question?\n", "Step one")
 
 
-def test_stable_ids_use_id_field_or_content_hash():
-    ids = stable_ids([{"id": 7, "q": "a"}, {"q": "b"}, {"q": "b"}])
+def test_stable_ids_use_id_field_or_content_hash(tmp_path):
+    ids = stable_ids(tmp_path / "f.jsonl", [(1, {"id": 7, "q": "a"}), (2, {"q": "b"}), (3, {"q": "b"})])
     assert ids[0] == "7"
     assert ids[2] == ids[1] + "#1"
-    assert stable_ids([{"q": "b"}]) == ids[1:2]
+    assert stable_ids(tmp_path / "f.jsonl", [(1, {"q": "b"})]) == ids[1:2]
+
+
+def test_duplicate_ids_are_refused_with_both_lines(tmp_path):
+    records = [(1, {"id": 7, "q": "a"}), (2, {"id": "x"}), (5, {"id": 7, "q": "b"})]
+    with pytest.raises(DataError, match=r"f.jsonl:5: duplicate id '7' \(first on line 1\)"):
+        stable_ids(tmp_path / "f.jsonl", records)
 
 
 def custom(tmp_path, **extra) -> TaskConfig:
@@ -76,8 +85,8 @@ def test_gold_label_outside_labels(tmp_path):
 def test_missing_data_folder_and_unknown_task(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_task(custom(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="known tasks: gsm8k, boolq, obqa, custom"):
-        load_task(TaskConfig(name="squad", data_dir=str(tmp_path)))
+    with pytest.raises(ValidationError, match="known tasks: sst2, gsm8k, boolq, obqa, custom"):
+        TaskConfig(name="squad", data_dir=str(tmp_path))
 
 
 def test_tsv_with_verbalizer(tmp_path):
@@ -123,7 +132,7 @@ def test_jsonl_line_numbers_skip_blank_lines(tmp_path):
 
 
 def test_builtin_tasks_have_report_titles():
-    from star.tasks import task_display_name
+    from star.data.tasks import task_display_name
 
     assert [task_display_name(n) for n in ("gsm8k", "boolq", "obqa", "SST-2")] == \
         ["GSM8K", "BoolQ", "OBQA", "SST-2"]

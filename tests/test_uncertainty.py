@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from star.config import UncertaintyConfig
+from star.active.mixing import dynamic_score, minmax, schedule_weight
+from star.active.strategies import STRATEGIES, acquisition_scores, get_strategy, select_top
 from star.errors import ConfigError
-from star.strategies import STRATEGIES, acquisition_scores, get_strategy, select_top
-from star.uncertainty import dynamic_score, minmax, schedule_weight, token_entropy, token_logprob
+from star.model.passes import token_entropy, token_logprob
 
 
 def test_entropy_of_uniform_is_log_vocab():
@@ -68,12 +68,12 @@ def test_dynamic_score_mixes_normalised_lists():
 def test_acquisition_scores_average_passes_then_mix():
     passes = np.array([[1.0, 3.0, 2.0], [3.0, 1.0, 2.0]])  # mean 2, 2, 2 -> all zero after minmax
     base = np.array([0.0, 1.0, 2.0])
-    scores = acquisition_scores(get_strategy("me-star"), passes, base, t=0, total_rounds=5,
-                                config=UncertaintyConfig())
+    weight = schedule_weight(0, "linear")
+    scores = acquisition_scores(get_strategy("me-star"), passes, base, weight=weight)
     assert scores.full.tolist() == [2.0, 2.0, 2.0]
     assert scores.weight == pytest.approx(0.9)
     assert scores.score.tolist() == pytest.approx([0.0, 0.45, 0.9])
-    plain = acquisition_scores(get_strategy("me"), passes[:1], None, 0, 5, UncertaintyConfig())
+    plain = acquisition_scores(get_strategy("me"), passes[:1], None, weight=weight)
     assert plain.score.tolist() == [1.0, 3.0, 2.0]
 
 
@@ -88,7 +88,7 @@ def test_strategy_table_composes_switches():
 
 
 def test_unknown_strategy_lists_known_ones():
-    with pytest.raises(ConfigError, match="known strategies: random, me"):
+    with pytest.raises(ConfigError, match="known strategies: random, pe"):
         get_strategy("entropy")
 
 

@@ -8,81 +8,20 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model
 from torch import nn
 
-from star.batching import Encoded, encode, pad_right, response_positions, shuffled_length_groups
-from star.config import LoraConfig, TrainConfig
-from star.errors import StarError
-from star.inference import backbone_and_head, causal_lm
-from star.models import LoadedModel, store_frozen_weights
+from star.config import TrainConfig
+from star.data.batching import Encoded, encode, pad_right, response_positions, shuffled_length_groups
+from star.data.tasks import Example, Task
+from star.model.loading import LoadedModel
+from star.model.lora import backbone_and_head, causal_lm, dropout_generator
 from star.progress import progress
-from star.tasks import Example, Task
-
-
-class FastDropout(nn.Dropout):
-    """Inverted dropout that draws a quarter of the random numbers `nn.Dropout` draws.
-
-    Torch's CPU Bernoulli and uniform kernels take one generator call per element, on one
-    thread, and LoRA needs a mask for the input of every adapted projection in every MC pass:
-    those draws were a quarter of MC-dropout scoring time (profiled). Here each 64-bit draw
-    gives four 16-bit lanes, and a lane below p · 2^16 drops its element, so p is kept to
-    1/65,536 (0.1 acts as 0.100006). Drawn from torch's generator: seeded runs repeat.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        draws = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device)
-        lanes = draws.random_(-(2**63), None).view(torch.int16)[: x.numel()].view(x.shape)
-        keep = lanes >= round(self.p * 2**16) - 2**15
-        return (x * keep).mul_(1.0 / (1.0 - self.p))
-
-
-def _use_fast_dropout(model: nn.Module) -> None:
-    for module in model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if isinstance(dropouts, nn.ModuleDict):
-            for name, dropout in dropouts.items():
-                if isinstance(dropout, nn.Dropout):
-                    dropouts[name] = FastDropout(dropout.p)
-
-
-def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
-    """Wrap the base model with a LoRA adapter whose initial weights depend on `seed` only."""
-    torch.manual_seed(seed)
-    peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                 target_modules=list(config.target_modules), task_type="CAUSAL_LM")
-    try:
-        with warnings.catch_warnings():
-            # PEFT reads transformers' deprecated `is_gradient_checkpointing`; the notice is theirs.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            loaded.model = get_peft_model(loaded.model, peft_config)
-    except ValueError as exc:
-        raise StarError(f"lora.target_modules {config.target_modules}: {exc}") from None
-    _use_fast_dropout(loaded.model)
-    store_frozen_weights(loaded)
-    loaded.model.eval()
-
-
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the trainable (LoRA) weights."""
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
+from star.seeding import numpy_rng, torch_generator
 
 
 def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
@@ -154,17 +93,20 @@ class TrainStats:
         return 1.0 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
 
 
-def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
-                  config: TrainConfig, weight_decay_b: float, seed: int,
+def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
+                  config: TrainConfig, weight_decay_b: float, seed: int, round_index: int,
                   max_length: int) -> TrainStats:
     """Fine-tune the attached adapter on `examples` with loss on response tokens only.
+
+    Data order and dropout masks come from generators derived from (seed, round), so a
+    resumed run trains exactly as the uninterrupted one did.
 
     The LM head runs only at response positions: for a one-token answer that skips a
     full-vocabulary projection at every prompt position (a quarter of a small model's FLOPs).
     """
     model = loaded.model
-    encoded = [encode(loaded.tokenizer, e.prompt, e.response, max_length, add_eos=task.generative)
-               for e in examples]
+    encoded = [encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
+                      add_eos=task.generative) for e in examples]
     lengths = [len(e) for e in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -180,8 +122,8 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    rng = numpy_rng(seed, round_index, "train_order")
+    masks = torch_generator(seed, round_index, "train_dropout", loaded.device)
     tokens = padded = 0
     loss_value = float("nan")
     start = time.perf_counter()
@@ -189,14 +131,15 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     batches = [batch for _ in range(config.epochs)
                for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    with training_attention(loaded, config.batch_size, max(lengths)):
+    with training_attention(loaded, config.batch_size, max(lengths)), \
+            dropout_generator(model, masks):
         for batch in progress(batches, "training", unit="batch"):
             items = [encoded[i] for i in batch]
             tokens += sum(len(e.inputs) for e in items)
             padded += len(items) * max(len(e.inputs) for e in items)
             loss = answer_loss(loaded, items)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

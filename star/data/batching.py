@@ -31,7 +31,7 @@ class Encoded:
         return len(self.prompt) + len(self.response)
 
 
-def encode(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool) -> Encoded:
+def encode(tokenizer, prompt: str, response: str, *, max_length: int, add_eos: bool) -> Encoded:
     prompt_ids = tokenizer(prompt).input_ids
     response_ids = tokenizer(response, add_special_tokens=False).input_ids if response else []
     if add_eos:

@@ -1,4 +1,5 @@
-"""The `star` command: run, compare, report, probe, bench, demo.
+"""The `star` command: run, next, status, label, batch, import, export, compare, report,
+probe, bench, demo. Parsing only: each command calls one function that does the work.
 
 User errors (bad config, data, names) print one line and exit with code 2, never a traceback.
 """
@@ -7,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
+from star.active.loop import run_experiment
+from star.active.strategies import STRATEGIES
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
-from star.progress import log, progress
+from star.results.page import write_report
+from star.tools import bench, labels
+from star.tools.compare import compare
+from star.tools.demo import run_demo
+from star.tools.probes import confidence_probe, entropy_probe
 
 
 def _csv(text: str) -> list[str]:
@@ -32,66 +38,84 @@ def _config(args: argparse.Namespace, **fixed: object) -> StarConfig:
     return load_config(args.config, overrides)
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from star.loop import run_experiment
-
-    config = _config(args, strategy=args.strategy, seed=args.seed)
-    results = run_experiment(config, Path(args.out))
+def _report_run(config: StarConfig, out: Path) -> None:
+    """Run or resume, then say where it stands: finished, or waiting for labels (exit 0)."""
+    results = run_experiment(config, out)
+    waiting = results.get("waiting")
+    if waiting:
+        print(labels.next_steps(out, waiting["labels"], labels.waiting_batch(labels.open_run(out))))
+        return
     last = results["rounds"][-1]
+    if results["auc"] is None:
+        print(f"{config.strategy} seed {config.seed}: {last['n_labeled']} labels, no test set "
+              f"(see star status {out}) -> {out}")
+        return
     print(f"{config.strategy} seed {config.seed}: AUC {100 * results['auc']:.2f}, final accuracy "
-          f"{100 * last['accuracy']:.2f} with {last['n_labeled']} labels -> {args.out}")
+          f"{100 * last['accuracy']:.2f} with {last['n_labeled']} labels -> {out}")
 
 
-def compare(config_path: str | None, overrides: list[str], strategies: list[str],
-            seeds: list[int], out: Path) -> str:
-    """Every strategy × seed into out/<strategy>/seed<k>, then the summary files; the table."""
-    from star.loop import run_experiment
-    from star.reports import write_comparison
-    from star.strategies import get_strategy
+def cmd_run(args: argparse.Namespace) -> None:
+    config = _config(args, strategy=args.strategy, seed=args.seed,
+                     **{"loop.annotator": args.annotator})
+    _report_run(config, Path(args.out))
 
-    for name in strategies:
-        get_strategy(name)
-    configs = [load_config(config_path, [*overrides, f"strategy={name}", f"seed={seed}"])
-               for seed in seeds for name in strategies]
-    for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
-        start = time.perf_counter()
-        results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
-        log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, "
-            f"AUC {100 * results['auc']:.2f}, final accuracy "
-            f"{100 * results['rounds'][-1]['accuracy']:.2f}, "
-            f"{time.perf_counter() - start:.0f}s")
-    return write_comparison(out)
+
+def cmd_next(args: argparse.Namespace) -> None:
+    folder = labels.open_run(Path(args.run))
+    _report_run(load_config(folder.config_path), folder.root)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    print(labels.status(Path(args.run)))
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    labels.label_page(Path(args.run), args.host, args.port, args.annotator)
+
+
+def cmd_batch(args: argparse.Namespace) -> None:
+    path = labels.export_batch(Path(args.run), args.format, Path(args.out))
+    print(f"batch written to {path}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    count = labels.import_labels(Path(args.run), Path(args.file), args.annotator)
+    print(f"{count} labels imported into {args.run}; star status {args.run} shows what is left")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    summary = labels.export_labeled(Path(args.run), Path(args.out))
+    print(f"{summary['labels']} labels -> {args.out}/labeled.jsonl and {args.out}/dataset "
+          f"(datasets.load_from_disk); adapter of round {summary['adapter_round']} -> "
+          f"{args.out}/adapter (PeftModel.from_pretrained)")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    table = compare(args.config, list(args.set or []), _csv(args.strategies), _seeds(args.seeds),
-                    out)
-    print(table)
+    strategies = _csv(args.strategies)
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise ConfigError(f"unknown strategy '{name}'; known strategies: "
+                              f"{', '.join(STRATEGIES)}")
+    print(compare(args.config, list(args.set or []), strategies, _seeds(args.seeds), out))
     print(f"learning curves: {out / 'learning_curves.png'}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from star.demo import run_demo
-
     run_demo(Path(args.out), list(args.set or []))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from star.report import write_report
-
     page = write_report(Path(args.runs_dir), Path(args.out), args.title)
     print(f"report: {page} (and report.md, PNG and CSV files beside it)")
 
 
 def cmd_probe_confidence(args: argparse.Namespace) -> None:
-    from star.probes import confidence_probe
-
     run = Path(args.run) if args.run else None
     config_path = args.config or (str(run / "config.yaml") if run else None)
     config = load_config(config_path, list(args.set or []))
-    result = confidence_probe(config, Path(args.out), args.shots, run, args.round,
-                              args.train_size, args.raw)
+    result = confidence_probe(config, Path(args.out), shots=args.shots, run=run,
+                              round_index=args.round, train_size=args.train_size, raw=args.raw)
     for key, name in (("few_shot", f"{args.shots}-shot base"), ("lora", "LoRA")):
         stats = result[key]
         wrong = stats["mean_confidence_wrong"]
@@ -102,8 +126,6 @@ def cmd_probe_confidence(args: argparse.Namespace) -> None:
 
 
 def cmd_probe_entropy(args: argparse.Namespace) -> None:
-    from star.probes import entropy_probe
-
     result = entropy_probe(Path(args.run), Path(args.out), args.top)
     print(f"top {result['top']} examples by base uncertainty; correlation with iter 0:")
     for label, row in zip(result["iterations"], result["correlation"][0], strict=True):
@@ -112,9 +134,8 @@ def cmd_probe_entropy(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from star.bench import main as bench_main
-
-    bench_main(args.config, list(args.set or []), args.quick, args.json, args.data_dir)
+    bench.main(args.config, list(args.set or []), quick=args.quick, json_path=args.json,
+               data_dir=args.data_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,13 +146,53 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a config key, e.g. --set loop.budget=300 (repeatable)")
 
-    run = commands.add_parser("run", help="one strategy and seed")
+    def add_run_folder(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("run", help="the run folder (the --out of star run)")
+
+    run = commands.add_parser("run", help="one strategy and seed (resumes a stopped run)")
     run.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
     run.add_argument("--strategy", help="overrides the config's strategy")
     run.add_argument("--seed", type=int, help="overrides the config's seed")
+    run.add_argument("--annotator", choices=["oracle", "people"],
+                     help="who labels: the pool's own answers (oracle) or people (the run "
+                          "stops and waits at each batch)")
     run.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     add_set(run)
     run.set_defaults(func=cmd_run)
+
+    nxt = commands.add_parser("next", help="continue a run with its saved config (after labeling)")
+    add_run_folder(nxt)
+    nxt.set_defaults(func=cmd_next)
+
+    stat = commands.add_parser("status", help="rounds, labels, agreement, what the run waits for")
+    add_run_folder(stat)
+    stat.set_defaults(func=cmd_status)
+
+    label = commands.add_parser("label", help="label the waiting batch in your browser")
+    add_run_folder(label)
+    label.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default loopback; another host is reachable by others)")
+    label.add_argument("--port", type=int, default=8765)
+    label.add_argument("--annotator", default="annotator", help="your name, kept with each label")
+    label.set_defaults(func=cmd_label)
+
+    batch = commands.add_parser("batch", help="write the waiting batch for another labeling tool")
+    add_run_folder(batch)
+    batch.add_argument("--format", choices=["labelstudio", "csv", "jsonl"], default="labelstudio")
+    batch.add_argument("--out", required=True, help="file to write (.json, .csv or .jsonl)")
+    batch.set_defaults(func=cmd_batch)
+
+    imp = commands.add_parser("import", help="labels from Label Studio (JSON, JSON-MIN, CSV) or "
+                                             "a plain id,label CSV/JSONL")
+    add_run_folder(imp)
+    imp.add_argument("file")
+    imp.add_argument("--annotator", help="name to record (default: from the export, else 'import')")
+    imp.set_defaults(func=cmd_import)
+
+    exp = commands.add_parser("export", help="the labeled set (JSONL, datasets) and the adapter")
+    add_run_folder(exp)
+    exp.add_argument("--out", required=True)
+    exp.set_defaults(func=cmd_export)
 
     cmp = commands.add_parser("compare", help="several strategies and seeds, with a summary")
     cmp.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
@@ -167,15 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     ent.add_argument("--out", required=True)
     ent.set_defaults(func=cmd_probe_entropy)
 
-    bench = commands.add_parser("bench", help="speed of scoring and training (not a test)")
-    bench.add_argument("config", nargs="?",
-                       help="YAML config (default: the cpu-sst2 setting on --data-dir)")
-    bench.add_argument("--data-dir", help="SST-2 folder for the default setting "
-                       "(default: $STAR_SST2_DIR or ../shared/data/SST-2)")
-    bench.add_argument("--quick", action="store_true", help="smaller inputs, under 5 minutes")
-    bench.add_argument("--json", help="also write the figures to this JSON file")
-    add_set(bench)
-    bench.set_defaults(func=cmd_bench)
+    bench_cmd = commands.add_parser("bench", help="speed of scoring and training (not a test)")
+    bench_cmd.add_argument("config", nargs="?",
+                           help="YAML config (default: the cpu-sst2 setting on --data-dir)")
+    bench_cmd.add_argument("--data-dir", help="SST-2 folder for the default setting "
+                           "(default: $STAR_SST2_DIR or ../shared/data/SST-2)")
+    bench_cmd.add_argument("--quick", action="store_true", help="smaller inputs, under 5 minutes")
+    bench_cmd.add_argument("--json", help="also write the figures to this JSON file")
+    add_set(bench_cmd)
+    bench_cmd.set_defaults(func=cmd_bench)
 
     demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
     demo.add_argument("--out", default="runs/demo")

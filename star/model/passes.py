@@ -1,4 +1,4 @@
-"""Model passes over examples: uncertainty per MC pass, and predictions with confidence.
+"""Forward passes over examples, returning typed records of what a score or an answer needs.
 
 Logits are computed only where a score needs them (the response positions), with the
 LM head in fp32, so a one-token answer costs one vocabulary projection per example.
@@ -8,52 +8,41 @@ the K passes run as one batch of K copies, each row drawing its own dropout mask
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from star.batching import Encoded, encode, pad_left, pad_right, response_positions, sorted_batches
-from star.models import LoadedModel
+from star.data.batching import Encoded, encode, pad_left, pad_right, response_positions, sorted_batches
+from star.data.tasks import Example, Task
+from star.model.loading import LoadedModel
+from star.model.lora import backbone_and_head, dropout_generator, mc_dropout
 from star.progress import progress
-from star.tasks import Example, Task
-from star.uncertainty import token_entropy, token_logprob
 
 POSITION_CHUNK = 512
 """Response positions projected onto the vocabulary at once (bounds fp32 logits memory)."""
 
-
-@contextmanager
-def mc_dropout(model: nn.Module) -> Iterator[int]:
-    """Eval mode everywhere except LoRA's dropout modules; yields how many were switched on."""
-    model.eval()
-    switched = [module for name, module in model.named_modules()
-                if "lora_dropout" in name and isinstance(module, nn.Dropout)]
-    for module in switched:
-        module.train()
-    try:
-        yield len(switched)
-    finally:
-        for module in switched:
-            module.eval()
+ENTROPY_CLIP = 1e-6
+"""Probabilities are clipped at this value inside the log only (p · log max(p, clip)), so a
+token of tiny probability adds ~0 to the entropy. The paper's code clips both factors,
+max(p, clip) · log max(p, clip), which adds up to |V| · clip · 13.8 nats per token."""
 
 
-def adapter_off(model: nn.Module):
-    """The base model's view: a PEFT model with its adapter disabled, or the model itself."""
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+def token_entropy(logits: torch.Tensor, clip: float = ENTROPY_CLIP) -> torch.Tensor:
+    """Entropy in nats of softmax(logits) over the last axis, computed in fp32.
+
+    logits: [..., vocab] -> [...]
+    """
+    probs = torch.softmax(logits.float(), dim=-1)
+    return -(probs * torch.log(probs.clamp_min(clip))).sum(dim=-1)
 
 
-def causal_lm(model: nn.Module) -> nn.Module:
-    """The transformers causal LM: under a PEFT wrapper, or the model itself."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    causal = causal_lm(model)
-    return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
+def token_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) under softmax(logits), fp32. logits [M, vocab], targets [M] -> [M]."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 @dataclass
@@ -67,14 +56,16 @@ class ResponseStats:
 
 
 @torch.no_grad()
-def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int = 1,
-                   mc: bool = False, batch_size: int = 32, slot_labels: list[int] | None = None,
-                   desc: str = "scoring") -> ResponseStats:
+def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: int = 1,
+                   masks: torch.Generator | None = None, batch_size: int = 32,
+                   slot_labels: list[int] | None = None, desc: str = "scoring") -> ResponseStats:
     """Teacher-forced entropy and log-likelihood of each sequence's response tokens.
 
-    With `mc` the K passes see independent LoRA dropout masks; without it they are one
-    deterministic pass repeated. `slot_labels` (token ids) needs one-token responses.
+    With `masks` (MC dropout) the K passes see independent LoRA dropout masks drawn from that
+    generator; without it they are one deterministic pass repeated. `slot_labels` (token ids)
+    needs one-token responses.
     """
+    mc = masks is not None
     model = loaded.model
     backbone, head = backbone_and_head(model)
     weight = head.weight.float()
@@ -84,7 +75,8 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
     slot_logprob = None if slot_labels is None else np.zeros((runs, len(encoded), len(slot_labels)))
     pad_id = loaded.tokenizer.pad_token_id
     batches = sorted_batches([len(e) for e in encoded], max(1, batch_size // runs))
-    with mc_dropout(model) if mc else nullcontext():
+    with (mc_dropout(model) if mc else nullcontext()), \
+            (dropout_generator(model, masks) if mc else nullcontext()):
         if not mc:
             model.eval()
         for batch in progress(batches, desc, unit="batch"):
@@ -120,10 +112,11 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], passes: int 
     return ResponseStats(entropy, logprob, slot_logprob)
 
 
-def _encode_all(loaded: LoadedModel, task: Task, prompts: Sequence[str],
-                responses: Sequence[str], max_length: int) -> list[Encoded]:
-    return [encode(loaded.tokenizer, p, r, max_length, add_eos=task.generative)
-            for p, r in zip(prompts, responses, strict=True)]
+def encode_pairs(loaded: LoadedModel, task: Task, pairs: Sequence[tuple[str, str]],
+                 max_length: int) -> list[Encoded]:
+    """Token ids of (prompt, response) pairs; generative responses end with the EOS token."""
+    return [encode(loaded.tokenizer, p, r, max_length=max_length, add_eos=task.generative)
+            for p, r in pairs]
 
 
 def choice_token_ids(loaded: LoadedModel, task: Task) -> list[list[int]]:
@@ -138,8 +131,9 @@ class ChoiceOutputs:
     """[passes, examples, labels]: entropy summed over the positions of each label's tokens."""
 
 
-def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example], passes: int,
-                   mc: bool, batch_size: int, max_length: int, desc: str) -> ChoiceOutputs:
+def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
+                   passes: int = 1, masks: torch.Generator | None = None, batch_size: int = 32,
+                   max_length: int = 512, desc: str = "scoring") -> ChoiceOutputs:
     """Label log-probabilities and entropies. One-token labels share one pass over the prompt."""
     label_ids = choice_token_ids(loaded, task)
     n_labels = len(label_ids)
@@ -147,16 +141,17 @@ def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example],
         firsts = [ids[0] for ids in label_ids]
         gold_first = [firsts[task.labels.index(e.gold)] if e.gold in task.labels else firsts[0]
                       for e in examples]
-        encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length, False).prompt, [g])
+        encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length=max_length,
+                                  add_eos=False).prompt, [g])
                    for e, g in zip(examples, gold_first, strict=True)]
-        stats = response_stats(loaded, encoded, passes, mc, batch_size, slot_labels=firsts,
-                               desc=desc)
+        stats = response_stats(loaded, encoded, passes=passes, masks=masks,
+                               batch_size=batch_size, slot_labels=firsts, desc=desc)
         entropy = np.repeat(stats.entropy[:, :, None], n_labels, axis=2)
         return ChoiceOutputs(stats.slot_logprob, entropy)
-    prompts = [e.prompt for e in examples for _ in range(n_labels)]
-    responses = [c for _ in examples for c in task.choices]
-    encoded = _encode_all(loaded, task, prompts, responses, max_length)
-    stats = response_stats(loaded, encoded, passes, mc, batch_size, desc=desc)
+    encoded = encode_pairs(loaded, task, [(e.prompt, c) for e in examples for c in task.choices],
+                           max_length)
+    stats = response_stats(loaded, encoded, passes=passes, masks=masks, batch_size=batch_size,
+                           desc=desc)
     shape = (stats.entropy.shape[0], len(examples), n_labels)
     return ChoiceOutputs(stats.logprob.reshape(shape), stats.entropy.reshape(shape))
 
@@ -171,12 +166,12 @@ class Generation:
 
 
 @torch.no_grad()
-def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch_size: int,
+def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
              max_length: int, desc: str = "generating") -> Generation:
     """Batched greedy decoding with the KV cache; each sequence stops at its end token."""
     tokenizer = loaded.tokenizer
-    prompts = [encode(tokenizer, e.prompt, "", max_length - task.max_new_tokens, False).prompt
-               for e in examples]
+    prompts = [encode(tokenizer, e.prompt, "", max_length=max_length - task.max_new_tokens,
+                      add_eos=False).prompt for e in examples]
     result = Generation([[] for _ in examples], np.zeros(len(examples)), np.zeros(len(examples)))
     loaded.model.eval()
     for batch in progress(sorted_batches([len(p) for p in prompts], batch_size), desc,
@@ -206,34 +201,6 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch
     return result
 
 
-def uncertainty(loaded: LoadedModel, task: Task, examples: Sequence[Example], measure: str,
-                response: str, passes: int, mc: bool, batch_size: int, max_length: int,
-                desc: str = "scoring") -> np.ndarray:
-    """Per-pass uncertainty [passes, examples]: `me` (Eq. 2) or `pe` (Eq. 3)."""
-    if not task.generative:
-        out = choice_outputs(loaded, task, examples, passes, mc, batch_size, max_length, desc)
-        gold = np.array([task.labels.index(e.gold) for e in examples])
-        rows = np.arange(len(examples))
-        if measure == "pe":
-            return -out.label_logprob[:, rows, gold]
-        if response == "gold":
-            return out.entropy[:, rows, gold]
-        predicted = out.label_logprob.argmax(axis=2)  # [passes, examples]
-        return np.take_along_axis(out.entropy, predicted[:, :, None], axis=2)[:, :, 0]
-    if measure == "pe" or response == "gold":
-        encoded = _encode_all(loaded, task, [e.prompt for e in examples],
-                              [e.response for e in examples], max_length)
-    else:
-        generation = generate(loaded, task, examples, batch_size, max_length)
-        if not mc:  # the greedy pass already gave every response token's distribution
-            return np.repeat(generation.entropy[None, :], passes, axis=0)
-        encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length, False).prompt,
-                           tokens or [loaded.tokenizer.eos_token_id])
-                   for e, tokens in zip(examples, generation.tokens, strict=True)]
-    stats = response_stats(loaded, encoded, passes, mc, batch_size, desc=desc)
-    return -stats.logprob if measure == "pe" else stats.entropy
-
-
 @dataclass
 class Prediction:
     id: str
@@ -243,19 +210,21 @@ class Prediction:
     confidence: float
 
 
-def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], batch_size: int,
+def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
             max_length: int) -> list[Prediction]:
     """Answers on the test split. Choice: argmax over labels, confidence renormalised over them.
 
     Generative: greedy answer, confidence the geometric-mean token probability.
     """
     if not task.generative:
-        out = choice_outputs(loaded, task, examples, 1, False, batch_size, max_length, "evaluating")
+        out = choice_outputs(loaded, task, examples, batch_size=batch_size, max_length=max_length,
+                             desc="evaluating")
         probs = torch.softmax(torch.from_numpy(out.label_logprob[0]), dim=-1).numpy()
         best = probs.argmax(axis=1)
         return [Prediction(e.id, task.labels[b], e.gold, task.labels[b] == e.gold, float(p[b]))
                 for e, b, p in zip(examples, best, probs, strict=True)]
-    generation = generate(loaded, task, examples, batch_size, max_length, desc="evaluating")
+    generation = generate(loaded, task, examples, batch_size=batch_size, max_length=max_length,
+                          desc="evaluating")
     predictions = []
     for example, tokens, lp in zip(examples, generation.tokens, generation.mean_logprob,
                                    strict=True):

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -24,22 +24,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from star.batching import encode
+from star.active.loop import Experiment, subsample
+from star.active.scorer import Scoring, score_examples
+from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
-from star.inference import adapter_off, uncertainty
-from star.loop import subsample
-from star.models import LoadedModel, load_model
-from star.tasks import Example, Task, load_task
-from star.training import adapter_state, attach_lora, load_adapter_state, train_adapter
-from star.uncertainty import ENTROPY_CLIP
+from star.data.batching import encode
+from star.data.sources import load_task
+from star.data.tasks import Example, Task
+from star.files import write_json
+from star.model.loading import LoadedModel, cpu_has_fast_bf16, load_model
+from star.model.lora import adapter_off, adapter_state, attach_lora, load_adapter_state
+from star.model.passes import ENTROPY_CLIP
+from star.model.training import train_adapter
+from star.seeding import derived_seed, numpy_rng, torch_generator
 
-SST2_PROMPT = "Review: {sentence}\nSentiment (positive or negative):"
-SST2_SETTINGS = [
-    "task.name=custom", "task.train_file=train.tsv", "task.test_file=test.tsv",
-    f"task.prompt={json.dumps(SST2_PROMPT)}",
-    "task.answer_field=label", "task.labels=[0, 1]",
-    "task.verbalizer={0: negative, 1: positive}",
-]
+SST2_SETTINGS = ["task.name=sst2", "task.train_file=train.tsv", "task.test_file=test.tsv"]
+"""The built-in SST-2 task on the GLUE TSV files (the default setting is sized like the
+cpu-sst2 preset; pass a config file to measure another)."""
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
@@ -78,6 +79,15 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
+def plain(config: StarConfig, measure: str, passes: int = 1) -> Scoring:
+    """The config's scoring settings for `measure` on the model's own answers."""
+    return Scoring(measure, "own", passes, config.uncertainty.batch_size, config.model.max_length)
+
+
+def mc_masks(config: StarConfig, loaded: LoadedModel) -> torch.Generator:
+    return torch_generator(config.seed, 1, "mc_dropout", loaded.device)
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn()
@@ -85,7 +95,8 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def tokens_of(loaded: LoadedModel, examples: list[Example], max_length: int) -> int:
-    return sum(len(encode(loaded.tokenizer, e.prompt, "", max_length, False).prompt) + 1
+    return sum(len(encode(loaded.tokenizer, e.prompt, "", max_length=max_length,
+                          add_eos=False).prompt) + 1
                for e in examples)
 
 
@@ -96,7 +107,8 @@ def reference_me(loaded: LoadedModel, examples: list[Example], max_length: int) 
     values = []
     loaded.model.eval()
     for example in examples:
-        enc = encode(loaded.tokenizer, example.prompt, example.response, max_length, False)
+        enc = encode(loaded.tokenizer, example.prompt, example.response, max_length=max_length,
+                     add_eos=False)
         logits = loaded.model(input_ids=torch.tensor([enc.ids], device=loaded.device)).logits[0]
         total = 0.0
         for j in range(len(enc.response)):
@@ -118,39 +130,44 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {"quick": quick, "sizes": sizes, "machine": {
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__}}
-    figures["matmul_gflops"] = {"fp32": matmul_gflops(torch.float32),
-                                "bf16": matmul_gflops(torch.bfloat16)}
-    peak = figures["matmul_gflops"]["bf16"] * 1e9
     task: Task = load_task(config.task)
     loaded = load_model(config.model)
-    attach_lora(loaded, config.lora, config.seed)
+    # bf16 is timed only where the hardware is fast at it: elsewhere one 2048² bf16 matmul
+    # takes most of a minute (0.3 GFLOP/s measured on a CPU without AVX-512).
+    fast_bf16 = loaded.device.type == "cuda" or cpu_has_fast_bf16()
+    figures["matmul_gflops"] = {"fp32": matmul_gflops(torch.float32),
+                                "bf16": matmul_gflops(torch.bfloat16) if fast_bf16 else None}
+    figures["peak_dtype"] = "bf16" if loaded.compute_dtype == torch.bfloat16 else "fp32"
+    peak = figures["matmul_gflops"][figures["peak_dtype"]] * 1e9
+    attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
     counts = parameter_counts(loaded.model)
     figures["parameters"] = counts
     settings = config.uncertainty
     max_length = config.model.max_length
-    pool = subsample(task.train, sizes["score"], config.seed)
-    train = subsample(task.train, sizes["train"], config.seed + 1)
+    pool = subsample(task.train, sizes["score"], numpy_rng(config.seed, 0, "pool"))
+    train = subsample(task.train, sizes["train"], numpy_rng(config.seed, 1, "pool"))
+    train_config = config.train.model_copy(update={"epochs": 1})
     # A briefly trained adapter, so MC passes and LoRA scores are not those of B = 0.
-    train_adapter(loaded, task, train[:32], config.train.model_copy(update={"epochs": 1}), 0.0,
-                  config.seed, max_length)
+    train_adapter(loaded, task, train[:32], config=train_config, weight_decay_b=0.0,
+                  seed=config.seed, round_index=0, max_length=max_length)
     tokens = tokens_of(loaded, pool, max_length)
     per_token = 2 * (counts["base"] + counts["lora"])
     head = 2 * counts["head"]  # one LM-head position per example for one-token answers
     scoring = {}
-    for name, measure, passes, mc, base in (("me", "me", 1, False, False),
-                                           ("me-star", "me", settings.mc_passes, True, True),
-                                           ("pe", "pe", 1, False, False)):
-        def score(measure=measure, passes=passes, mc=mc, base=base) -> None:
-            if base:
+    for name in ("me", "me-star", "pe"):
+        strategy = get_strategy(name)
+        passes = settings.mc_passes if strategy.mc_dropout else 1
+
+        def score(strategy=strategy, passes=passes) -> None:
+            if strategy.dynamic:
                 with adapter_off(loaded.model):
-                    uncertainty(loaded, task, pool, measure, "own", 1, False,
-                                settings.batch_size, max_length)
-            uncertainty(loaded, task, pool, measure, "own", passes, mc, settings.batch_size,
-                        max_length)
+                    score_examples(loaded, task, pool, plain(config, strategy.measure))
+            score_examples(loaded, task, pool, plain(config, strategy.measure, passes),
+                           mc_masks(config, loaded) if strategy.mc_dropout else None)
 
         _, seconds = timed(score)
-        forward_tokens = tokens * (passes + (1 if base else 0))
-        flops = forward_tokens * per_token + len(pool) * (passes + base) * head
+        forward_tokens = tokens * (passes + strategy.dynamic)
+        flops = forward_tokens * per_token + len(pool) * (passes + strategy.dynamic) * head
         scoring[name] = {"examples_per_s": len(pool) / seconds,
                          "tokens_per_s": forward_tokens / seconds,
                          "mfu": flops / seconds / peak, "seconds": seconds}
@@ -164,11 +181,11 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                                     / figures["reference"]["examples_per_s"])
     figures["selection_overlap_bf16_fp32_early"], figures["spearman_bf16_fp32_early"] = \
         bf16_fp32_agreement(config, task, loaded, twin, sizes["overlap"])
-    train_config = config.train.model_copy(update={"epochs": 1})
-    stats = train_adapter(loaded, task, train, train_config, config.train.weight_decay_b,
-                          config.seed, max_length)
-    answer_tokens = sum(len(encode(loaded.tokenizer, e.prompt, e.response, max_length,
-                                   task.generative).response) for e in train)
+    stats = train_adapter(loaded, task, train, config=train_config,
+                          weight_decay_b=config.train.weight_decay_b, seed=config.seed,
+                          round_index=1, max_length=max_length)
+    answer_tokens = sum(len(encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
+                                   add_eos=task.generative).response) for e in train)
     train_flops = (stats.tokens * (4 * counts["base"] + 6 * counts["lora"])
                    + answer_tokens * 4 * counts["head"])
     figures["training"] = {"tokens_per_s": stats.tokens / stats.seconds,
@@ -182,20 +199,20 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     gc.collect()  # the fp32 twin's weights are gone before memory is measured
     figures["memory_mb"] = {}
     for label, size in zip(("pool_1k", "pool_10k"), sizes["memory"], strict=True):
-        examples = subsample(task.train, size, config.seed + 2)
+        examples = subsample(task.train, size, numpy_rng(config.seed, 2, "pool"))
         reset_peak_rss()
-        uncertainty(loaded, task, examples, "me", "own", 1, False, settings.batch_size,
-                    max_length)
+        score_examples(loaded, task, examples, plain(config, "me"))
         figures["memory_mb"][label] = peak_rss_mb()
-    sample, batch = pool[: sizes["profile"]], settings.batch_size
+    sample = pool[: sizes["profile"]]
     figures["profile"] = {
-        "scoring me": top_ops(lambda: uncertainty(loaded, task, sample, "me", "own", 1, False,
-                                                  batch, max_length)),
-        "scoring me-star": top_ops(lambda: uncertainty(loaded, task, sample, "me", "own",
-                                                       settings.mc_passes, True, batch, max_length)),
-        "training": top_ops(lambda: train_adapter(loaded, task, train[:48], train_config,
-                                                  config.train.weight_decay_b, config.seed,
-                                                  max_length))}
+        "scoring me": top_ops(lambda: score_examples(loaded, task, sample, plain(config, "me"))),
+        "scoring me-star": top_ops(lambda: score_examples(
+            loaded, task, sample, plain(config, "me", settings.mc_passes),
+            mc_masks(config, loaded))),
+        "training": top_ops(lambda: train_adapter(
+            loaded, task, train[:48], config=train_config,
+            weight_decay_b=config.train.weight_decay_b, seed=config.seed, round_index=1,
+            max_length=max_length))}
     return figures
 
 
@@ -213,7 +230,7 @@ def top_ops(fn: Callable[[], Any], count: int = 8) -> dict[str, float]:
 def fp32_twin(config: StarConfig, loaded: LoadedModel) -> LoadedModel:
     """The same model and adapter with fp32 weights and fp32 matmuls."""
     twin = load_model(config.model.model_copy(update={"dtype": "float32"}))
-    attach_lora(twin, config.lora, config.seed)
+    attach_lora(twin, config.lora, derived_seed(config.seed, 0, "lora_init"))
     load_adapter_state(twin.model, adapter_state(loaded.model))
     return twin
 
@@ -221,10 +238,9 @@ def fp32_twin(config: StarConfig, loaded: LoadedModel) -> LoadedModel:
 def bf16_fp32_agreement(config: StarConfig, task: Task, loaded: LoadedModel, twin: LoadedModel,
                         size: int) -> tuple[float, float]:
     """Top-`step` overlap and Spearman of ME scores computed in bf16 and in fp32."""
-    pool = subsample(task.train, size, config.seed + 3)
-    settings = config.uncertainty
-    low, high = (uncertainty(model, task, pool, "me", "own", 1, False, settings.batch_size,
-                             config.model.max_length)[0] for model in (loaded, twin))
+    pool = subsample(task.train, size, numpy_rng(config.seed, 3, "pool"))
+    low, high = (score_examples(model, task, pool, plain(config, "me"))[0]
+                 for model in (loaded, twin))
     step = config.loop.step
     top_low = set(np.argsort(-low, kind="stable")[:step].tolist())
     top_high = set(np.argsort(-high, kind="stable")[:step].tolist())
@@ -233,9 +249,11 @@ def bf16_fp32_agreement(config: StarConfig, task: Task, loaded: LoadedModel, twi
 
 def format_table(figures: dict[str, Any]) -> str:
     peak = figures["matmul_gflops"]
-    lines = [f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s "
-             f"({figures['machine']['threads']} threads)",
-             "", "| phase | examples/s | tokens/s | MFU (of bf16 peak) |", "|---|---|---|---|"]
+    bf16 = f"{peak['bf16']:.0f} GFLOP/s" if peak["bf16"] is not None else "not timed (no fast bf16)"
+    lines = [f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {bf16} "
+             f"({figures['machine']['threads']} threads)", "",
+             f"| phase | examples/s | tokens/s | MFU (of {figures['peak_dtype']} peak) |",
+             "|---|---|---|---|"]
     for name, row in figures["scoring"].items():
         lines.append(f"| scoring {name} | {row['examples_per_s']:.1f} | "
                      f"{row['tokens_per_s']:.0f} | {100 * row['mfu']:.1f} % |")
@@ -271,23 +289,18 @@ def bench_round(config: StarConfig, out: Path, quick: bool) -> dict[str, float]:
 
     `quick` runs it on at most 150 pool and 100 test examples.
     """
-    from star.loop import Experiment
-
     config = config.model_copy(deep=True)
     config.strategy = "me-star"
     config.loop.budget = config.loop.warm_start + config.loop.step
     if quick:
         config.loop.pool_size = min(config.loop.pool_size or 150, 150)
         config.loop.test_size = min(config.loop.test_size or 100, 100)
-    experiment = Experiment(config, out)
-    experiment.run_round(0)
-    experiment.run_round(1)
-    last = experiment.results["rounds"][-1]
+    last = Experiment(config, out).run()["rounds"][-1]
     return {"score_select": last["score_seconds"], "train": last["train_seconds"],
             "evaluate": last["eval_seconds"]}
 
 
-def main(config_path: str | None, overrides: list[str], quick: bool, json_path: str | None,
+def main(config_path: str | None, overrides: list[str], *, quick: bool, json_path: str | None,
          data_dir: str | None) -> dict[str, Any]:
     settings = list(overrides)
     if config_path is None:
@@ -297,12 +310,10 @@ def main(config_path: str | None, overrides: list[str], quick: bool, json_path: 
                     "train.epochs=3", "train.batch_size=8", "train.lr=5e-4", *settings]
     config = load_config(config_path, settings)
     figures = run_bench(config, quick)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         figures["round"] = bench_round(config, Path(tmp) / "round", quick)
     table = format_table(figures)
     print(table)
     if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=1))
+        write_json(Path(json_path), figures)
     return figures

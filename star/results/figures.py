@@ -16,19 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from star.metrics import reliability_bins
-
-STRATEGY_COLORS = {
-    "random": "tab:gray", "pe": "tab:orange", "pe+dynamic": "gold", "pe+dynamic+mc": "tab:brown",
-    "pe+dynamic+l2": "tab:olive", "pe-star": "tab:green", "me": "tab:red", "me+dynamic": "tab:pink",
-    "me+dynamic+mc": "tab:cyan", "me+dynamic+l2": "tab:blue", "me-star": "tab:purple"}
-"""One colour per strategy in every figure, so a reader can follow a strategy across them."""
+from star.active.strategies import display_order, strategy_color
+from star.results.metrics import reliability_bins
 
 
 def _order(names):
-    from star.reports import strategy_order
-
-    return sorted(names, key=strategy_order)
+    return sorted(names, key=display_order)
 
 
 def _save(fig, path: Path) -> None:
@@ -50,9 +43,9 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
             x = np.array(curve["n_labeled"])
             mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
             ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
-                    color=STRATEGY_COLORS.get(strategy))
+                    color=strategy_color(strategy))
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
-                            color=STRATEGY_COLORS.get(strategy))
+                            color=strategy_color(strategy))
         ax.set_title(task)
         ax.set_xlabel("number of labels")
         ax.set_ylabel("accuracy (%)")
@@ -72,9 +65,9 @@ def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Pa
             points = rows[(task, strategy)]
             x = [p["n_labeled"] for p in points]
             axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=STRATEGY_COLORS.get(strategy))
+                              label=strategy, color=strategy_color(strategy))
             axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=STRATEGY_COLORS.get(strategy))
+                              label=strategy, color=strategy_color(strategy))
         axes[0][col].set_title(f"{task}: expected calibration error")
         axes[0][col].set_ylabel("ECE (%)")
         axes[1][col].set_title(f"{task}: Brier score")
@@ -101,7 +94,7 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
         bins = reliability_bins(confidence, correct)
         ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
                align="edge", alpha=0.7, edgecolor="black", label="accuracy",
-               color=STRATEGY_COLORS.get(name))
+               color=strategy_color(name))
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -126,7 +119,7 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
             return [float(np.mean([r[key] for r in mine if r["round"] == k
                                    and r[key] is not None] or [np.nan])) for k in rounds]
 
-        style = {"marker": "o", "markersize": 3, "color": STRATEGY_COLORS.get(strategy)}
+        style = {"marker": "o", "markersize": 3, "color": strategy_color(strategy)}
         axes[0].plot(rounds, mean("base_mean"), "--", label=f"{strategy} μ_b", **style)
         axes[0].plot(rounds, mean("full_mean"), "-", label=f"{strategy} μ_f", **style)
         axes[1].plot(rounds, mean("lambda"), label=strategy, **style)

@@ -13,22 +13,23 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from star.active.runfolder import RunFolder
+from star.active.strategies import TABLE1, TABLE2
 from star.errors import DataError
-from star.figures import plot_calibration, plot_learning_curves, plot_reliability, plot_selection
-from star.reports import (
-    ABLATION_STRATEGIES,
-    MAIN_STRATEGIES,
-    Table,
+from star.results.figures import (
+    plot_calibration,
+    plot_learning_curves,
+    plot_reliability,
+    plot_selection,
+)
+from star.results.summary import (
     calibration_rows,
-    calibration_tables,
     collect_runs,
     matched_seeds,
-    read_jsonl,
-    results_table,
     selection_rows,
-    selection_table,
     summarize,
 )
+from star.results.tables import Table, calibration_tables, results_table, selection_table
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1200px;
@@ -59,11 +60,9 @@ def _last_round_predictions(runs: list[dict], task: str) -> dict[str, tuple[list
         if run["task"] != task:
             continue
         last = run["rounds"][-1]["round"]
-        path = Path(run["path"]) / "rounds" / str(last) / "predictions.jsonl"
-        if path.exists():
-            for p in read_jsonl(path):
-                pooled[run["strategy"]][0].append(p["confidence"])
-                pooled[run["strategy"]][1].append(p["correct"])
+        for p in RunFolder(Path(run["path"])).read_predictions(last) or []:
+            pooled[run["strategy"]][0].append(p["confidence"])
+            pooled[run["strategy"]][1].append(p["correct"])
     return dict(pooled)
 
 
@@ -72,13 +71,13 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
     summary = summarize(runs)
     tasks = sorted(summary)
     sections = []
-    main = results_table(summary, MAIN_STRATEGIES, "table1_main",
+    main = results_table(summary, TABLE1, "table1_main",
                          "Table 1 layout: AUC and RIPL of the main strategies")
     results = Section("Main results (Table 1)", tables=[main])
     present = {s for t in tasks for s in summary[t]}
     ablation_tasks = {t for t in tasks if any("+" in s for s in summary[t])}
-    ablations = [*ABLATION_STRATEGIES, "pe-star", "me-star"] if ablation_tasks else []
-    if present - set(MAIN_STRATEGIES) - set(ablations):
+    ablations = TABLE2 if ablation_tasks else []
+    if present - set(TABLE1) - set(ablations):
         results.tables.append(results_table(summary, None, "all_strategies",
                                             "Every strategy present"))
     if ablations:
@@ -98,7 +97,7 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
                   "last round of each strategy (predictions pooled over seeds).",
                   tables=calibration_tables(calibration))
     for suffix, strategies, shown, caption in (
-            ("", MAIN_STRATEGIES, set(tasks), "main strategies"),
+            ("", TABLE1, set(tasks), "main strategies"),
             ("_ablation", ablations and ["random", *ablations], ablation_tasks,
              "ablations (Table 2)")):
         if not strategies:

@@ -11,6 +11,8 @@ import json
 import random
 from pathlib import Path
 
+from star.tools.compare import compare
+
 TOPICS: dict[str, dict[str, list[str]]] = {
     "food": {
         "subject": ["the soup", "my sandwich", "the pasta", "her curry", "the bread", "this cake",
@@ -82,8 +84,6 @@ DEMO_SETTINGS = [
 
 
 def run_demo(out: Path, overrides: list[str]) -> None:
-    from star.cli import compare
-
     data = write_demo_data(out / "topics")
     settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
                 *overrides]

@@ -1,0 +1,1 @@
+"""Active learning: measures, the dynamic mix, strategies, scoring, the run folder, labels, the loop."""

@@ -1,0 +1,258 @@
+"""The active-learning loop, read top to bottom: setup, rounds, finish.
+
+Round 0 labels a random warm start. Every later round scores the unlabeled pool with the
+last adapter (and, for dynamic strategies, the cached base-model scores) and picks the top
+`loop.step`. The picks are written as the round's batch, with the model's answers as
+suggestions; the annotator (the oracle, or people) answers into the label journal; once
+every answer is in, a new adapter trains on all labels so far and is evaluated.
+
+A round is complete when results.json lists it. A stopped run (killed, or waiting for
+people) resumes with the same command and replays exactly: every random draw comes from a
+generator derived from (seed, round, phase), and a written batch is never recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from star.active.annotators import Annotator, make_annotator
+from star.active.batch import Batch, BatchItem
+from star.active.cache import check_cache_folder
+from star.active.mixing import normalise_base, schedule_weight
+from star.active.runfolder import RunFolder
+from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
+from star.active.stopping import cohen_kappa, stop_advised
+from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
+from star.config import StarConfig, config_text, flatten
+from star.data.sources import load_task
+from star.data.tasks import Example, Task
+from star.errors import ConfigError
+from star.files import cache_root
+from star.model.loading import load_model
+from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
+from star.model.passes import Prediction, predict
+from star.model.training import TrainStats, train_adapter
+from star.progress import log
+from star.results.metrics import auc
+from star.seeding import derived_seed, numpy_rng, torch_generator
+
+
+def subsample(examples: list[Example], size: int | None, rng: np.random.Generator) -> list[Example]:
+    """`size` examples in their file order, drawn by `rng`; all of them without a size."""
+    if size is None or size >= len(examples):
+        return examples
+    keep = np.sort(rng.permutation(len(examples))[:size])
+    return [examples[i] for i in keep]
+
+
+def total_rounds(config: StarConfig) -> int:
+    return math.ceil((config.loop.budget - config.loop.warm_start) / config.loop.step)
+
+
+def check_same_config(folder: RunFolder, config: StarConfig) -> None:
+    saved = folder.read_config()
+    if saved is None:
+        return
+    before, now = flatten(saved), flatten(config.model_dump())
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if changed:
+        raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
+                          f"(differs in: {', '.join(changed)}); choose another --out")
+
+
+def check_setup(config: StarConfig, strategy: Strategy, pool: list[Example]) -> None:
+    if config.loop.budget > len(pool):
+        raise ConfigError(f"loop.budget ({config.loop.budget}) is larger than the pool "
+                          f"({len(pool)} examples)")
+    if strategy.measure == "pe" and config.loop.annotator == "people":
+        raise ConfigError(f"strategy '{strategy.name}' scores the gold answers of unlabeled "
+                          "examples (PE), which people have not given yet; use an ME strategy")
+
+
+class Experiment:
+    """One strategy, one seed: the state a run needs between rounds."""
+
+    def __init__(self, config: StarConfig, out: Path) -> None:
+        self.config = config
+        self.folder = RunFolder(out)
+        check_same_config(self.folder, config)
+        self.strategy: Strategy = get_strategy(config.strategy)
+        self.task: Task = load_task(config.task)
+        seed = config.seed
+        self.pool = subsample(self.task.train, config.loop.pool_size, numpy_rng(seed, 0, "pool"))
+        self.test = subsample(self.task.test, config.loop.test_size, numpy_rng(seed, 0, "test"))
+        self.stop_set = [] if self.test else subsample(self.pool, config.loop.stop_set_size,
+                                                       numpy_rng(seed, 0, "stop"))
+        check_setup(config, self.strategy, self.pool)
+        self.annotator: Annotator = make_annotator(config.loop.annotator, self.pool)
+        self.by_id = {e.id: e for e in self.pool}
+        check_cache_folder(cache_root())
+        self.loaded = load_model(config.model)
+        attach_lora(self.loaded, config.lora, derived_seed(seed, 0, "lora_init"))
+        self.initial_adapter = adapter_state(self.loaded.model)
+        self.results: dict[str, Any] = {}
+        self.labeled: list[str] = []
+
+    # -- the recipe ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Rounds until the budget is spent, or until a batch waits for people."""
+        self.folder.create()
+        with self.folder.lock():
+            if self.folder.read_config() is None:  # only now: a failed start blocks nothing
+                self.folder.write_config(config_text(self.config))
+            self.resume()
+            loop = self.config.loop
+            while not self.results["rounds"] or len(self.labeled) < loop.budget:
+                if not self.run_round(len(self.results["rounds"])):
+                    break
+        return self.results
+
+    def resume(self) -> None:
+        self.results = self.folder.read_results() or {
+            "task": self.task.title, "strategy": self.config.strategy, "seed": self.config.seed,
+            "model": self.config.model.name, "pool_size": len(self.pool),
+            "test_size": len(self.test), "auc": None, "rounds": []}
+        self.results.pop("waiting", None)
+        self.labeled = [i for r in self.results["rounds"] for i in r["selected_ids"]]
+        if self.results["rounds"]:
+            last = len(self.results["rounds"]) - 1
+            load_adapter(self.loaded.model, self.folder.adapter_dir(last))
+            log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
+
+    def run_round(self, k: int) -> bool:
+        """Round k: select, label, train, evaluate. False when it waits for labels."""
+        start = time.perf_counter()
+        batch = self.folder.read_batch(k) or self.new_batch(k)
+        score_seconds = time.perf_counter() - start
+        labels = self.collect_labels(batch)
+        if labels is None:
+            return False
+        self.labeled += batch.ids
+        train = self.train(k, labels)
+        save_adapter(self.loaded.model, self.folder.adapter_dir(k))
+        start = time.perf_counter()
+        evaluation = self.evaluate(k)
+        eval_seconds = time.perf_counter() - start
+        self.results["rounds"].append({
+            "round": k, "n_labeled": len(self.labeled), **evaluation,
+            "selected_ids": batch.ids, "label_counts": dict(sorted(Counter(labels.values()).items())),
+            "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
+            "eval_seconds": round(eval_seconds, 3), "train_loss": train.final_loss,
+            "train_padding_fraction": train.padding_fraction})
+        curve = [r for r in self.results["rounds"] if r["accuracy"] is not None]
+        self.results["auc"] = auc([r["n_labeled"] for r in curve],
+                                  [r["accuracy"] for r in curve]) if curve else None
+        self.results["stop_advised"] = stop_advised([r["agreement"] for r in self.results["rounds"]])
+        self.folder.write_results(self.results)
+        accuracy = evaluation["accuracy"]
+        shown = f"accuracy {accuracy:.4f}" if accuracy is not None else \
+            f"agreement {evaluation['agreement']}"
+        log(f"[{self.config.strategy} seed {self.config.seed}] round {k}: "
+            f"{len(self.labeled)} labels, {shown} "
+            f"(score {score_seconds:.0f}s, train {train.seconds:.0f}s, eval {eval_seconds:.0f}s)")
+        return True
+
+    # -- the steps ----------------------------------------------------------------------------
+    def new_batch(self, k: int) -> Batch:
+        """Pick round k's examples, write their scores and the batch with the model's guesses."""
+        loop = self.config.loop
+        if k == 0:
+            chosen = numpy_rng(self.config.seed, 0, "warm_start").permutation(len(self.pool))
+            picked = [self.pool[i] for i in sorted(chosen[: loop.warm_start])]
+            uncertainty: list[float | None] = [None] * len(picked)
+        else:
+            taken = set(self.labeled)
+            unlabeled = [e for e in self.pool if e.id not in taken]
+            scores = self.score(unlabeled, k)
+            count = min(loop.step, loop.budget - len(self.labeled))
+            top = set(select_top(scores.score, count).tolist())
+            self.folder.write_scores(k, [e.id for e in unlabeled], scores, top)
+            if scores.weight is not None:
+                self.results.setdefault("lambda", {})[str(k)] = scores.weight
+            picked = [unlabeled[i] for i in sorted(top)]
+            uncertainty = [float(scores.score[i]) for i in sorted(top)]
+        guesses = self.predict(picked)
+        items = [BatchItem(e.id, e.fields, e.prompt, g.prediction, g.confidence, u)
+                 for e, g, u in zip(picked, guesses, uncertainty, strict=True)]
+        batch = Batch(k, items, list(self.task.labels) if not self.task.generative else [],
+                      self.task.display() if not self.task.generative else {})
+        self.folder.write_batch(batch)
+        return batch
+
+    def collect_labels(self, batch: Batch) -> dict[str, str] | None:
+        """Every label so far (id -> answer), or None while the batch still waits for some."""
+        self.annotator.answer(batch, self.by_id, self.folder.journal)
+        answered = self.folder.journal.latest()
+        missing = [i for i in batch.ids if i not in answered]
+        if missing:
+            self.results["waiting"] = {"round": batch.round, "labels": len(missing),
+                                       "batch": len(batch.ids)}
+            self.folder.write_results(self.results)
+            return None
+        return {i: answered[i].value for i in [*self.labeled, *batch.ids]}
+
+    def score(self, unlabeled: list[Example], k: int) -> Scores:
+        strategy, settings = self.strategy, self.config.uncertainty
+        if strategy.measure is None:
+            return Scores(numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled)))
+        passes = settings.mc_passes if strategy.mc_dropout else 1
+        masks = (torch_generator(self.config.seed, k, "mc_dropout", self.loaded.device)
+                 if strategy.mc_dropout else None)
+        full = score_examples(self.loaded, self.task, unlabeled, self.scoring(passes), masks,
+                              desc=f"scoring round {k}")
+        base = None
+        weight = schedule_weight(k - 1, settings.schedule, rate=settings.rate,
+                                 total=total_rounds(self.config), constant=settings.constant)
+        if strategy.dynamic:
+            position = {e.id: i for i, e in enumerate(self.pool)}
+            scoring = self.scoring(1)
+            pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
+                                    base_score_cache(self.loaded, self.task, scoring))
+            base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
+                                  settings.normalise)
+        return acquisition_scores(strategy, full, base, weight=weight, mix=settings.mix,
+                                  normalise=settings.normalise)
+
+    def scoring(self, passes: int) -> Scoring:
+        settings = self.config.uncertainty
+        return Scoring(self.strategy.measure or "me", settings.response, passes,
+                       settings.batch_size, self.config.model.max_length)
+
+    def train(self, k: int, labels: dict[str, str]) -> TrainStats:
+        config = self.config
+        if config.train.init == "fresh":
+            load_adapter_state(self.loaded.model, self.initial_adapter)
+        examples = [self.task.with_label(self.by_id[i], labels[i]) for i in self.labeled]
+        decays = self.strategy.l2_on_b or config.train.decay_b_always
+        return train_adapter(self.loaded, self.task, examples, config=config.train,
+                             weight_decay_b=config.train.weight_decay_b if decays else 0.0,
+                             seed=config.seed, round_index=k, max_length=config.model.max_length)
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        return predict(self.loaded, self.task, examples, batch_size=self.config.uncertainty.batch_size,
+                       max_length=self.config.model.max_length)
+
+    def evaluate(self, k: int) -> dict[str, Any]:
+        """Accuracy on the test set; without one, agreement with the last round's predictions
+        on the stop set (Cohen's κ), the stopping signal's input."""
+        predictions = self.predict(self.test or self.stop_set)
+        self.folder.write_predictions(k, [asdict(p) for p in predictions])
+        accuracy = float(np.mean([p.correct for p in predictions])) if self.test else None
+        previous = self.folder.read_predictions(k - 1) if k > 0 else None
+        agreement = None
+        if previous is not None:
+            agreement = cohen_kappa([p["prediction"] for p in previous],
+                                    [p.prediction for p in predictions])
+        return {"accuracy": accuracy, "agreement": agreement}
+
+
+def run_experiment(config: StarConfig, out: Path) -> dict[str, Any]:
+    """Run (or resume) one strategy and seed into `out`; returns the results."""
+    return Experiment(config, out).run()

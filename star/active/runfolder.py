@@ -1,0 +1,175 @@
+"""The run folder: the one place that knows its layout and the schema of its files.
+
+```
+config.yaml                  the resolved config (written once the model and data loaded)
+results.json                 the rounds so far, appended when a round is complete
+labels.jsonl                 the label journal (append-only, see `journal.py`)
+rounds/<k>/batch.json        the examples round k asks annotators to label
+rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected
+rounds/<k>/adapter/          the adapter trained in round k (PEFT save_pretrained)
+rounds/<k>/predictions.jsonl id, prediction, gold, correct, confidence
+.lock                        held by the process working in the folder
+```
+Every file is written atomically; a round is complete only once results.json lists it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from star.active.batch import Batch, load_batch, save_batch
+from star.active.journal import Journal
+from star.active.strategies import Scores
+from star.errors import ConfigError, DataError
+from star.files import read_jsonl, write_json, write_jsonl, write_text_atomic
+
+
+class RunFolder:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.config_path = self.root / "config.yaml"
+        self.results_path = self.root / "results.json"
+        self.journal = Journal(self.root / "labels.jsonl")
+
+    # -- layout -------------------------------------------------------------------------------
+    def round_dir(self, k: int) -> Path:
+        return self.root / "rounds" / str(k)
+
+    def adapter_dir(self, k: int) -> Path:
+        return self.round_dir(k) / "adapter"
+
+    def batch_path(self, k: int) -> Path:
+        return self.round_dir(k) / "batch.json"
+
+    def scores_path(self, k: int) -> Path:
+        return self.round_dir(k) / "scores.jsonl"
+
+    def predictions_path(self, k: int) -> Path:
+        return self.round_dir(k) / "predictions.jsonl"
+
+    def scored_rounds(self) -> list[int]:
+        """Rounds that wrote acquisition scores, in order."""
+        folder = self.root / "rounds"
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir()
+                      if p.name.isdigit() and (p / "scores.jsonl").exists())
+
+    # -- creating and locking -----------------------------------------------------------------
+    def create(self) -> None:
+        """Make the folder, or say in one line why it cannot be made."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--out '{self.root}' is a file, not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create run folder '{self.root}': {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"run folder '{self.root}' is not writable")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for this process; a second process gets one line naming the first."""
+        path = self.root / ".lock"
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(f"run folder '{self.root}' is in use by process {holder}; "
+                              "wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.close()
+
+    # -- config and results -------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any] | None:
+        """The saved config as a tree, None when there is none yet."""
+        if not self.config_path.exists():
+            return None
+        try:
+            tree = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"'{self.config_path}' is not valid YAML ({exc}); delete it to "
+                              "start this run afresh") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"'{self.config_path}' is empty or not a mapping; delete it to "
+                              "start this run afresh")
+        return tree
+
+    def write_config(self, text: str) -> None:
+        write_text_atomic(self.config_path, text)
+
+    def read_results(self) -> dict[str, Any] | None:
+        if not self.results_path.exists():
+            return None
+        try:
+            return json.loads(self.results_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"'{self.results_path}' is not valid JSON ({exc})") from None
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        write_json(self.results_path, results)
+
+    # -- per-round files ----------------------------------------------------------------------
+    def write_scores(self, k: int, ids: list[str], scores: Scores, picked: set[int]) -> None:
+        """One row per unlabeled example: id, base (μ_b), passes (μ_f per pass), full (their
+        mean), score (what was ranked), selected."""
+        rows = []
+        for i, example_id in enumerate(ids):
+            row: dict[str, Any] = {"id": example_id}
+            if scores.base is not None:
+                row["base"] = float(scores.base[i])
+            if scores.passes is not None:
+                row["passes"] = [float(v) for v in scores.passes[:, i]]
+                row["full"] = float(scores.full[i])
+            row["score"] = float(scores.score[i])
+            row["selected"] = i in picked
+            rows.append(row)
+        self.round_dir(k).mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.scores_path(k), rows)
+
+    def read_scores(self, k: int) -> list[dict[str, Any]]:
+        return read_jsonl(self.scores_path(k))
+
+    def write_predictions(self, k: int, rows: list[dict[str, Any]]) -> None:
+        self.round_dir(k).mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.predictions_path(k), rows)
+
+    def read_predictions(self, k: int) -> list[dict[str, Any]] | None:
+        path = self.predictions_path(k)
+        return read_jsonl(path) if path.exists() else None
+
+    def write_batch(self, batch: Batch) -> None:
+        self.round_dir(batch.round).mkdir(parents=True, exist_ok=True)
+        save_batch(batch, self.batch_path(batch.round))
+
+    def read_batch(self, k: int) -> Batch | None:
+        path = self.batch_path(k)
+        return load_batch(path) if path.exists() else None
+
+    def pending_batch(self) -> Batch | None:
+        """The batch of the round after the last complete one, if it was written."""
+        results = self.read_results()
+        return self.read_batch(len(results["rounds"]) if results else 0)
+
+
+def find_runs(root: Path) -> list[RunFolder]:
+    """Every run folder below `root` (those holding results.json)."""
+    return [RunFolder(path.parent) for path in sorted(Path(root).rglob("results.json"))]
+

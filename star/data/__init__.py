@@ -1,0 +1,1 @@
+"""Data: reading files, tasks (prompts, gold responses, scorers) and token batches."""

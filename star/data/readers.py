@@ -1,0 +1,82 @@
+"""Reading data files: JSONL, TSV and CSV records with their line numbers, and stable ids.
+
+Every problem names the file and the line, so a user can fix the data without a debugger.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from star.errors import DataError
+
+Record = tuple[int, dict[str, Any]]
+"""(line number, record)."""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a bad byte is reported with its line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte "
+                                f"{exc.start})") from None
+
+
+def read_records(path: Path) -> list[Record]:
+    """(line number, record) pairs from a .jsonl, .tsv or .csv file with at least one record."""
+    if path.is_dir():
+        raise DataError(f"data file '{path}' is a folder, not a file")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    if path.suffix in (".tsv", ".csv"):
+        lines = [text for _, text in _lines(path)]
+        delimiter = "\t" if path.suffix == ".tsv" else ","
+        reader = csv.DictReader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+        records = [(reader.line_num, dict(row)) for row in reader]
+    else:
+        records = []
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object")
+            records.append((number, record))
+    if not records:
+        raise DataError(f"data file '{path}' holds no examples")
+    return records
+
+
+def stable_ids(path: Path, records: list[Record]) -> list[str]:
+    """The `id` field when present, else a hash of the record's content.
+
+    Two records with one `id` would make labels ambiguous, so they are refused with both line
+    numbers. A record without an `id` repeated word for word (SST-2 and OBQA have some) stays
+    in, as the datasets count it; its copies are told apart by a `#n` suffix.
+    """
+    first_line: dict[str, int] = {}
+    copies: dict[str, int] = {}
+    ids = []
+    for number, record in records:
+        if "id" in record:
+            example_id = str(record["id"])
+            if example_id in first_line:
+                raise DataError(f"{path}:{number}: duplicate id {example_id!r} (first on line "
+                                f"{first_line[example_id]}); every example needs its own id")
+            first_line[example_id] = number
+        else:
+            digest = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+            copies[digest] = copies.get(digest, -1) + 1
+            example_id = digest if copies[digest] == 0 else f"{digest}#{copies[digest]}"
+        ids.append(example_id)
+    return ids

@@ -1,0 +1,1 @@
+"""The model: loading the base LLM, LoRA (attach, dropout, save/load), forward passes, training."""

@@ -1,0 +1,1 @@
+"""Results: metrics, summaries of run folders, tables, figures and the report page."""

@@ -1,0 +1,137 @@
+"""Summaries of run folders: AUC and RIPL per strategy, calibration per round, and what the
+dynamic score selected. Everything here reads what `star run` wrote, through `RunFolder`,
+so it works on any set of runs; `tables.py` renders the summaries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from star.active.runfolder import RunFolder, find_runs
+from star.active.strategies import display_order
+from star.data.tasks import task_display_name
+from star.progress import log
+from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
+
+
+def collect_runs(root: Path) -> list[dict[str, Any]]:
+    """Every finished run below `root` (folders holding results.json and config.yaml).
+
+    A run stopped before its labeling budget is left out, with a line saying so: its AUC
+    covers fewer rounds and would drag its strategy's mean.
+    """
+    runs = []
+    for folder in find_runs(root):
+        results = folder.read_results()
+        config = folder.read_config() or {}
+        budget = config.get("loop", {}).get("budget", 0)
+        labels = results["rounds"][-1]["n_labeled"] if results.get("rounds") else 0
+        if labels < max(budget, 1):
+            log(f"report: skipping unfinished run {folder.root} ({labels} of {budget} labels)")
+            continue
+        results["path"] = str(folder.root)
+        results["config"] = config
+        results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
+        runs.append(results)
+    return runs
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {strategy: {auc_mean, auc_std, ripl_mean, ripl_std, seeds, curve}}}.
+
+    RIPL of a run is against the `random` run of the same task and seed; without one it is null.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["task"], run["strategy"])].append(run)
+    random_auc = {(r["task"], r["seed"]): r["auc"] for r in runs if r["strategy"] == "random"}
+    summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (task, strategy), group in sorted(groups.items(),
+                                          key=lambda kv: (kv[0][0], display_order(kv[0][1]))):
+        group.sort(key=lambda r: r["seed"])
+        length = min(len(r["rounds"]) for r in group)
+        accuracy = np.array([[x["accuracy"] for x in r["rounds"][:length]] for r in group])
+        auc_mean, auc_std = mean_std([r["auc"] for r in group])
+        ripls = [ripl(r["auc"], random_auc[(task, r["seed"])]) for r in group
+                 if (task, r["seed"]) in random_auc]
+        ripl_mean, ripl_std = mean_std(ripls) if ripls and strategy != "random" else (None, None)
+        summary[task][strategy] = {
+            "seeds": [r["seed"] for r in group], "auc_mean": auc_mean, "auc_std": auc_std,
+            "ripl_mean": ripl_mean, "ripl_std": ripl_std,
+            "curve": {"n_labeled": [x["n_labeled"] for x in group[0]["rounds"][:length]],
+                      "accuracy_mean": accuracy.mean(axis=0).tolist(),
+                      "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
+                                       else np.zeros(length)).tolist()}}
+    return dict(summary)
+
+
+def matched_seeds(runs: list[dict[str, Any]], strategies: list[str]) -> list[dict[str, Any]]:
+    """The runs of `strategies` (and `random`, for RIPL) on the seeds every one of them has in
+    that task, so rows compared in one table differ in the strategy only, not in the seeds."""
+    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for run in runs:
+        if run["strategy"] in strategies:
+            seeds[(run["task"], run["strategy"])].add(run["seed"])
+    common = {task: set.intersection(*[s for (t, _), s in seeds.items() if t == task])
+              for task, _ in seeds}
+    return [run for run in runs if run["task"] in common and run["seed"] in common[run["task"]]
+            and (run["strategy"] in strategies or run["strategy"] == "random")]
+
+
+def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (task, strategy): per round, ECE and Brier averaged over seeds."""
+    per_round: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = defaultdict(list)
+    for run in runs:
+        for entry in run["rounds"]:
+            predictions = RunFolder(Path(run["path"])).read_predictions(entry["round"])
+            if predictions is None:
+                continue
+            confidence = [p["confidence"] for p in predictions]
+            correct = [p["correct"] for p in predictions]
+            per_round[(run["task"], run["strategy"], entry["round"])].append(
+                (expected_calibration_error(confidence, correct), brier_score(confidence, correct),
+                 entry["accuracy"], entry["n_labeled"]))
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (task, strategy, k), values in sorted(per_round.items()):
+        ece, brier, accuracy, n = np.array(values).T
+        rows[(task, strategy)].append({"round": k, "n_labeled": int(n[0]), "seeds": len(values),
+                                       "accuracy": accuracy.mean(), "ece": ece.mean(),
+                                       "ece_std": ece.std(), "brier": brier.mean()})
+    return dict(rows)
+
+
+def _top(ids: list[str], values: np.ndarray, k: int) -> set[str]:
+    return {ids[i] for i in np.argsort(-values, kind="stable")[:k]}
+
+
+def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For runs that record μ_b and μ_f: per round, their pool means, λ(t) and top-set overlaps."""
+    rows = []
+    for run in runs:
+        for entry in run["rounds"][1:]:
+            folder = RunFolder(Path(run["path"]))
+            if not folder.scores_path(entry["round"]).exists():
+                continue
+            scores = folder.read_scores(entry["round"])
+            if not scores or "base" not in scores[0] or "full" not in scores[0]:
+                continue
+            ids = [s["id"] for s in scores]
+            base = np.array([s["base"] for s in scores])
+            full = np.array([s["full"] for s in scores])
+            mixed = np.array([s["score"] for s in scores])
+            k = sum(s["selected"] for s in scores)
+            top_b, top_f, top_m = _top(ids, base, k), _top(ids, full, k), _top(ids, mixed, k)
+            rows.append({
+                "task": run["task"], "strategy": run["strategy"], "seed": run["seed"],
+                "round": entry["round"], "lambda": run.get("lambda", {}).get(str(entry["round"])),
+                "base_mean": float(base.mean()), "full_mean": float(full.mean()),
+                "pearson_base_full": float(np.corrcoef(base, full)[0, 1]),
+                "overlap_base_full": len(top_b & top_f) / k,
+                "overlap_base_mixed": len(top_b & top_m) / k,
+                "overlap_full_mixed": len(top_f & top_m) / k})
+    return rows
+
+

@@ -1,0 +1,40 @@
+"""`star compare`: every strategy × seed into OUT/<strategy>/seed<k>, then the summary files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from star.active.loop import run_experiment
+from star.config import load_config
+from star.files import write_json, write_text_atomic
+from star.progress import log, progress
+from star.results.figures import plot_learning_curves
+from star.results.summary import collect_runs, summarize
+from star.results.tables import table_markdown
+
+
+def write_comparison(root: Path) -> str:
+    """summary.json, table.md and learning_curves.png for the runs below `root`; the table."""
+    summary = summarize(collect_runs(root))
+    write_json(root / "summary.json", json.loads(json.dumps(summary)))
+    table = table_markdown(summary)
+    write_text_atomic(root / "table.md", table)
+    plot_learning_curves(summary, root / "learning_curves.png")
+    return table
+
+
+def compare(config_path: str | None, overrides: list[str], strategies: list[str],
+            seeds: list[int], out: Path) -> str:
+    """Run every strategy × seed (each resumes if it ran before); returns the table."""
+    configs = [load_config(config_path, [*overrides, f"strategy={name}", f"seed={seed}"])
+               for seed in seeds for name in strategies]
+    for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
+        start = time.perf_counter()
+        results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
+        log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, "
+            f"AUC {100 * results['auc']:.2f}, final accuracy "
+            f"{100 * results['rounds'][-1]['accuracy']:.2f}, "
+            f"{time.perf_counter() - start:.0f}s")
+    return write_comparison(out)

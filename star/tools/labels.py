@@ -1,0 +1,162 @@
+"""The commands around people's labels: status, the labeling page, batch export, import, and
+the final export of the labeled set.
+
+Every import is checked whole before anything is written: a label outside the task's set,
+an unknown id or an id of another round stops it with the file and line, and the journal
+stays as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from star.active.batch import Batch
+from star.active.journal import Answer, now
+from star.active.runfolder import RunFolder
+from star.active.stopping import cohen_kappa
+from star.annotate.exchange import read_labels, write_batch
+from star.annotate.server import serve
+from star.config import load_config
+from star.data.sources import load_task
+from star.errors import DataError
+from star.files import write_json, write_jsonl
+
+
+def open_run(run: Path) -> RunFolder:
+    folder = RunFolder(run)
+    if folder.read_config() is None:
+        raise DataError(f"'{run}' is not a run folder (no config.yaml); start one with star run")
+    return folder
+
+
+def waiting_batch(folder: RunFolder) -> Batch:
+    """The batch that waits for labels, or a one-line error saying why there is none."""
+    batch = folder.pending_batch()
+    if batch is None:
+        results = folder.read_results()
+        done = bool(results and results.get("rounds")) and not results.get("waiting")
+        raise DataError(f"'{folder.root}' has no batch waiting for labels"
+                        + ("; its rounds are complete" if done else ""))
+    return batch
+
+
+def next_steps(run: Path, missing: int, batch: Batch) -> str:
+    """What to do now, printed when a run stops to wait for people."""
+    return "\n".join([
+        f"round {batch.round}: waiting for {missing} of {len(batch.ids)} labels. Label them with",
+        f"  star label {run}                     (a page in your browser), or",
+        f"  star batch {run} --format labelstudio --out tasks.json   (Label Studio;"
+        f" also csv, jsonl),",
+        f"  then star import {run} EXPORT_FILE",
+        f"and continue with: star next {run}"])
+
+
+def status(run: Path) -> str:
+    folder = open_run(run)
+    results = folder.read_results() or {"rounds": []}
+    lines = [f"{run}: {results.get('strategy', '?')} seed {results.get('seed', '?')}, "
+             f"{len(results['rounds'])} rounds complete"]
+    for entry in results["rounds"]:
+        shown = (f"accuracy {100 * entry['accuracy']:.2f} %" if entry.get("accuracy") is not None
+                 else "no test set")
+        agreement = entry.get("agreement")
+        lines.append(f"  round {entry['round']}: {entry['n_labeled']} labels, {shown}, "
+                     f"labels {entry.get('label_counts', {})}"
+                     + (f", agreement with the last round κ = {agreement:.3f}"
+                        if agreement is not None else ""))
+    if results.get("stop_advised"):
+        lines.append("stopping advised: predictions agree across the last rounds (κ ≥ 0.99)")
+    batch = folder.pending_batch()
+    if batch is not None and results.get("waiting"):
+        answered = folder.journal.latest()
+        missing = sum(i not in answered for i in batch.ids)
+        lines.append(next_steps(run, missing, batch) if missing else
+                     f"round {batch.round}: all {len(batch.ids)} labels are in; continue with: "
+                     f"star next {run}")
+    agreement = annotator_agreement(folder)
+    if agreement:
+        lines.append(f"annotator agreement: {agreement}")
+    return "\n".join(lines)
+
+
+def label_page(run: Path, host: str, port: int, annotator: str) -> None:
+    folder = open_run(run)
+    serve(waiting_batch(folder), folder.journal, annotator, host, port,
+          done_hint=f"star next {run}")
+
+
+def export_batch(run: Path, fmt: str, out: Path) -> Path:
+    folder = open_run(run)
+    batch = waiting_batch(folder)
+    write_batch(batch, out, fmt, model_version=f"{folder.root.name} round {batch.round}")
+    return out
+
+
+def import_labels(run: Path, path: Path, annotator: str | None) -> int:
+    """Check every label of `path` against the waiting batch, then journal them all."""
+    folder = open_run(run)
+    batch = waiting_batch(folder)
+    results = folder.read_results() or {"rounds": []}
+    round_of = {i: r["round"] for r in results["rounds"] for i in r["selected_ids"]}
+    answers = []
+    for label in read_labels(path, annotator):
+        if label.id in round_of:
+            raise DataError(f"{label.where}: id {label.id!r} belongs to round "
+                            f"{round_of[label.id]}, not to round {batch.round} that waits "
+                            "for labels")
+        value = batch.check(label.id, label.value, label.where)
+        answers.append(Answer(label.id, value, label.annotator, batch.round, "import", now()))
+    folder.journal.append(answers)
+    return len(answers)
+
+
+def annotator_agreement(folder: RunFolder) -> str:
+    """Cohen's κ between each pair of annotators over the ids both answered (their latest
+    answers); empty when no two annotators share an id."""
+    latest: dict[str, dict[str, str]] = {}
+    for answer in folder.journal.answers():
+        mine = latest.setdefault(answer.annotator, {})
+        if answer.value is None:
+            mine.pop(answer.id, None)
+        else:
+            mine[answer.id] = answer.value
+    parts = []
+    names = sorted(latest)
+    for index, first in enumerate(names):
+        for second in names[index + 1:]:
+            shared = sorted(latest[first].keys() & latest[second].keys())
+            if shared:
+                kappa = cohen_kappa([latest[first][i] for i in shared],
+                                    [latest[second][i] for i in shared])
+                parts.append(f"{first} vs {second}: κ = {kappa:.3f} on {len(shared)} examples")
+    return "; ".join(parts)
+
+
+def export_labeled(run: Path, out: Path) -> dict[str, Any]:
+    """The labeled set as JSONL and as a `datasets` dataset, and the last round's adapter."""
+    from datasets import Dataset
+
+    folder = open_run(run)
+    results = folder.read_results()
+    if not results or not results["rounds"]:
+        raise DataError(f"'{run}' has no complete round yet")
+    task = load_task(load_config(folder.config_path).task)
+    by_id = {e.id: e for e in task.train}
+    answers = folder.journal.latest()
+    ids = [i for r in results["rounds"] for i in r["selected_ids"]]
+    rows = []
+    for i in ids:
+        labeled = task.with_label(by_id[i], answers[i].value)
+        rows.append({"id": i, **labeled.fields, "label": answers[i].value, "prompt": labeled.prompt,
+                     "response": labeled.response, "annotator": answers[i].annotator,
+                     "round": answers[i].round, "source": answers[i].source})
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "labeled.jsonl", rows)
+    Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
+    last = results["rounds"][-1]["round"]
+    shutil.copytree(folder.adapter_dir(last), out / "adapter", dirs_exist_ok=True)
+    summary = {"labels": len(rows), "rounds": len(results["rounds"]), "adapter_round": last}
+    write_json(out / "export.json", summary)
+    return summary
