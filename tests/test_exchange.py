@@ -29,7 +29,7 @@ ADMIN, BOB = "admin@star.test", "bob@star.test"
 
 def choice_batch() -> Batch:
     items = [BatchItem(f"r{n}", {"review": review, "product name": product}, f"Review: {review}\nSentiment:",
-                       suggestion, confidence, uncertainty)
+                       suggestion, confidence=confidence, uncertainty=uncertainty)
              for n, (review, product, suggestion, confidence, uncertainty) in enumerate([
                  ("Loved it, would buy again.", "kettle", "1", 0.91, 0.12),
                  ("Broke after a week.", "toaster", "1", 0.55, 0.68),
@@ -40,7 +40,8 @@ def choice_batch() -> Batch:
 
 
 def generative_batch() -> Batch:
-    items = [BatchItem(f"g{n}", {"question": question}, f"Q: {question}\nA:", draft, confidence, uncertainty)
+    items = [BatchItem(f"g{n}", {"question": question}, f"Q: {question}\nA:", draft,
+                       confidence=confidence, uncertainty=uncertainty)
              for n, (question, draft, confidence, uncertainty) in enumerate([
                  ("What is the capital of France?", " Paris.", 0.8, 0.3),
                  ("Name a prime number.", " 4", 0.2, 1.7),
@@ -86,7 +87,8 @@ def test_generative_tasks_offer_the_draft_as_text():
 
 
 def test_field_names_are_made_safe_and_never_take_our_keys():
-    batch = Batch(0, [BatchItem("x", {"label": "a", "1st": "b", "star id": "c"}, "p", "no", 0.5)], ["no"])
+    batch = Batch(0, [BatchItem("x", {"label": "a", "1st": "b", "star id": "c"}, "p", "no",
+                                confidence=0.5)], ["no"])
     data = labelstudio_tasks(batch, "v")[0]["data"]
     assert data == {"label_": "a", "f_1st": "b", "star_id_": "c", "star_id": "x", "star_round": 0,
                     "star_uncertainty": None, "prompt": "p"}
@@ -119,12 +121,13 @@ def test_generative_config_is_one_editable_answer():
 
 
 def test_config_escapes_what_xml_would_misread():
-    batch = Batch(0, [BatchItem("x", {"q": "?"}, "p", "a", 0.5)], ["a", "b"], {"a": ' "yes" & <more>'})
+    batch = Batch(0, [BatchItem("x", {"q": "?"}, "p", "a", confidence=0.5)], ["a", "b"],
+                  {"a": ' "yes" & <more>'})
     assert '<Choice value="&quot;yes&quot; &amp; &lt;more&gt;" alias="a" />' in labeling_config(batch)
 
 
 def test_without_fields_the_prompt_is_shown():
-    batch = Batch(0, [BatchItem("x", {}, "Say something:", " hi", 0.5)])
+    batch = Batch(0, [BatchItem("x", {}, "Say something:", " hi", confidence=0.5)])
     assert '<Text name="prompt" value="$prompt" />' in labeling_config(batch)
     assert labelstudio_tasks(batch, "v")[0]["predictions"][0]["result"][0]["to_name"] == "prompt"
 

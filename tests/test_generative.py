@@ -52,7 +52,7 @@ def test_mc_passes_rescore_the_greedy_response_like_the_single_pass(number_setup
     examples = task.train[:4]
     single = score_examples(loaded, task, examples, Scoring("me", batch_size=8, max_length=64))
     passes = score_examples(loaded, task, examples,
-                            Scoring("me", passes=2, batch_size=8, max_length=64), MC_MASKS())
+                            Scoring("me", passes=2, batch_size=8, max_length=64), masks=MC_MASKS())
     assert np.allclose(passes, np.repeat(single, 2, axis=0), rtol=1e-4)
 
 

@@ -85,19 +85,19 @@ def test_mc_passes_differ_and_only_through_lora(setup, tiny_overrides):
     _config, task, loaded = setup
     examples = task.train[:8]
     passes = score_examples(loaded, task, examples,
-                            Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
+                            Scoring("me", passes=3, batch_size=24, max_length=64), masks=MC_MASKS())
     assert passes.shape == (3, 8)
     assert not np.allclose(passes[0], passes[1])
     with adapter_off(loaded.model):  # no LoRA path: dropout has nothing to act on
         base = score_examples(loaded, task, examples,
-                              Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
+                              Scoring("me", passes=3, batch_size=24, max_length=64), masks=MC_MASKS())
     assert np.allclose(base[0], base[1]) and np.allclose(base[1], base[2])
     no_dropout = load_config(None, [*tiny_overrides, "lora.dropout=0.0"])
     plain = load_model(no_dropout.model)
     attach_lora(plain, no_dropout.lora, seed=0)
     plain.model.load_state_dict(loaded.model.state_dict())
     same = score_examples(plain, task, examples,
-                          Scoring("me", passes=3, batch_size=24, max_length=64), MC_MASKS())
+                          Scoring("me", passes=3, batch_size=24, max_length=64), masks=MC_MASKS())
     assert np.allclose(same[0], same[1], atol=1e-6) and np.allclose(same[0], same[2], atol=1e-6)
 
 

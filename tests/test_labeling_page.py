@@ -46,14 +46,15 @@ REVIEWS = ["A warm, funny film with a cast that clearly enjoys itself.",
 def choice_batch(n: int = 6) -> Batch:
     """Movie reviews; the model's suggestions alternate positive / negative."""
     items = [BatchItem(f"e{i}", {"title": f"Review #{i + 1}", "text": REVIEWS[i]},
-                       f"Review: {REVIEWS[i]}\nSentiment:", "1" if i % 2 == 0 else "0", 0.55 + 0.05 * i, 0.4)
+                       f"Review: {REVIEWS[i]}\nSentiment:", "1" if i % 2 == 0 else "0",
+                       confidence=0.55 + 0.05 * i, uncertainty=0.4)
              for i in range(n)]
     return Batch(ROUND, items, ["0", "1"], {"0": " negative", "1": " positive"})
 
 
 def generative_batch() -> Batch:
     items = [BatchItem(f"q{i}", {"question": f"What is {i} + {i}?"}, f"Q: {i} + {i}\nA:",
-                       f"The sum is {2 * i}", 0.4) for i in range(1, 3)]
+                       f"The sum is {2 * i}", confidence=0.4) for i in range(1, 3)]
     return Batch(ROUND, items)
 
 
@@ -162,7 +163,7 @@ def test_undo_leaves_other_annotators_answers_alone(tmp_path):
     journal = tmp_path / "labels.jsonl"
     with running(choice_batch(), journal) as alice:
         call(alice.url + "api/answer", {"id": "e0", "value": "0"})
-    Journal(journal).append([Answer("e0", "1", "bob", ROUND, "page", now())])
+    Journal(journal).append([Answer("e0", "1", "bob", ROUND, source="page", time=now())])
     with running(choice_batch(), journal) as alice:  # bob's answer is in force: alice has none
         assert call(alice.url + "api/undo", {})[0] == 400
     assert Journal(journal).latest()["e0"].annotator == "bob"

@@ -9,8 +9,9 @@ import torch
 from star.tools.cli import main
 
 
-def star(*args: str) -> int:
-    return main(list(args))
+def star(args: list[str]) -> int:
+    """The `star` command with these words, as the shell would call it; its exit code."""
+    return main(args)
 
 
 def sets(overrides: list[str]) -> list[str]:
@@ -23,8 +24,8 @@ def read_jsonl(path):
 
 def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert star("run", "--strategy", "me-star", "--seed", "0", "--out", str(out),
-                *sets([*tiny_overrides, "loop.budget=22"])) == 0
+    assert star(["run", "--strategy", "me-star", "--seed", "0", "--out", str(out),
+                *sets([*tiny_overrides, "loop.budget=22"])]) == 0
     results = json.loads((out / "results.json").read_text())
     rounds = results["rounds"]
     assert [r["n_labeled"] for r in rounds] == [8, 16, 22]  # the last step is cut to the budget
@@ -59,13 +60,13 @@ def test_run_writes_the_run_folder_and_obeys_the_budget(tiny_overrides, toy_data
 def test_same_seed_same_selections_and_resume(tiny_overrides, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     args = ("--strategy", "me", "--seed", "3", *sets(tiny_overrides))
-    assert star("run", "--out", str(first), *args) == 0
+    assert star(["run", "--out", str(first), *args]) == 0
     # Stop the second run after round 1 by cutting its results, then resume it.
-    assert star("run", "--out", str(second), *args) == 0
+    assert star(["run", "--out", str(second), *args]) == 0
     results = json.loads((second / "results.json").read_text())
     results["rounds"] = results["rounds"][:2]
     (second / "results.json").write_text(json.dumps(results))
-    assert star("run", "--out", str(second), *args) == 0
+    assert star(["run", "--out", str(second), *args]) == 0
     a = json.loads((first / "results.json").read_text())
     b = json.loads((second / "results.json").read_text())
     assert [r["selected_ids"] for r in a["rounds"]] == [r["selected_ids"] for r in b["rounds"]]
@@ -74,18 +75,18 @@ def test_same_seed_same_selections_and_resume(tiny_overrides, tmp_path):
 
 def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
     out = tmp_path / "run"
-    assert star("run", "--out", str(out), "--strategy", "random", *sets(tiny_overrides)) == 0
-    assert star("run", "--out", str(out), "--strategy", "me", *sets(tiny_overrides)) == 2
+    assert star(["run", "--out", str(out), "--strategy", "random", *sets(tiny_overrides)]) == 0
+    assert star(["run", "--out", str(out), "--strategy", "me", *sets(tiny_overrides)]) == 2
     assert "differs in: strategy" in capsys.readouterr().err
 
 
 def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert star("compare", "none.yaml", "--out", str(out)) == 2  # missing config: one line
+    assert star(["compare", "none.yaml", "--out", str(out)]) == 2  # missing config: one line
     config = tmp_path / "c.yaml"
     config.write_text("# test\nloop:\n  budget: 16\n")
-    assert star("compare", str(config), "--strategies", "random,pe-star", "--seeds", "0,1",
-                "--out", str(out), *sets([o for o in tiny_overrides if "budget" not in o])) == 0
+    assert star(["compare", str(config), "--strategies", "random,pe-star", "--seeds", "0,1",
+                "--out", str(out), *sets([o for o in tiny_overrides if "budget" not in o])]) == 0
     summary = json.loads((out / "summary.json").read_text())[toy_data_dir.name]
     assert set(summary) == {"random", "pe-star"}
     assert summary["pe-star"]["seeds"] == [0, 1]
@@ -106,7 +107,7 @@ def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp
     (["task.data_dir=/nonexistent/folder"], "data folder '/nonexistent/folder' does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tiny_overrides, tmp_path, capsys, extra, message):
-    code = star("run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides, *extra]))
+    code = star(["run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides, *extra])])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
@@ -119,8 +120,8 @@ def test_bad_data_lines_are_reported_through_the_cli(tiny_overrides, tmp_path, c
     # an answer may be missing in the pool (people label it), a prompt field may not
     (data / "train.jsonl").write_text('{"question": "a", "answer": "yes"}\n{"answer": "no"}\n')
     (data / "test.jsonl").write_text('{"question": "a", "answer": "maybe"}\n')
-    code = star("run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides,
-                                                            f"task.data_dir={data}"]))
+    code = star(["run", "--out", str(tmp_path / "r"), *sets([*tiny_overrides,
+                                                            f"task.data_dir={data}"])])
     assert code == 2
     assert "train.jsonl:2: missing field 'question'" in capsys.readouterr().err
 
@@ -142,8 +143,8 @@ def test_each_round_starts_from_the_initial_or_the_last_adapter(tiny_overrides, 
 
     monkeypatch.setattr(loop, "train_adapter", recording)
     overrides = [o for o in tiny_overrides if "budget" not in o]
-    assert star("run", "--out", str(tmp_path / "r"), "--strategy", "pe", "--set",
-                f"train.init={init}", "--set", "loop.budget=16", *sets(overrides)) == 0
+    assert star(["run", "--out", str(tmp_path / "r"), "--strategy", "pe", "--set",
+                f"train.init={init}", "--set", "loop.budget=16", *sets(overrides)]) == 0
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
     assert len(starts) == 2 and not same(starts[0], ends[0])
     assert same(starts[1], starts[0] if init == "fresh" else ends[0])
@@ -171,8 +172,8 @@ def test_cached_base_scores_equal_a_fresh_computation(tiny_overrides):
         fresh = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     scoring = Scoring("me", batch_size=16, max_length=64)
     cache = base_score_cache(loaded, task, scoring)
-    first = base_scores(loaded, task, examples[:20], scoring, cache)  # caches 20 examples
-    mixed = base_scores(loaded, task, examples[::-1], scoring, cache)  # 20 cached, 10 new
+    first = base_scores(loaded, task, examples[:20], scoring, cache=cache)  # caches 20 examples
+    mixed = base_scores(loaded, task, examples[::-1], scoring, cache=cache)  # 20 cached, 10 new
     np.testing.assert_allclose(first, fresh[:20], rtol=0, atol=1e-5)
     np.testing.assert_allclose(mixed, fresh[::-1], rtol=0, atol=1e-5)
     full = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]

@@ -22,7 +22,7 @@ class Oracle:
 
     def answer(self, batch: Batch, examples: dict[str, Example], journal: Journal) -> None:
         answered = journal.latest()
-        journal.append([Answer(i, examples[i].answer, "oracle", batch.round, "oracle", now())
+        journal.append([Answer(i, examples[i].answer, "oracle", batch.round, source="oracle", time=now())
                         for i in batch.ids if i not in answered])
 
 

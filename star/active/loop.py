@@ -179,7 +179,7 @@ class Experiment:
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
         guesses = self.predict(picked)
-        items = [BatchItem(e.id, e.fields, e.prompt, g.prediction, g.confidence, u)
+        items = [BatchItem(e.id, e.fields, e.prompt, g.prediction, confidence=g.confidence, uncertainty=u)
                  for e, g, u in zip(picked, guesses, uncertainty, strict=True)]
         batch = Batch(k, items, list(self.task.labels) if not self.task.generative else [],
                       self.task.display() if not self.task.generative else {})
@@ -205,7 +205,7 @@ class Experiment:
         passes = settings.mc_passes if strategy.mc_dropout else 1
         masks = (torch_generator(self.config.seed, k, "mc_dropout", self.loaded.device)
                  if strategy.mc_dropout else None)
-        full = score_examples(self.loaded, self.task, unlabeled, self.scoring(passes), masks,
+        full = score_examples(self.loaded, self.task, unlabeled, self.scoring(passes), masks=masks,
                               desc=f"scoring round {k}")
         base = None
         weight = schedule_weight(k - 1, settings.schedule, rate=settings.rate,
@@ -214,7 +214,7 @@ class Experiment:
             position = {e.id: i for i, e in enumerate(self.pool)}
             scoring = self.scoring(1)
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
-                                    base_score_cache(self.loaded, self.task, scoring))
+                                    cache=base_score_cache(self.loaded, self.task, scoring))
             base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
                                   settings.normalise)
         return acquisition_scores(strategy, full, base, weight=weight, mix=settings.mix,
@@ -223,7 +223,7 @@ class Experiment:
     def scoring(self, passes: int) -> Scoring:
         settings = self.config.uncertainty
         return Scoring(self.strategy.measure or "me", settings.response, passes,
-                       settings.batch_size, self.config.model.max_length)
+                       settings.batch_size, max_length=self.config.model.max_length)
 
     def train(self, k: int, labels: dict[str, str]) -> TrainStats:
         config = self.config

@@ -45,7 +45,7 @@ def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],
         needs_gold = scoring.measure == "pe" or scoring.response == "gold"
         gold = np.array([task.labels.index(e.gold) for e in examples]) if needs_gold else None
         return choice_uncertainty(out.label_logprob, out.entropy, gold, scoring.measure,
-                                  scoring.response)
+                                  response=scoring.response)
     if scoring.measure == "pe" or scoring.response == "gold":
         encoded = encode_pairs(loaded, task, [(e.prompt, e.response) for e in examples],
                                scoring.max_length)

@@ -102,8 +102,8 @@ def acquisition_scores(strategy: Strategy, passes: np.ndarray, base: np.ndarray 
         return Scores(full, passes, full)
     if base is None:
         raise ValueError("a dynamic strategy needs the base model's scores")
-    mixed = dynamic_score(base, full, weight, mix, normalise)
-    return Scores(mixed, passes, full, base, weight)
+    mixed = dynamic_score(base, full, weight, mix, normalise=normalise)
+    return Scores(mixed, passes, full, base, weight=weight)
 
 
 def select_top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -247,7 +247,7 @@ def _ls_full(tasks: list[Any], path: Path) -> Iterator[_Candidate]:
                 continue
             value = _result_value(annotation.get("result") or [], where)
             yield _candidate(task["data"].get("star_id"), value, annotation.get("completed_by"), annotation,
-                             annotation.get("id"), where)
+                             annotation_id=annotation.get("id"), where=where)
 
 
 def _ls_rows(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[_Candidate]:
@@ -260,7 +260,7 @@ def _ls_rows(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[_Candida
             raise DataError(f"{where}: no '{LABEL_CONTROL}' answer; was the project made with "
                             "star's labeling config?")
         yield _candidate(row.get("star_id"), row[LABEL_CONTROL], row.get("annotator"), row,
-                         row.get("annotation_id"), where)
+                         annotation_id=row.get("annotation_id"), where=where)
 
 
 def _newest(candidates: Iterable[_Candidate], annotator: str | None, default: str) -> list[ImportedLabel]:

@@ -108,7 +108,7 @@ class LabelingServer:
         stored = self.batch.check(example_id, value, "page")
         with self._write_lock:
             self.journal.append([Answer(example_id, stored, self.annotator, self.batch.round,
-                                        "page", now())])
+                                        source="page", time=now())])
         return stored
 
     def undo(self) -> str:
@@ -122,7 +122,7 @@ class LabelingServer:
                 if (line.annotator == self.annotator and line.value is not None and line.id in ids
                         and newest[line.id] == index):
                     self.journal.append([Answer(line.id, None, self.annotator, self.batch.round,
-                                                "page", now())])
+                                                source="page", time=now())])
                     return line.id
         raise DataError("page: nothing to undo: none of your answers in this batch is in force")
 
@@ -216,7 +216,7 @@ def _answer_fields(body: Any) -> tuple[str, str]:
 def serve(batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1", port: int = 0,
           on_ready: Callable[[str], None] | None = None, done_hint: str | None = None) -> None:
     """Run the labeling page until Ctrl+C; `on_ready` receives the URL, else it is printed."""
-    server = LabelingServer(batch, journal, annotator, host, port, done_hint)
+    server = LabelingServer(batch, journal, annotator, host, port=port, done_hint=done_hint)
     if on_ready is None:
         print(f"Label round {batch.round} at {server.url}  (answers are saved as you go; Ctrl+C stops)",
               flush=True)

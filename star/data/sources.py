@@ -83,7 +83,7 @@ def read_examples(path: Path, form: TaskFormat, labeled: bool) -> list[Example]:
             raise DataError(f"{path}:{number}: no answer; a test file must be labeled")
         prompt, response = split_boundary(prompt, response or "")
         examples.append(Example(example_id, prompt, response if answer is not None else None,
-                                gold, answer, shown))
+                                gold, answer=answer, fields=shown))
     return examples
 
 
@@ -139,5 +139,5 @@ def load_task(config: TaskConfig) -> Task:
     choices = [split_boundary(train[0].prompt, form.respond(label)[0])[1] for label in labels]
     title = config.title or (Path(config.data_dir).name if builtin is None and config.data_dir
                              else task_display_name(config.name))
-    return Task(config.name, answer_type, train, test, labels, choices, config.max_new_tokens,
-                form.respond, title)
+    return Task(config.name, answer_type, train, test, labels=labels, choices=choices,
+                max_new_tokens=config.max_new_tokens, respond=form.respond, title=title)

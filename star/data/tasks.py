@@ -212,16 +212,16 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
         lambda r: SST2_PROMPT.format(sentence=r["sentence"]),
         lambda r: {"sentence": str(r["sentence"])}, lambda r: _present(r, "label"),
         choice_respond(["0", "1"], {"0": "negative", "1": "positive"})),
-        ("0", "1"), ("stanfordnlp/sst2", None, "train", "validation")),
+        ("0", "1"), hub=("stanfordnlp/sst2", None, "train", "validation")),
     "gsm8k": BuiltinTask("GSM8K", "number", TaskFormat(
         lambda r: f"{r['question']}\n{GSM8K_INSTRUCTION}\n", _question_fields, _gsm8k_answer,
         _gsm8k_respond), hub=("openai/gsm8k", "main", "train", "test")),
     "boolq": BuiltinTask("BoolQ", "choice", TaskFormat(
         _boolq_prompt, _question_fields, _boolq_answer, choice_respond(["true", "false"], {})),
-        ("true", "false"), ("google/boolq", None, "train", "validation")),
+        ("true", "false"), hub=("google/boolq", None, "train", "validation")),
     "obqa": BuiltinTask("OBQA", "choice", TaskFormat(
         _obqa_prompt, _question_fields, _obqa_answer, choice_respond(list("ABCD"), {})),
-        ("A", "B", "C", "D"), ("allenai/openbookqa", "main", "train", "test")),
+        ("A", "B", "C", "D"), hub=("allenai/openbookqa", "main", "train", "test")),
 }
 TASK_NAMES = (*BUILTIN_TASKS, "custom")
 

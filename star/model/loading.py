@@ -190,4 +190,4 @@ def load_model(config: ModelConfig) -> LoadedModel:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device), path)
+    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device), path=path)

@@ -221,7 +221,7 @@ def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, bat
                              desc="evaluating")
         probs = torch.softmax(torch.from_numpy(out.label_logprob[0]), dim=-1).numpy()
         best = probs.argmax(axis=1)
-        return [Prediction(e.id, task.labels[b], e.gold, task.labels[b] == e.gold, float(p[b]))
+        return [Prediction(e.id, task.labels[b], e.gold, task.labels[b] == e.gold, confidence=float(p[b]))
                 for e, b, p in zip(examples, best, probs, strict=True)]
     generation = generate(loaded, task, examples, batch_size=batch_size, max_length=max_length,
                           desc="evaluating")
@@ -230,5 +230,5 @@ def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, bat
                                    strict=True):
         answer = task.parse(loaded.tokenizer.decode(tokens, skip_special_tokens=True))
         predictions.append(Prediction(example.id, answer, example.gold,
-                                      task.is_correct(answer, example.gold), float(np.exp(lp))))
+                                      task.is_correct(answer, example.gold), confidence=float(np.exp(lp))))
     return predictions

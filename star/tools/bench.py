@@ -81,7 +81,7 @@ def reset_peak_rss() -> None:
 
 def plain(config: StarConfig, measure: str, passes: int = 1) -> Scoring:
     """The config's scoring settings for `measure` on the model's own answers."""
-    return Scoring(measure, "own", passes, config.uncertainty.batch_size, config.model.max_length)
+    return Scoring(measure, "own", passes, config.uncertainty.batch_size, max_length=config.model.max_length)
 
 
 def mc_masks(config: StarConfig, loaded: LoadedModel) -> torch.Generator:
@@ -163,7 +163,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                 with adapter_off(loaded.model):
                     score_examples(loaded, task, pool, plain(config, strategy.measure))
             score_examples(loaded, task, pool, plain(config, strategy.measure, passes),
-                           mc_masks(config, loaded) if strategy.mc_dropout else None)
+                           masks=mc_masks(config, loaded) if strategy.mc_dropout else None)
 
         _, seconds = timed(score)
         forward_tokens = tokens * (passes + strategy.dynamic)
@@ -180,7 +180,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     figures["reference_speedup"] = (scoring["me"]["examples_per_s"]
                                     / figures["reference"]["examples_per_s"])
     figures["selection_overlap_bf16_fp32_early"], figures["spearman_bf16_fp32_early"] = \
-        bf16_fp32_agreement(config, task, loaded, twin, sizes["overlap"])
+        bf16_fp32_agreement(config, task, loaded, twin, size=sizes["overlap"])
     stats = train_adapter(loaded, task, train, config=train_config,
                           weight_decay_b=config.train.weight_decay_b, seed=config.seed,
                           round_index=1, max_length=max_length)
@@ -194,7 +194,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                            "padding_fraction": stats.padding_fraction}
     load_adapter_state(twin.model, adapter_state(loaded.model))
     figures["selection_overlap_bf16_fp32"], figures["spearman_bf16_fp32"] = \
-        bf16_fp32_agreement(config, task, loaded, twin, sizes["overlap"])
+        bf16_fp32_agreement(config, task, loaded, twin, size=sizes["overlap"])
     del twin
     gc.collect()  # the fp32 twin's weights are gone before memory is measured
     figures["memory_mb"] = {}
@@ -208,7 +208,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
         "scoring me": top_ops(lambda: score_examples(loaded, task, sample, plain(config, "me"))),
         "scoring me-star": top_ops(lambda: score_examples(
             loaded, task, sample, plain(config, "me", settings.mc_passes),
-            mc_masks(config, loaded))),
+            masks=mc_masks(config, loaded))),
         "training": top_ops(lambda: train_adapter(
             loaded, task, train[:48], config=train_config,
             weight_decay_b=config.train.weight_decay_b, seed=config.seed, round_index=1,

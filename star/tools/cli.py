@@ -97,7 +97,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         if name not in STRATEGIES:
             raise ConfigError(f"unknown strategy '{name}'; known strategies: "
                               f"{', '.join(STRATEGIES)}")
-    print(compare(args.config, list(args.set or []), strategies, _seeds(args.seeds), out))
+    print(compare(args.config, list(args.set or []), strategies, _seeds(args.seeds), out=out))
     print(f"learning curves: {out / 'learning_curves.png'}")
 
 

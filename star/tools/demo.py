@@ -87,6 +87,6 @@ def run_demo(out: Path, overrides: list[str]) -> None:
     data = write_demo_data(out / "topics")
     settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
                 *overrides]
-    table = compare(None, settings, ["random", "me-star"], [0], out)
+    table = compare(None, settings, ["random", "me-star"], [0], out=out)
     print(table)
     print(f"learning curves: {out / 'learning_curves.png'}")

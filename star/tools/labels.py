@@ -83,7 +83,7 @@ def status(run: Path) -> str:
 
 def label_page(run: Path, host: str, port: int, annotator: str) -> None:
     folder = open_run(run)
-    serve(waiting_batch(folder), folder.journal, annotator, host, port,
+    serve(waiting_batch(folder), folder.journal, annotator, host, port=port,
           done_hint=f"star next {run}")
 
 
@@ -107,7 +107,7 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> int:
                             f"{round_of[label.id]}, not to round {batch.round} that waits "
                             "for labels")
         value = batch.check(label.id, label.value, label.where)
-        answers.append(Answer(label.id, value, label.annotator, batch.round, "import", now()))
+        answers.append(Answer(label.id, value, label.annotator, batch.round, source="import", time=now()))
     folder.journal.append(answers)
     return len(answers)
 

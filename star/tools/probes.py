@@ -83,11 +83,11 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         train_adapter(loaded, task, labeled, config=config.train, weight_decay_b=0.0,
                       seed=config.seed, round_index=0, max_length=config.model.max_length)
         source = f"LoRA trained on {len(labeled)} random labels"
-    lora = _stats(task, test, *label_confidence(loaded, task, test, raw, config))
+    lora = _stats(task, test, *label_confidence(loaded, task, test, raw, config=config))
     demos = [task.train[i] for i in rng.permutation(len(task.train))[:shots]]
     with adapter_off(loaded.model):
         base = _stats(task, few_shot(test, demos), *label_confidence(
-            loaded, task, few_shot(test, demos), raw, config))
+            loaded, task, few_shot(test, demos), raw, config=config))
     names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
     result = {"task": task.title, "model": config.model.name, "shots": shots,
               "confidence": "raw" if raw else "renormalised over labels",
@@ -132,9 +132,9 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
         by_id = {e.id: e for e in task.train}
         loaded = load_model(config.model)
         scoring = Scoring(measure, config.uncertainty.response, 1, config.uncertainty.batch_size,
-                          config.model.max_length)
+                          max_length=config.model.max_length)
         base = base_scores(loaded, task, [by_id[i] for i in common], scoring,
-                           base_score_cache(loaded, task, scoring))
+                           cache=base_score_cache(loaded, task, scoring))
     keep = np.argsort(-base, kind="stable")[:top]
     ids = [common[i] for i in keep]
     columns = [base[keep].tolist()] + [[scores[k][i]["full"] for i in ids] for k in rounds]
@@ -146,8 +146,8 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
                  out / "entropy_correlation.png")
     for a in range(len(columns) - 1):
         plot_scatter(columns[a], columns[a + 1], labels[a], labels[a + 1],
-                     f"{name}: {labels[a]} vs {labels[a + 1]}",
-                     out / f"entropy_scatter_{a}_{a + 1}.png")
+                     title=f"{name}: {labels[a]} vs {labels[a + 1]}",
+                     path=out / f"entropy_scatter_{a}_{a + 1}.png")
     result = {"run": str(run), "top": len(ids), "iterations": labels,
               "correlation": matrix.tolist(), "ids": ids}
     write_json(out / "probe_entropy.json", result)
