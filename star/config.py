@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from star.active.strategies import get_strategy
-from star.data.tasks import TASK_NAMES
+from star.data.tasks import BUILTIN_TASKS, TASK_NAMES
 from star.errors import ConfigError
 
 
@@ -161,6 +161,18 @@ class StarConfig(Section):
     def _known_strategy(cls, value: str) -> str:
         get_strategy(value)
         return value
+
+    @model_validator(mode="after")
+    def _room_for_the_prompt(self) -> StarConfig:
+        """A generative answer takes up to task.max_new_tokens of model.max_length; with no room
+        left the prompt would be cut to one token."""
+        builtin = BUILTIN_TASKS.get(self.task.name)
+        answer_type = builtin.answer_type if builtin else self.task.answer_type
+        if answer_type != "choice" and self.model.max_length <= self.task.max_new_tokens:
+            raise ValueError(f"model.max_length ({self.model.max_length}) must be larger than "
+                             f"task.max_new_tokens ({self.task.max_new_tokens}) for a "
+                             f"generative task, or the prompt is cut to one token")
+        return self
 
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()

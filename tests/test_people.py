@@ -1,0 +1,191 @@
+"""People as annotators: the README's cycle on the shipped sample, imports that are checked
+whole, and one code path for the oracle and for people (same picks, same accuracies)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from star.active.runfolder import RunFolder
+from star.annotate.server import LabelingServer
+from star.tools.cli import main
+from tests.conftest import toy_records, write_jsonl
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "reviews"
+TINY = ["model.dtype=float32", "model.max_length=64", "lora.r=4", "lora.alpha=8",
+        "train.epochs=1", "uncertainty.batch_size=16"]
+
+
+def star(args: list[str]) -> int:
+    """The `star` command with these words, as the shell would call it; its exit code."""
+    return main(args)
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [part for item in overrides for part in ("--set", item)]
+
+
+def sample_label(example_id: str) -> str:
+    """The sample pool alternates positive (even ids) and negative reviews."""
+    return "positive" if int(example_id[1:]) % 2 == 0 else "negative"
+
+
+def waiting_ids(run: Path) -> list[str]:
+    return RunFolder(run).pending_batch().ids
+
+
+def write_labels_csv(path: Path, labels: dict[str, str]) -> Path:
+    path.write_text("id,label\n" + "".join(f"{i},{v}\n" for i, v in labels.items()))
+    return path
+
+
+def label_through_the_page(run: Path, labels: dict[str, str]) -> None:
+    """What the browser page does, through the same HTTP API: one POST per answer."""
+    folder = RunFolder(run)
+    server = LabelingServer(folder.pending_batch(), folder.journal, "bob")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for example_id, value in labels.items():
+            request = urllib.request.Request(
+                server.url + "api/answer", method="POST",
+                data=json.dumps({"id": example_id, "value": value}).encode(),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request) as response:
+                assert response.status == 200
+    finally:
+        server.shutdown()
+
+
+def test_the_readme_cycle_on_the_sample_for_two_rounds(tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "reviews"
+    config = str(SAMPLE / "config.yaml")
+    args = ["run", config, "--out", str(run),
+            *sets([f"model.name={tiny_model_dir}", f"task.data_dir={SAMPLE}", *TINY])]
+    assert star(args) == 0
+    out = capsys.readouterr().out
+    assert "round 0: waiting for 4 of 4 labels" in out and f"star next {run}" in out
+    results = json.loads((run / "results.json").read_text())
+    assert results["rounds"] == [] and results["waiting"]["labels"] == 4
+
+    first = {i: sample_label(i) for i in waiting_ids(run)}
+    assert star(["import", str(run), str(write_labels_csv(tmp_path / "r0.csv", first))]) == 0
+    assert star(["next", str(run)]) == 0
+    assert "round 1: waiting for 4 of 4 labels" in capsys.readouterr().out
+
+    second = {i: sample_label(i) for i in waiting_ids(run)}
+    label_through_the_page(run, second)
+    assert star(["status", str(run)]) == 0
+    assert "all 4 labels are in" in capsys.readouterr().out
+    assert star(["next", str(run)]) == 0
+
+    results = json.loads((run / "results.json").read_text())
+    assert [r["n_labeled"] for r in results["rounds"]] == [4, 8]
+    assert [r["selected_ids"] for r in results["rounds"]] == [list(first), list(second)]
+    assert results["rounds"][1]["label_counts"] == dict(sorted(
+        {v: list({**first, **second}.values()).count(v) for v in {**first, **second}.values()}
+        .items()))
+    journal = RunFolder(run).journal.answers()
+    assert [(a.id, a.value, a.source, a.round) for a in journal] == [
+        *[(i, v, "import", 0) for i, v in first.items()],
+        *[(i, v, "page", 1) for i, v in second.items()]]
+    assert {a.annotator for a in journal[4:]} == {"bob"}
+    assert len(waiting_ids(run)) == 4  # round 2 waits: the budget is 12
+
+    exported = tmp_path / "export"
+    assert star(["export", str(run), "--out", str(exported)]) == 0
+    rows = [json.loads(line) for line in (exported / "labeled.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in rows] == [*first.items(), *second.items()]
+    assert rows[0]["response"] == " " + rows[0]["label"] and rows[0]["text"]
+    from datasets import load_from_disk
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert load_from_disk(str(exported / "dataset"))["label"] == [r["label"] for r in rows]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                      exported / "adapter")
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+
+
+@pytest.fixture
+def waiting_run(tiny_model_dir, tmp_path) -> Path:
+    run = tmp_path / "reviews"
+    assert star(["run", str(SAMPLE / "config.yaml"), "--out", str(run),
+                 *sets([f"model.name={tiny_model_dir}", f"task.data_dir={SAMPLE}", *TINY])]) == 0
+    return run
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    (lambda ids: f"id,label\n{ids[0]},positive\n{ids[1]},maybe\n",
+     ":3: label 'maybe' for id"),
+    (lambda ids: f"id,label\n{ids[0]},positive\nr99x,negative\n", ":3: id 'r99x' is not in the batch"),
+    (lambda ids: "id,label\nr00,positive\n" if "r00" not in ids else "id,label\nr02,positive\n",
+     "is not in the batch of round 0"),
+    (lambda ids: "this is not a label file\n", "labels.csv"),
+])
+def test_a_bad_import_names_file_and_line_and_writes_nothing(waiting_run, tmp_path, capsys, rows,
+                                                            message):
+    ids = waiting_ids(waiting_run)
+    path = tmp_path / "labels.csv"
+    path.write_text(rows(ids))
+    assert star(["import", str(waiting_run), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert RunFolder(waiting_run).journal.answers() == []
+
+
+def test_an_id_of_an_earlier_round_is_refused(waiting_run, tmp_path, capsys):
+    first = {i: sample_label(i) for i in waiting_ids(waiting_run)}
+    star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "a.csv", first))])
+    assert star(["next", str(waiting_run)]) == 0
+    before = RunFolder(waiting_run).journal.answers()
+    old = next(iter(first))
+    assert star(["import", str(waiting_run),
+                 str(write_labels_csv(tmp_path / "b.csv", {old: "positive"}))]) == 2
+    assert f"id '{old}' belongs to round 0, not to round 1" in capsys.readouterr().err
+    assert RunFolder(waiting_run).journal.answers() == before
+
+
+def test_later_answer_wins_and_agreement_is_shown(waiting_run, tmp_path, capsys):
+    ids = waiting_ids(waiting_run)
+    alice = {i: "positive" for i in ids}
+    bob = {i: ("negative" if n == 0 else "positive") for n, i in enumerate(ids)}
+    star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "a.csv", alice)),
+          "--annotator", "alice"])
+    star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "b.csv", bob)),
+          "--annotator", "bob"])
+    assert RunFolder(waiting_run).journal.latest()[ids[0]].value == "negative"
+    assert star(["status", str(waiting_run)]) == 0
+    # alice all positive, bob 3 of 4: p_o = 3/4, p_e = 1·3/4 = 3/4 -> κ = 0
+    assert "alice vs bob: κ = 0.000 on 4 examples" in capsys.readouterr().out
+
+
+def test_oracle_and_people_take_one_code_path(tiny_model_dir, tmp_path):
+    """One config, labeled by the oracle and by people who answer every batch with the gold
+    labels (by import): the same picks and the same accuracies, round for round."""
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [{"id": f"x{n}", **r} for n, r in enumerate(toy_records(60, 0))]
+    write_jsonl(data / "train.jsonl", records)
+    write_jsonl(data / "test.jsonl", toy_records(16, 1))
+    gold = {r["id"]: r["answer"] for r in records}
+    common = ["--strategy", "me-star", *sets([
+        f"model.name={tiny_model_dir}", "task.name=custom", f"task.data_dir={data}",
+        "task.prompt='Question: {question}\\nAnswer:'", "task.labels=[yes, no]", *TINY,
+        "train.batch_size=8", "train.lr=1e-3", "loop.warm_start=8", "loop.step=8",
+        "loop.budget=24"])]
+    assert star(["run", "--out", str(tmp_path / "oracle"), *common]) == 0
+    people = tmp_path / "people"
+    assert star(["run", "--out", str(people), "--annotator", "people", *common]) == 0
+    for k in range(3):
+        labels = {i: gold[i] for i in waiting_ids(people)}
+        assert star(["import", str(people), str(write_labels_csv(tmp_path / f"{k}.csv", labels))]) == 0
+        assert star(["next", str(people)]) == 0
+    a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("oracle", "people"))
+    assert [r["selected_ids"] for r in a["rounds"]] == [r["selected_ids"] for r in b["rounds"]]
+    assert [r["accuracy"] for r in a["rounds"]] == [r["accuracy"] for r in b["rounds"]]
+    assert a["auc"] == b["auc"] and len(a["rounds"]) == 3
