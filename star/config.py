@@ -106,8 +106,8 @@ class TrainConfig(Section):
     """β of the hybrid regularisation (Sec. 5.3), used by strategies with the L2 switch."""
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    """Gradients are clipped to this global norm every step (not in the paper; the default of
-    transformers' Trainer)."""
+    """Gradients are clipped to this global norm every step (neither the paper nor its code
+    clips; 1.0 is transformers' Trainer default)."""
     decay_b_always: bool = False
     """Apply β to `lora_B` for every strategy, `random` included, as the paper's code does;
     false: only for strategies with the L2 switch (the paper's text)."""
@@ -122,7 +122,8 @@ class UncertaintyConfig(Section):
     """Step of `linear` (λ = 1 − rate·(t+1)) and decay of `exp` (λ = exp(−rate·(t+1)))."""
     constant: float = Field(0.5, ge=0, le=1)
     mix: Literal["weighted", "subtract"] = "weighted"
-    """`weighted`: Eq. 5; `subtract`: μ_f − μ_b, a variant (neither the paper nor its code)."""
+    """`weighted`: Eq. 5; `subtract`: μ_f − μ_b, after the paper code's
+    `Entropy_subtract_get_value` (which subtracts raw values)."""
     normalise: Literal["pool", "paper"] = "pool"
     """`pool`: μ_b and μ_f min-max normalised over the unlabeled pool; `paper`: as the paper's
     code, μ_b normalised over the whole pool and μ_f raw."""
