@@ -241,7 +241,7 @@ def test_labels_csv_round_trip(tmp_path):
 
 @pytest.mark.parametrize(("content", "message"), [
     (b'[{"data": {"star_id": "r1"}, "annotations": [\n  {"result": \n', r":3: not valid JSON"),
-    (b'{"id": "r1", "label": "1"}\n{"id": "r2", "label": \n', r":2: not valid JSON"),
+    (b'{"id": "r1", "label": "1"}\n{"id": "r2", "label": \n', r":2: malformed JSON"),
     (b'{"id": "r1", "label": "1"}\n{"id": "r2"}\n', r":2: expected an object with 'id' and 'label'"),
     (b"example,answer\nr1,1\n",
      r":1: expected columns 'id' and 'label' \(or 'value'\), found: example, answer"),

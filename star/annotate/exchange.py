@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from star.active.batch import Batch
+from star.data.readers import json_objects
 from star.errors import ConfigError, DataError
 from star.files import write_text_atomic
 
@@ -301,15 +302,9 @@ def _read_json(text: str, path: Path, annotator: str | None) -> list[ImportedLab
 
 def _read_jsonl(text: str, path: Path, annotator: str | None) -> list[ImportedLabel]:
     labels = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, record in json_objects(path, enumerate(text.splitlines(), 1)):
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or "id" not in record or not {"label", "value"} & record.keys():
+        if "id" not in record or not {"label", "value"} & record.keys():
             raise DataError(f"{where}: expected an object with 'id' and 'label' (or 'value')")
         value = record["label"] if "label" in record else record["value"]
         label = _plain(record["id"], value, annotator or record.get("annotator") or path.name, where)

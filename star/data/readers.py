@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                                 f"{exc.start})") from None
 
 
+def json_objects(path: Path, lines: Iterable[tuple[int, str]]) -> list[Record]:
+    """(line number, object) of JSON lines; blank lines are skipped, anything else is named."""
+    records = []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object")
+        records.append((number, record))
+    return records
+
+
 def read_records(path: Path) -> list[Record]:
     """(line number, record) pairs from a .jsonl, .tsv or .csv file with at least one record."""
     if path.is_dir():
@@ -41,17 +57,7 @@ def read_records(path: Path) -> list[Record]:
         reader = csv.DictReader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE)
         records = [(reader.line_num, dict(row)) for row in reader]
     else:
-        records = []
-        for number, line in _lines(path):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object")
-            records.append((number, record))
+        records = json_objects(path, _lines(path))
     if not records:
         raise DataError(f"data file '{path}' holds no examples")
     return records
