@@ -189,3 +189,28 @@ def test_oracle_and_people_take_one_code_path(tiny_model_dir, tmp_path):
     assert [r["selected_ids"] for r in a["rounds"]] == [r["selected_ids"] for r in b["rounds"]]
     assert [r["accuracy"] for r in a["rounds"]] == [r["accuracy"] for r in b["rounds"]]
     assert a["auc"] == b["auc"] and len(a["rounds"]) == 3
+
+
+def test_people_label_a_generative_task_by_correcting_drafts(tiny_model_dir, tmp_path):
+    """A text task: the batch offers the model's draft answers; people's corrected text is what
+    the adapter trains on (its response is the annotator's text, gold its normalised form)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", [{"id": f"q{n}", "question": r["question"]}
+                                       for n, r in enumerate(toy_records(12, 0))])
+    run = tmp_path / "run"
+    assert star(["run", "--out", str(run), "--annotator", "people", "--strategy", "me", *sets([
+        f"model.name={tiny_model_dir}", "task.name=custom", f"task.data_dir={data}",
+        "task.test_file=null", "task.prompt='Question: {question}\\nAnswer:'",
+        "task.answer_type=text", "task.max_new_tokens=4", *TINY, "loop.warm_start=3",
+        "loop.step=3", "loop.budget=6", "loop.stop_set_size=5"])]) == 0
+    batch = RunFolder(run).pending_batch()
+    assert batch.generative and all(isinstance(item.suggestion, str) for item in batch.items)
+    corrected = {item.id: f"the words {item.id}" for item in batch.items}
+    label_through_the_page(run, corrected)
+    assert star(["next", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    first = results["rounds"][0]
+    assert first["accuracy"] is None and results["auc"] is None and first["agreement"] is None
+    assert sorted(first["label_counts"]) == sorted(corrected.values())
+    assert len(RunFolder(run).read_predictions(0)) == 5  # the stop set stands in for a test set
