@@ -37,7 +37,7 @@ from star.errors import ConfigError
 from star.files import cache_root
 from star.model.loading import load_model
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
-from star.model.passes import Prediction, predict
+from star.model.passes import Prediction, drafts, predict
 from star.model.training import TrainStats, train_adapter
 from star.progress import log
 from star.results.metrics import auc
@@ -178,9 +178,9 @@ class Experiment:
                 self.results.setdefault("lambda", {})[str(k)] = scores.weight
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
-        guesses = self.predict(picked)
-        items = [BatchItem(e.id, e.fields, e.prompt, g.prediction, confidence=g.confidence, uncertainty=u)
-                 for e, g, u in zip(picked, guesses, uncertainty, strict=True)]
+        items = [BatchItem(e.id, e.fields, e.prompt, guess, confidence=confidence, uncertainty=u)
+                 for e, (guess, confidence), u in zip(picked, self.guesses(picked), uncertainty,
+                                                     strict=True)]
         batch = Batch(k, items, list(self.task.labels) if not self.task.generative else [],
                       self.task.display() if not self.task.generative else {})
         self.folder.write_batch(batch)
@@ -234,6 +234,15 @@ class Experiment:
         return train_adapter(self.loaded, self.task, examples, config=config.train,
                              weight_decay_b=config.train.weight_decay_b if decays else 0.0,
                              seed=config.seed, round_index=k, max_length=config.model.max_length)
+
+    def guesses(self, examples: list[Example]) -> list[tuple[str, float]]:
+        """What the batch suggests to annotators: the predicted label, or a draft response."""
+        sizes = {"batch_size": self.config.uncertainty.batch_size,
+                 "max_length": self.config.model.max_length}
+        if self.task.generative:
+            return drafts(self.loaded, self.task, examples, **sizes)
+        return [(p.prediction, p.confidence) for p in predict(self.loaded, self.task, examples,
+                                                              **sizes)]
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
         return predict(self.loaded, self.task, examples, batch_size=self.config.uncertainty.batch_size,

@@ -205,30 +205,40 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, ba
 class Prediction:
     id: str
     prediction: str
-    gold: str
-    correct: bool
+    gold: str | None
+    correct: bool | None
+    """None for an unlabeled example (no gold to compare with)."""
     confidence: float
+
+
+def _verdict(task: Task, prediction: str, gold: str | None) -> bool | None:
+    return None if gold is None else task.is_correct(prediction, gold)
 
 
 def predict(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
             max_length: int) -> list[Prediction]:
-    """Answers on the test split. Choice: argmax over labels, confidence renormalised over them.
-
-    Generative: greedy answer, confidence the geometric-mean token probability.
+    """Answers in comparable form. Choice: argmax over labels, confidence renormalised over
+    them. Generative: the greedy answer parsed, confidence the geometric-mean token probability.
     """
     if not task.generative:
         out = choice_outputs(loaded, task, examples, batch_size=batch_size, max_length=max_length,
                              desc="evaluating")
         probs = torch.softmax(torch.from_numpy(out.label_logprob[0]), dim=-1).numpy()
         best = probs.argmax(axis=1)
-        return [Prediction(e.id, task.labels[b], e.gold, task.labels[b] == e.gold, confidence=float(p[b]))
+        return [Prediction(e.id, task.labels[b], e.gold, _verdict(task, task.labels[b], e.gold),
+                           confidence=float(p[b]))
                 for e, b, p in zip(examples, best, probs, strict=True)]
+    return [Prediction(e.id, task.parse(text), e.gold, _verdict(task, task.parse(text), e.gold),
+                       confidence=confidence)
+            for e, (text, confidence) in zip(examples, drafts(
+                loaded, task, examples, batch_size=batch_size, max_length=max_length), strict=True)]
+
+
+def drafts(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
+           max_length: int) -> list[tuple[str, float]]:
+    """The model's greedy responses as text, with their geometric-mean token probability: the
+    drafts an annotator corrects (post-editing) and what `predict` parses."""
     generation = generate(loaded, task, examples, batch_size=batch_size, max_length=max_length,
                           desc="evaluating")
-    predictions = []
-    for example, tokens, lp in zip(examples, generation.tokens, generation.mean_logprob,
-                                   strict=True):
-        answer = task.parse(loaded.tokenizer.decode(tokens, skip_special_tokens=True))
-        predictions.append(Prediction(example.id, answer, example.gold,
-                                      task.is_correct(answer, example.gold), confidence=float(np.exp(lp))))
-    return predictions
+    return [(loaded.tokenizer.decode(tokens, skip_special_tokens=True).strip(), float(np.exp(lp)))
+            for tokens, lp in zip(generation.tokens, generation.mean_logprob, strict=True)]
