@@ -131,6 +131,8 @@ class Experiment:
         start = time.perf_counter()
         batch = self.folder.read_batch(k) or self.new_batch(k)
         score_seconds = time.perf_counter() - start
+        if self.strategy.dynamic and k > 0:  # also when the batch was read back after a stop
+            self.results.setdefault("lambda", {})[str(k)] = self.weight(k)
         labels = self.collect_labels(batch)
         if labels is None:
             return False
@@ -174,8 +176,6 @@ class Experiment:
             count = min(loop.step, loop.budget - len(self.labeled))
             top = set(select_top(scores.score, count).tolist())
             self.folder.write_scores(k, [e.id for e in unlabeled], scores, top)
-            if scores.weight is not None:
-                self.results.setdefault("lambda", {})[str(k)] = scores.weight
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
         items = [BatchItem(e.id, e.fields, e.prompt, guess, confidence=confidence, uncertainty=u)
@@ -208,8 +208,6 @@ class Experiment:
         full = score_examples(self.loaded, self.task, unlabeled, self.scoring(passes), masks=masks,
                               desc=f"scoring round {k}")
         base = None
-        weight = schedule_weight(k - 1, settings.schedule, rate=settings.rate,
-                                 total=total_rounds(self.config), constant=settings.constant)
         if strategy.dynamic:
             position = {e.id: i for i, e in enumerate(self.pool)}
             scoring = self.scoring(1)
@@ -217,8 +215,14 @@ class Experiment:
                                     cache=base_score_cache(self.loaded, self.task, scoring))
             base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
                                   settings.normalise)
-        return acquisition_scores(strategy, full, base, weight=weight, mix=settings.mix,
+        return acquisition_scores(strategy, full, base, weight=self.weight(k), mix=settings.mix,
                                   normalise=settings.normalise)
+
+    def weight(self, k: int) -> float:
+        """λ(t) of round k: t counts acquisition rounds from 0, so round 1 has t = 0."""
+        settings = self.config.uncertainty
+        return schedule_weight(k - 1, settings.schedule, rate=settings.rate,
+                               total=total_rounds(self.config), constant=settings.constant)
 
     def scoring(self, passes: int) -> Scoring:
         settings = self.config.uncertainty
