@@ -2,11 +2,15 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from star.results.summary import summarize
+from star.results.figures import reflected_density
+from star.results.metrics import ripl
+from star.results.summary import collect_runs, matched_seeds, summarize
+from star.results.tables import _marks
 from star.tools.cli import main
 from tests.conftest import tiny_settings
 from tests.test_loop import sets
@@ -51,15 +55,14 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
 
 
 def test_summary_ripl_uses_random_of_the_same_seed(runs_dir):
-    from star.results.metrics import ripl
-    from star.results.summary import collect_runs
-
     runs = collect_runs(runs_dir)
     summary = summarize(runs)
     task = next(iter(summary))
     by = {(r["strategy"], r["seed"]): r["auc"] for r in runs}
     expected = [ripl(by[("me", s)], by[("random", s)]) for s in (0, 1)]
     assert summary[task]["me"]["ripl_mean"] == pytest.approx(sum(expected) / 2)
+    assert summary[task]["me"]["ripl_per_seed"] == pytest.approx(expected)
+    assert summary[task]["me"]["auc_per_seed"] == pytest.approx([by[("me", s)] for s in (0, 1)])
 
 
 def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
@@ -104,23 +107,17 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
 
 
 def test_confidence_density_keeps_its_mass_inside_the_support():
-    from star.results.figures import reflected_density
-
     grid = np.linspace(0.5, 1.0, 2001)
     density = reflected_density([0.5, 0.52, 0.55, 0.6, 0.99, 1.0], grid, (0.5, 1.0))
     assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_best_and_second_marks_share_ties():
-    from star.results.tables import _marks
-
     assert _marks({"a": 0.5, "b": 0.5, "c": 0.4001, "d": 0.3, "e": None}) == \
         {"a": "best", "b": "best", "c": "second"}
 
 
 def test_ablation_table_uses_the_seeds_every_row_has():
-    from star.results.summary import matched_seeds
-
     runs = [{"task": "T", "strategy": s, "seed": k} for s, seeds in
             (("me", (0, 1, 2)), ("me+dynamic", (0, 1)), ("random", (0, 1, 2)), ("pe", (2,)))
             for k in seeds]
@@ -130,10 +127,6 @@ def test_ablation_table_uses_the_seeds_every_row_has():
 
 
 def test_report_leaves_out_unfinished_runs(runs_dir, tmp_path, capsys):
-    import shutil
-
-    from star.results.summary import collect_runs
-
     copy = tmp_path / "runs"
     shutil.copytree(runs_dir, copy)
     results = copy / "me" / "seed0" / "results.json"

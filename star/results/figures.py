@@ -5,6 +5,7 @@ Each function takes plain data (no model) and writes one PNG.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ def _order(names):
     return sorted(names, key=display_order)
 
 
+def _title(text: str) -> str:
+    """A panel title on as many lines as it needs: a setup's name can be long."""
+    return textwrap.fill(text, 48)
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -32,21 +38,28 @@ def _save(fig, path: Path) -> None:
 
 def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path,
                          strategies: Sequence[str] | None = None) -> None:
-    """Fig. 5 layout: one panel per task, accuracy vs labels, mean line and ± std band."""
-    shown = {task: _order(s for s in summary[task] if strategies is None or s in strategies)
-             for task in sorted(summary)}
-    tasks = [task for task, names in shown.items() if names]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for strategy in shown[task]:
-            curve = summary[task][strategy]["curve"]
+    """Fig. 5 layout: one panel per setup, accuracy vs labels, mean line and ± std band.
+
+    With nothing to draw (no run has a test set) the PNG says so, so callers need no case.
+    """
+    shown = {setup: _order(s for s in summary[setup] if strategies is None or s in strategies)
+             for setup in sorted(summary)}
+    setups = [setup for setup, names in shown.items() if names]
+    fig, axes = plt.subplots(1, max(len(setups), 1), figsize=(5 * max(len(setups), 1), 3.8),
+                             squeeze=False)
+    if not setups:
+        axes[0][0].text(0.5, 0.5, "no run with a test set", ha="center", va="center")
+        axes[0][0].axis("off")
+    for ax, setup in zip(axes[0], setups, strict=False):
+        for strategy in shown[setup]:
+            curve = summary[setup][strategy]["curve"]
             x = np.array(curve["n_labeled"])
             mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
             ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
                     color=strategy_color(strategy))
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
                             color=strategy_color(strategy))
-        ax.set_title(task)
+        ax.set_title(_title(setup), fontsize=10)
         ax.set_xlabel("number of labels")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
@@ -56,21 +69,21 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
 
 def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Path,
                      strategies: Sequence[str] | None = None) -> None:
-    """ECE and Brier score against labels, one column per task."""
+    """ECE and Brier score against labels, one column per setup."""
     rows = {key: value for key, value in rows.items() if strategies is None or key[1] in strategies}
-    tasks = sorted({task for task, _ in rows})
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.5), squeeze=False)
-    for col, task in enumerate(tasks):
-        for strategy in _order([s for t, s in rows if t == task]):
-            points = rows[(task, strategy)]
+    setups = sorted({setup for setup, _ in rows})
+    fig, axes = plt.subplots(2, len(setups), figsize=(5 * len(setups), 6.5), squeeze=False)
+    for col, setup in enumerate(setups):
+        for strategy in _order([s for t, s in rows if t == setup]):
+            points = rows[(setup, strategy)]
             x = [p["n_labeled"] for p in points]
             axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
                               label=strategy, color=strategy_color(strategy))
             axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
                               label=strategy, color=strategy_color(strategy))
-        axes[0][col].set_title(f"{task}: expected calibration error")
+        axes[0][col].set_title(_title(f"{setup}: expected calibration error"), fontsize=10)
         axes[0][col].set_ylabel("ECE (%)")
-        axes[1][col].set_title(f"{task}: Brier score")
+        axes[1][col].set_title(_title(f"{setup}: Brier score"), fontsize=10)
         axes[1][col].set_ylabel("Brier")
         for ax in axes[:, col]:
             ax.set_xlabel("number of labels")
@@ -106,12 +119,12 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
     _save(fig, path)
 
 
-def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
+def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     """λ(t), pool means of μ_b and μ_f, and top-k overlaps over the rounds (seed-averaged)."""
-    strategies = _order({r["strategy"] for r in rows if r["task"] == task})
+    strategies = _order({r["strategy"] for r in rows if r["setup"] == setup})
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for strategy in strategies:
-        mine = [r for r in rows if r["task"] == task and r["strategy"] == strategy]
+        mine = [r for r in rows if r["setup"] == setup and r["strategy"] == strategy]
         rounds = sorted({r["round"] for r in mine})
 
         def mean(key: str, mine: list[dict[str, Any]] = mine,
@@ -128,7 +141,7 @@ def plot_selection(rows: list[dict[str, Any]], task: str, path: Path) -> None:
                                 ("overlap_full_mixed", ":", "full & mixed")):
             axes[2].plot(rounds, [100 * v for v in mean(key)], line, label=f"{strategy} {pair}",
                          **style)
-    axes[0].set_title(f"{task}: mean uncertainty of the pool")
+    axes[0].set_title(_title(f"{setup}: mean uncertainty of the pool"), fontsize=10)
     axes[1].set_title("λ(t), weight of the base model")
     axes[2].set_title("overlap of top-k selections (%)")
     for ax in axes:

@@ -22,14 +22,26 @@ from star.results.figures import (
     plot_reliability,
     plot_selection,
 )
+from star.results.setups import file_stem
 from star.results.summary import (
     calibration_rows,
     collect_runs,
+    label_records,
     matched_seeds,
+    scored,
     selection_rows,
     summarize,
 )
-from star.results.tables import Table, calibration_tables, results_table, selection_table
+from star.results.tables import (
+    SetupGroup,
+    Table,
+    annotator_table,
+    calibration_tables,
+    labels_table,
+    results_table,
+    selection_table,
+    setup_groups,
+)
 
 STYLE = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1200px;
@@ -54,10 +66,18 @@ class Section:
     """(caption, PNG path) pairs."""
 
 
-def _last_round_predictions(runs: list[dict], task: str) -> dict[str, tuple[list[float], list[bool]]]:
+def _runs_line(runs: list[dict]) -> str:
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for run in runs:
+        groups[(run["setup"], run["strategy"])].append(run["seed"])
+    return "; ".join(f"{setup}/{strategy}: seeds {sorted(seeds)}"
+                     for (setup, strategy), seeds in sorted(groups.items()))
+
+
+def _last_round_predictions(runs: list[dict], setup: str) -> dict[str, tuple[list[float], list[bool]]]:
     pooled: dict[str, tuple[list[float], list[bool]]] = defaultdict(lambda: ([], []))
     for run in runs:
-        if run["task"] != task:
+        if run["setup"] != setup:
             continue
         last = run["rounds"][-1]["round"]
         for p in RunFolder(Path(run["path"])).read_predictions(last) or []:
@@ -66,85 +86,146 @@ def _last_round_predictions(runs: list[dict], task: str) -> dict[str, tuple[list
     return dict(pooled)
 
 
-def build_sections(runs: list[dict], out: Path) -> list[Section]:
-    """Compute every table and figure, writing PNG and CSV files into `out`."""
-    summary = summarize(runs)
-    tasks = sorted(summary)
-    sections = []
-    main = results_table(summary, TABLE1, "table1_main",
-                         "Table 1 layout: AUC and RIPL of the main strategies")
-    results = Section("Main results (Table 1)", tables=[main])
-    present = {s for t in tasks for s in summary[t]}
-    ablation_tasks = {t for t in tasks if any("+" in s for s in summary[t])}
-    ablations = TABLE2 if ablation_tasks else []
-    if present - set(TABLE1) - set(ablations):
-        results.tables.append(results_table(summary, None, "all_strategies",
-                                            "Every strategy present"))
+def _ablation_setups(summary: dict) -> set[str]:
+    """The setups that ran an ablation (a strategy with a `+` switch)."""
+    return {setup for setup in summary if any("+" in s for s in summary[setup])}
+
+
+def _figure_sets(summary: dict) -> list[tuple[str, list[str], set[str], str]]:
+    """(file suffix, strategies, setups, caption) of the figures drawn per set of strategies:
+    the main ones on every setup, the ablations on the setups that ran any."""
+    ablation = _ablation_setups(summary)
+    sets = [("", TABLE1, set(summary), "main strategies")]
+    if ablation:
+        sets.append(("_ablation", ["random", *TABLE2], ablation, "ablations (Table 2)"))
+    return sets
+
+
+def _result_tables(summary: dict, runs: list[dict]) -> list[Table]:
+    """Table 1, every strategy when Table 1 leaves some out, and Table 2 when ablations ran,
+    over one group of setups (`summary`) and their runs with a test set."""
+    tables = [results_table(summary, TABLE1, "table1_main",
+                            "Table 1 layout: AUC and RIPL of the main strategies")]
+    ablation_setups = _ablation_setups(summary)
+    ablations = TABLE2 if ablation_setups else []
+    if {s for setup in summary for s in summary[setup]} - set(TABLE1) - set(ablations):
+        tables.append(results_table(summary, None, "all_strategies", "Every strategy present"))
     if ablations:
-        matched = matched_seeds([r for r in runs if r["task"] in ablation_tasks], ablations)
-        seeds = {t: sorted({r["seed"] for r in matched if r["task"] == t}) for t in ablation_tasks}
+        matched = matched_seeds([r for r in runs if r["setup"] in ablation_setups], ablations)
+        seeds = {setup: sorted({r["seed"] for r in matched if r["setup"] == setup})
+                 for setup in ablation_setups}
         table2 = results_table(summarize(matched), ablations, "table2_ablation",
                                "Table 2 layout: ablations of the STAR components")
         table2.note += " Only the seeds every row has: " + "; ".join(
-            f"{task} {seeds[task]}" for task in sorted(seeds)) + "."
-        results.tables.append(table2)
-    sections.append(results)
-    curves = Section("Learning curves (Fig. 5)", "Accuracy on the test split against the number "
-                     "of labels; line: mean over seeds, band: ± one standard deviation.")
-    calibration = calibration_rows(runs)
-    cal = Section("Calibration", "Expected calibration error (15 equal-width bins) and Brier "
-                  "score of the test predictions at every round; reliability diagrams of the "
-                  "last round of each strategy (predictions pooled over seeds).",
-                  tables=calibration_tables(calibration))
-    for suffix, strategies, shown, caption in (
-            ("", TABLE1, set(tasks), "main strategies"),
-            ("_ablation", ablations and ["random", *ablations], ablation_tasks,
-             "ablations (Table 2)")):
-        if not strategies:
-            continue
-        plot_learning_curves({t: summary[t] for t in shown}, out / f"learning_curves{suffix}.png",
-                             strategies)
-        curves.figures.append((f"Learning curves, {caption}", out / f"learning_curves{suffix}.png"))
-        rows = {key: value for key, value in calibration.items() if key[0] in shown}
-        if rows:
-            plot_calibration(rows, out / f"calibration{suffix}.png", strategies)
-            cal.figures.append((f"ECE and Brier score per round, {caption}",
-                                out / f"calibration{suffix}.png"))
-    sections.append(curves)
-    for task in tasks:
-        pooled = _last_round_predictions(runs, task)
+            f"{setup} {seeds[setup]}" for setup in sorted(seeds)) + "."
+        tables.append(table2)
+    return tables
+
+
+def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup]) -> Section:
+    section = Section("Main results (Table 1)")
+    for group in groups:
+        part = {setup: summary[setup] for setup in group.names if setup in summary}
+        if part:
+            section.tables += [group.retitle(t) for t in _result_tables(part, scored(runs))]
+    left_out = [run for run in runs if run.get("auc") is None]
+    if left_out:
+        section.text = (f"Left out of the tables, learning curves and calibration for want of a "
+                        f"test set (no accuracy): {_runs_line(left_out)}. Their labels are in "
+                        "the section Labels.")
+    return section
+
+
+def _curves_section(summary: dict, out: Path) -> Section:
+    section = Section("Learning curves (Fig. 5)", "Accuracy on the test split against the "
+                      "number of labels; line: mean over seeds, band: ± one standard deviation.")
+    if not summary:
+        section.text += " No run here has a test set."
+        return section
+    for suffix, strategies, shown, caption in _figure_sets(summary):
+        path = out / f"learning_curves{suffix}.png"
+        plot_learning_curves({setup: summary[setup] for setup in shown}, path, strategies)
+        section.figures.append((f"Learning curves, {caption}", path))
+    return section
+
+
+def _calibration_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
+                         out: Path) -> Section:
+    runs = scored(runs)
+    rows = calibration_rows(runs)
+    section = Section("Calibration", "Expected calibration error (15 equal-width bins) and "
+                      "Brier score of the test predictions at every round; reliability diagrams "
+                      "of the last round of each strategy (predictions pooled over seeds).")
+    if not rows:
+        section.text += " No run here has predictions on a test set."
+        return section
+    for group in groups:
+        part = {key: value for key, value in rows.items() if key[0] in group.names}
+        if part:
+            section.tables += [group.retitle(t) for t in calibration_tables(part)]
+    for suffix, strategies, shown, caption in _figure_sets(summary):
+        part = {key: value for key, value in rows.items()
+                if key[0] in shown and key[1] in strategies}
+        if part:
+            path = out / f"calibration{suffix}.png"
+            plot_calibration(part, path, strategies)
+            section.figures.append((f"ECE and Brier score per round, {caption}", path))
+    for setup in sorted(summary):
+        pooled = _last_round_predictions(runs, setup)
         if pooled:
-            path = out / f"reliability_{task}.png"
-            plot_reliability(pooled, f"{task}: reliability, last round", path)
-            cal.figures.append((f"{task}: reliability diagrams", path))
-    sections.append(cal)
+            path = out / f"reliability_{file_stem(setup)}.png"
+            plot_reliability(pooled, f"{setup}: reliability, last round", path)
+            section.figures.append((f"{setup}: reliability diagrams", path))
+    return section
+
+
+def _selection_section(runs: list[dict], groups: list[SetupGroup], out: Path) -> Section:
     rows = selection_rows(runs)
-    selection = Section("Selection insight", "For runs that record both μ_b (base model) and "
-                        "μ_f (LoRA model): how they and λ(t) moved over the rounds, and how much "
-                        "the top-k sets ranked by μ_b alone, μ_f alone and the mixed score overlap. "
-                        "The table lists every such run; the figures show the STAR runs.")
-    if rows:
-        selection.tables.append(selection_table(rows))
-        star_rows = [r for r in rows if r["strategy"].endswith("-star")] or rows
-        for task in sorted({r["task"] for r in star_rows}):
-            path = out / f"selection_{task}.png"
-            plot_selection(star_rows, task, path)
-            selection.figures.append((f"{task}: selection over the rounds", path))
-    else:
-        selection.text += " No run here records both."
-    sections.append(selection)
+    section = Section("Selection insight", "For runs that record both μ_b (base model) and "
+                      "μ_f (LoRA model): how they and λ(t) moved over the rounds, and how much "
+                      "the top-k sets ranked by μ_b alone, μ_f alone and the mixed score overlap. "
+                      "The table lists every such run; the figures show the STAR runs.")
+    if not rows:
+        section.text += " No run here records both."
+        return section
+    for group in groups:
+        part = [row for row in rows if row["setup"] in group.names]
+        if part:
+            section.tables.append(group.retitle(selection_table(part)))
+    star_rows = [r for r in rows if r["strategy"].endswith("-star")] or rows
+    for setup in sorted({r["setup"] for r in star_rows}):
+        path = out / f"selection_{file_stem(setup)}.png"
+        plot_selection(star_rows, setup, path)
+        section.figures.append((f"{setup}: selection over the rounds", path))
+    return section
+
+
+def _labels_section(records: list[dict]) -> Section:
+    section = Section("Labels", "What the labels so far look like and whether more are worth "
+                      "it: the count of each label, how much the predictions on a fixed set "
+                      "still change from one round to the next, the stopping signal, and, where "
+                      "annotators labeled the same examples, how well they agree.",
+                      tables=[labels_table(records)])
+    if any(record["annotators"] for record in records):
+        section.tables.append(annotator_table(records))
+    return section
+
+
+def build_sections(runs: list[dict], out: Path) -> list[Section]:
+    """Compute every table and figure, writing PNG and CSV files into `out`. Each table covers
+    one group of setups (see `setup_groups`): all of them while no task has two setups."""
+    summary = summarize(runs)
+    groups = setup_groups({run["setup"]: run["task"] for run in runs})
+    sections = [_results_section(runs, summary, groups), _curves_section(summary, out),
+                _calibration_section(runs, summary, groups, out),
+                _selection_section(runs, groups, out)]
+    records = label_records(runs)
+    if records:
+        sections.append(_labels_section(records))
     for section in sections:
         for table in section.tables:
             table.write_csv(out / f"{table.name}.csv")
     return sections
-
-
-def _runs_line(runs: list[dict]) -> str:
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for run in runs:
-        groups[(run["task"], run["strategy"])].append(run["seed"])
-    return "; ".join(f"{task}/{strategy}: seeds {sorted(seeds)}"
-                     for (task, strategy), seeds in sorted(groups.items()))
 
 
 def render_markdown(sections: list[Section], runs: list[dict], title: str) -> str:

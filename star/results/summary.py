@@ -1,66 +1,89 @@
-"""Summaries of run folders: AUC and RIPL per strategy, calibration per round, and what the
-dynamic score selected. Everything here reads what `star run` wrote, through `RunFolder`,
-so it works on any set of runs; `tables.py` renders the summaries."""
+"""Summaries of run folders: AUC and RIPL per setup and strategy, calibration per round, what
+the dynamic score selected, and the labels. Everything here reads what `star run` wrote,
+through `RunFolder`, so it works on any set of runs; `tables.py` renders the summaries."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from star.active.runfolder import RunFolder, find_runs
+from star.active.stopping import cohen_kappa
 from star.active.strategies import display_order
 from star.data.tasks import task_display_name
 from star.progress import log
 from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
+from star.results.setups import name_setups, refuse_duplicates, setup_key
 
 
 def collect_runs(root: Path) -> list[dict[str, Any]]:
-    """Every finished run below `root` (folders holding results.json and config.yaml).
+    """Every finished run below `root` (folders holding results.json and config.yaml), each
+    with its setup (see `setups.py`).
 
     A run stopped before its labeling budget is left out, with a line saying so: its AUC
-    covers fewer rounds and would drag its strategy's mean.
+    covers fewer rounds and would drag its strategy's mean. A run without a test set has no
+    AUC to drag; it stays once it has a round, so the labels of a run still being labeled
+    show. Two runs of one setup, strategy and seed are refused (`DataError`).
     """
     runs = []
     for folder in find_runs(root):
         results = folder.read_results()
         config = folder.read_config() or {}
         budget = config.get("loop", {}).get("budget", 0)
-        labels = results["rounds"][-1]["n_labeled"] if results.get("rounds") else 0
-        if labels < max(budget, 1):
+        rounds = results.get("rounds") or []
+        labels = rounds[-1]["n_labeled"] if rounds else 0
+        if not rounds or (results.get("auc") is not None and labels < budget):
             log(f"report: skipping unfinished run {folder.root} ({labels} of {budget} labels)")
             continue
         results["path"] = str(folder.root)
         results["config"] = config
         results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
         runs.append(results)
+    name_setups(runs)
+    refuse_duplicates(runs)
     return runs
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{task: {strategy: {auc_mean, auc_std, ripl_mean, ripl_std, seeds, curve}}}.
+def scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs with an accuracy curve (a test set): the only ones AUC, RIPL, learning curves
+    and calibration can speak of."""
+    return [run for run in runs if run.get("auc") is not None]
 
-    RIPL of a run is against the `random` run of the same task and seed; without one it is null.
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{setup: {strategy: {task, setup, seeds, auc_per_seed, auc_mean, auc_std, ripl_per_seed,
+    ripl_mean, ripl_std, curve}}} over the runs with a test set.
+
+    `setup` holds the config keys that set the setup apart from the other setups of its task.
+    RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
     """
+    runs = scored(runs)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        groups[(run["task"], run["strategy"])].append(run)
-    random_auc = {(r["task"], r["seed"]): r["auc"] for r in runs if r["strategy"] == "random"}
+        groups[(run["setup"], run["strategy"])].append(run)
+    random_auc = {(r["setup"], r["seed"]): r["auc"] for r in runs if r["strategy"] == "random"}
     summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for (task, strategy), group in sorted(groups.items(),
-                                          key=lambda kv: (kv[0][0], display_order(kv[0][1]))):
+    for (setup, strategy), group in sorted(groups.items(),
+                                           key=lambda kv: (kv[0][0], display_order(kv[0][1]))):
         group.sort(key=lambda r: r["seed"])
         length = min(len(r["rounds"]) for r in group)
         accuracy = np.array([[x["accuracy"] for x in r["rounds"][:length]] for r in group])
-        auc_mean, auc_std = mean_std([r["auc"] for r in group])
-        ripls = [ripl(r["auc"], random_auc[(task, r["seed"])]) for r in group
-                 if (task, r["seed"]) in random_auc]
-        ripl_mean, ripl_std = mean_std(ripls) if ripls and strategy != "random" else (None, None)
-        summary[task][strategy] = {
-            "seeds": [r["seed"] for r in group], "auc_mean": auc_mean, "auc_std": auc_std,
-            "ripl_mean": ripl_mean, "ripl_std": ripl_std,
+        aucs = [r["auc"] for r in group]
+        auc_mean, auc_std = mean_std(aucs)
+        ripls = [ripl(r["auc"], random_auc[(setup, r["seed"])])
+                 if strategy != "random" and (setup, r["seed"]) in random_auc else None
+                 for r in group]
+        known = [value for value in ripls if value is not None]
+        ripl_mean, ripl_std = mean_std(known) if known else (None, None)
+        summary[setup][strategy] = {
+            "task": group[0]["task"], "setup": group[0]["setup_keys"],
+            "seeds": [r["seed"] for r in group], "auc_per_seed": aucs,
+            "auc_mean": auc_mean, "auc_std": auc_std,
+            "ripl_per_seed": ripls, "ripl_mean": ripl_mean, "ripl_std": ripl_std,
             "curve": {"n_labeled": [x["n_labeled"] for x in group[0]["rounds"][:length]],
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
@@ -70,36 +93,42 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
 
 def matched_seeds(runs: list[dict[str, Any]], strategies: list[str]) -> list[dict[str, Any]]:
     """The runs of `strategies` (and `random`, for RIPL) on the seeds every one of them has in
-    that task, so rows compared in one table differ in the strategy only, not in the seeds."""
-    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
+    that setup, so rows compared in one table differ in the strategy only, not in the seeds."""
+    seeds: dict[tuple[tuple[str, str], str], set[int]] = defaultdict(set)
     for run in runs:
         if run["strategy"] in strategies:
-            seeds[(run["task"], run["strategy"])].add(run["seed"])
-    common = {task: set.intersection(*[s for (t, _), s in seeds.items() if t == task])
-              for task, _ in seeds}
-    return [run for run in runs if run["task"] in common and run["seed"] in common[run["task"]]
+            seeds[(setup_key(run), run["strategy"])].add(run["seed"])
+    common = {setup: set.intersection(*[s for (other, _), s in seeds.items() if other == setup])
+              for setup, _ in seeds}
+    return [run for run in runs if setup_key(run) in common
+            and run["seed"] in common[setup_key(run)]
             and (run["strategy"] in strategies or run["strategy"] == "random")]
 
 
 def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (task, strategy): per round, ECE and Brier averaged over seeds."""
+    """Per (setup, strategy): per round, ECE and Brier averaged over seeds (rounds evaluated on
+    a test set only: without one, predictions have nothing to be right about)."""
     per_round: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = defaultdict(list)
+    tasks = {run["setup"]: run["task"] for run in runs}
     for run in runs:
         for entry in run["rounds"]:
+            if entry.get("accuracy") is None:
+                continue
             predictions = RunFolder(Path(run["path"])).read_predictions(entry["round"])
             if predictions is None:
                 continue
             confidence = [p["confidence"] for p in predictions]
             correct = [p["correct"] for p in predictions]
-            per_round[(run["task"], run["strategy"], entry["round"])].append(
+            per_round[(run["setup"], run["strategy"], entry["round"])].append(
                 (expected_calibration_error(confidence, correct), brier_score(confidence, correct),
                  entry["accuracy"], entry["n_labeled"]))
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for (task, strategy, k), values in sorted(per_round.items()):
+    for (setup, strategy, k), values in sorted(per_round.items()):
         ece, brier, accuracy, n = np.array(values).T
-        rows[(task, strategy)].append({"round": k, "n_labeled": int(n[0]), "seeds": len(values),
-                                       "accuracy": accuracy.mean(), "ece": ece.mean(),
-                                       "ece_std": ece.std(), "brier": brier.mean()})
+        rows[(setup, strategy)].append({"task": tasks[setup], "round": k, "n_labeled": int(n[0]),
+                                        "seeds": len(values), "accuracy": accuracy.mean(),
+                                        "ece": ece.mean(), "ece_std": ece.std(),
+                                        "brier": brier.mean()})
     return dict(rows)
 
 
@@ -125,7 +154,8 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             k = sum(s["selected"] for s in scores)
             top_b, top_f, top_m = _top(ids, base, k), _top(ids, full, k), _top(ids, mixed, k)
             rows.append({
-                "task": run["task"], "strategy": run["strategy"], "seed": run["seed"],
+                "task": run["task"], "setup": run["setup"], "strategy": run["strategy"],
+                "seed": run["seed"],
                 "round": entry["round"], "lambda": run.get("lambda", {}).get(str(entry["round"])),
                 "base_mean": float(base.mean()), "full_mean": float(full.mean()),
                 "pearson_base_full": float(np.corrcoef(base, full)[0, 1]),
@@ -135,3 +165,37 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+
+
+def annotator_agreement(folder: RunFolder) -> list[dict[str, Any]]:
+    """Cohen's κ between each pair of annotators over the ids both answered, from each one's
+    latest answer in the journal (an answer it retracted counts as none)."""
+    latest: dict[str, dict[str, str]] = defaultdict(dict)
+    for answer in folder.journal.answers():
+        if answer.value is None:
+            latest[answer.annotator].pop(answer.id, None)
+        else:
+            latest[answer.annotator][answer.id] = answer.value
+    pairs = []
+    for first, second in combinations(sorted(latest), 2):
+        shared = sorted(latest[first].keys() & latest[second].keys())
+        if shared:
+            pairs.append({"annotators": [first, second], "examples": len(shared),
+                          "kappa": cohen_kappa([latest[first][i] for i in shared],
+                                               [latest[second][i] for i in shared])})
+    return pairs
+
+
+def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run whose rounds count their labels: those rounds (label counts, agreement of the
+    predictions with the last round's), the stopping signal and the annotators' agreement.
+    What someone labeling needs to judge the labels and when to stop, test set or not."""
+    records = []
+    for run in sorted(runs, key=lambda r: (r["setup"], display_order(r["strategy"]), r["seed"])):
+        rounds = [entry for entry in run["rounds"] if "label_counts" in entry]
+        if rounds:
+            records.append({"setup": run["setup"], "strategy": run["strategy"],
+                            "seed": run["seed"], "rounds": rounds,
+                            "stop_advised": bool(run.get("stop_advised")),
+                            "annotators": annotator_agreement(RunFolder(Path(run["path"])))})
+    return records

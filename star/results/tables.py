@@ -1,4 +1,4 @@
-"""Tables of summaries: Table 1/2 (AUC, RIPL), calibration per round, selection insight.
+"""Tables of summaries: Table 1/2 (AUC, RIPL), calibration per round, selection insight, labels.
 
 A `Table` renders itself as Markdown, HTML and CSV, so the report, the comparison summary and
 the CSV files show the same cells.
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
 
 
@@ -78,20 +79,52 @@ def _marks(values: dict[str, float | None]) -> dict[str, str]:
     return {key: ("best", "second")[levels.index(v)] for key, v in shown.items() if v in levels}
 
 
+@dataclass(frozen=True)
+class SetupGroup:
+    """Setups shown in one table, and how that table's file name and title say which."""
+
+    names: list[str]
+    suffix: str = ""
+    heading: str = ""
+
+    def retitle(self, table: Table) -> Table:
+        table.name += self.suffix
+        table.title += self.heading
+        return table
+
+
+def setup_groups(tasks: dict[str, str]) -> list[SetupGroup]:
+    """Which setups (name -> task) share a table. While no task has two setups, all of them, a
+    column pair per task, as before setups existed; else each setup its own table, titled by
+    it, so no table mixes two setups of one task."""
+    names = sorted(tasks)
+    if len(set(tasks.values())) == len(names):
+        return [SetupGroup(names)]
+    return [SetupGroup([name], f"_setup{index}", f": {name}")
+            for index, name in enumerate(names, start=1)]
+
+
+def setup_tasks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
+    """setup -> task of a summary."""
+    return {setup: next(iter(entries.values()))["task"] for setup, entries in summary.items()}
+
+
 def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: list[str] | None = None,
                   name: str = "table1", title: str = "AUC and RIPL per strategy") -> Table:
-    """Table 1/2 layout: a row per strategy, AUC and RIPL (%) per task, mean ± std over seeds."""
-    tasks = sorted(t for t in summary if strategies is None or set(summary[t]) & set(strategies))
-    present = sorted({s for t in tasks for s in summary[t]}, key=display_order)
+    """Table 1/2 layout: a row per strategy, AUC and RIPL (%) per setup (headed by its task),
+    mean ± std over seeds."""
+    setups = sorted(u for u in summary if strategies is None or set(summary[u]) & set(strategies))
+    tasks = setup_tasks(summary)
+    present = sorted({s for u in setups for s in summary[u]}, key=display_order)
     rows_for = sorted((s for s in (strategies or present) if s in present), key=display_order)
-    columns = ["Method"] + [f"{t} {metric}" for t in tasks for metric in ("AUC", "RIPL")]
-    marks = {(t, m): _marks({s: summary[t][s][f"{m}_mean"] for s in rows_for if s in summary[t]})
-             for t in tasks for m in ("auc", "ripl")}
+    columns = ["Method"] + [f"{tasks[u]} {metric}" for u in setups for metric in ("AUC", "RIPL")]
+    marks = {(u, m): _marks({s: summary[u][s][f"{m}_mean"] for s in rows_for if s in summary[u]})
+             for u in setups for m in ("auc", "ripl")}
     table = Table(name, title, columns)
     for strategy in rows_for:
         row = [Cell(strategy)]
-        for task in tasks:
-            entry = summary[task].get(strategy)
+        for setup in setups:
+            entry = summary[setup].get(strategy)
             for metric in ("auc", "ripl"):
                 mean = entry[f"{metric}_mean"] if entry else None
                 if mean is None:
@@ -99,20 +132,28 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                     continue
                 std = entry[f"{metric}_std"]
                 row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4),
-                                marks[(task, metric)].get(strategy, "")))
+                                marks[(setup, metric)].get(strategy, "")))
         table.rows.append(row)
-    seeds = sorted({len(summary[t][s]["seeds"]) for t in tasks for s in rows_for if s in summary[t]})
+    seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
     table.note = (f"AUC and RIPL in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
-                  "best bold, second underlined; RIPL against random with the same seed.")
+                  "best bold, second underlined; RIPL against random of the same setup and seed.")
     return table
 
 
 def table_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
-    return results_table(summary).markdown()
+    """Table 1 of `star compare`: one table while no task has two setups, else one per setup."""
+    if not summary:
+        return "No run with a test set: no accuracy to compare.\n"
+    tables = [group.retitle(results_table({s: summary[s] for s in group.names}))
+              for group in setup_groups(setup_tasks(summary))]
+    if len(tables) == 1:
+        return tables[0].markdown()
+    return "\n".join(f"**{table.title}**\n\n{table.markdown()}" for table in tables)
 
 
 def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> list[Table]:
-    """ECE and Brier per round, one row per task and strategy, one column per label count."""
+    """ECE and Brier per round, one row per setup (shown by its task) and strategy, one column
+    per label count."""
     labels = sorted({r["n_labeled"] for values in rows.values() for r in values})
     keys = sorted(rows, key=lambda k: (k[0], display_order(k[1])))
     tables = []
@@ -123,9 +164,10 @@ def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> lis
             ("calibration_brier", "Brier score per round, mean over seeds",
              lambda r: Cell(f"{r['brier']:.3f}", round(r["brier"], 5)))):
         table = Table(name, title, ["Task", "Method", "Seeds", *[f"{n} labels" for n in labels]])
-        for task, strategy in keys:
-            by_labels = {r["n_labeled"]: r for r in rows[(task, strategy)]}
+        for setup, strategy in keys:
+            by_labels = {r["n_labeled"]: r for r in rows[(setup, strategy)]}
             seeds = max(r["seeds"] for r in by_labels.values())
+            task = rows[(setup, strategy)][0]["task"]
             table.rows.append([Cell(task), Cell(strategy), Cell(str(seeds), seeds),
                                *[show(by_labels[n]) if n in by_labels else Cell("–")
                                  for n in labels]])
@@ -136,22 +178,22 @@ def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> lis
 
 
 def selection_table(rows: list[dict[str, Any]]) -> Table:
-    """Seed-averaged selection insight per task, strategy and round."""
+    """Seed-averaged selection insight per setup (shown by its task), strategy and round."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[(row["task"], row["strategy"], row["round"])].append(row)
+        groups[(row["setup"], row["strategy"], row["round"])].append(row)
     table = Table("selection", "What the dynamic score selected",
                   ["Task", "Method", "Round", "λ(t)", "mean μ_b", "mean μ_f", "r(μ_b, μ_f)",
                    "top-k base∩full", "base∩mixed", "full∩mixed"])
-    for (task, strategy, k) in sorted(groups, key=lambda g: (g[0], display_order(g[1]), g[2])):
-        group = groups[(task, strategy, k)]
+    for (setup, strategy, k) in sorted(groups, key=lambda g: (g[0], display_order(g[1]), g[2])):
+        group = groups[(setup, strategy, k)]
 
         def avg(key: str, rows: list[dict[str, Any]] = group) -> float:
             return float(np.mean([r[key] for r in rows]))
 
         weight = group[0]["lambda"]
         table.rows.append([
-            Cell(task), Cell(strategy), Cell(str(k), k),
+            Cell(group[0]["task"]), Cell(strategy), Cell(str(k), k),
             Cell("–" if weight is None else f"{weight:.2f}", weight),
             Cell(f"{avg('base_mean'):.3f}", avg("base_mean")),
             Cell(f"{avg('full_mean'):.3f}", avg("full_mean")),
@@ -164,3 +206,48 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+
+
+def _kappa(value: float | None) -> Cell:
+    return Cell("–") if value is None else Cell(f"{value:.3f}", round(value, 5))
+
+
+def labels_table(records: list[dict[str, Any]]) -> Table:
+    """Per run and round: labels so far, their count per label, and how far the predictions
+    moved since the last round (κ); the note says which runs may stop labeling."""
+    labels = sorted({label for record in records for entry in record["rounds"]
+                     for label in entry["label_counts"]})
+    table = Table("labels", "Labels per round",
+                  ["Setup", "Method", "Seed", "Round", "Labels", *labels, "κ with last round"])
+    for record in records:
+        for entry in record["rounds"]:
+            counts = entry["label_counts"]
+            table.rows.append([Cell(record["setup"]), Cell(record["strategy"]),
+                               Cell(str(record["seed"]), record["seed"]),
+                               Cell(str(entry["round"]), entry["round"]),
+                               Cell(str(entry["n_labeled"]), entry["n_labeled"]),
+                               *[Cell(str(counts.get(label, 0)), counts.get(label, 0))
+                                 for label in labels],
+                               _kappa(entry.get("agreement"))])
+    signals = "; ".join(f"{r['setup']} {r['strategy']} seed {r['seed']}: "
+                        f"{'advised' if r['stop_advised'] else 'not yet'}" for r in records)
+    table.note = (f"Counts of all labels so far. κ: Cohen's κ between the round's predictions and "
+                  f"the last round's on a fixed set. Stopping is advised once κ averages "
+                  f"≥ {STOP_KAPPA} over the last {STOP_WINDOW} rounds: {signals}.")
+    return table
+
+
+def annotator_table(records: list[dict[str, Any]]) -> Table:
+    """Per run, Cohen's κ between each pair of annotators who answered the same examples."""
+    table = Table("annotator_agreement", "Agreement between annotators",
+                  ["Setup", "Method", "Seed", "Annotators", "Shared examples", "κ"])
+    for record in records:
+        for pair in record["annotators"]:
+            table.rows.append([Cell(record["setup"]), Cell(record["strategy"]),
+                               Cell(str(record["seed"]), record["seed"]),
+                               Cell(" vs ".join(pair["annotators"])),
+                               Cell(str(pair["examples"]), pair["examples"]),
+                               _kappa(pair["kappa"])])
+    table.note = ("Over the examples both annotators answered, from each one's latest answer in "
+                  "the label journal; retracted answers count as none.")
+    return table

@@ -1,0 +1,106 @@
+"""Setups: which runs a report may compare.
+
+Two runs are of the same setup when their task and resolved configs agree on everything but
+the strategy and the seed. Strategies are compared, and RIPL measured against `random`, only
+within a setup: a small model's `random` run is no baseline for a larger model's `me-star`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from star.config import flatten
+from star.errors import DataError
+
+VARIED = ("strategy", "seed")
+"""Config keys that tell runs of one setup apart (the rows and repetitions of a table)."""
+UNSET = object()
+"""A key one setup's config has and another's lacks (a run made by an older version)."""
+SHORT = 24
+"""Longest value shown in a setup's name; longer ones are cut."""
+MOST_KEYS = 3
+"""Most keys besides the model a setup's name shows; summary.json keeps them all."""
+
+
+def setup_config(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's resolved config as dotted keys, without strategy and seed."""
+    return {key: value for key, value in flatten(run.get("config") or {}).items()
+            if key not in VARIED}
+
+
+def setup_key(run: dict[str, Any]) -> tuple[str, str]:
+    """Equal for two runs exactly when they are of the same setup."""
+    return run["task"], json.dumps(setup_config(run), sort_keys=True)
+
+
+def _show(value: Any, short: bool) -> str:
+    if value is UNSET:
+        return "unset"
+    if not short:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and "/" in value and not any(c.isspace() for c in value):
+        text = Path(value).name or value  # a local folder or a hub id: its last part
+    return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
+
+
+def _names(task: str, configs: dict[tuple[str, str], dict[str, Any]],
+           varying: list[str]) -> dict[tuple[str, str], str]:
+    """The task alone for its only setup; else the task, the model and the keys that vary
+    (the first `MOST_KEYS`, values shortened, unless that makes two names alike)."""
+    if len(configs) == 1:
+        return dict.fromkeys(configs, task)
+    keys = ["model.name", *[key for key in varying if key != "model.name"]]
+
+    def join(short: bool) -> dict[tuple[str, str], str]:
+        shown = keys[: 1 + MOST_KEYS] if short else keys
+        more = [f"+{len(keys) - len(shown)} more keys"] if len(shown) < len(keys) else []
+        return {setup: " · ".join([task, *(f"{key}={_show(config.get(key, UNSET), short)}"
+                                          for key in shown), *more])
+                for setup, config in configs.items()}
+
+    names = join(short=True)
+    if len(set(names.values())) < len(names):  # alike once shortened: say everything
+        names = join(short=False)
+    return names
+
+
+def name_setups(runs: list[dict[str, Any]]) -> None:
+    """Give each run its setup's display name (`setup`) and the config keys that set that setup
+    apart from the other setups of its task, with their full values (`setup_keys`)."""
+    by_task: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+    for run in runs:
+        by_task[run["task"]][setup_key(run)] = setup_config(run)
+    names: dict[tuple[str, str], str] = {}
+    differing: dict[tuple[str, str], dict[str, Any]] = {}
+    for task, configs in by_task.items():
+        keys = sorted({key for config in configs.values() for key in config})
+        varying = [key for key in keys if len({_show(config.get(key, UNSET), short=False)
+                                               for config in configs.values()}) > 1]
+        names.update(_names(task, configs, varying))
+        for setup, config in configs.items():
+            differing[setup] = {key: config.get(key) for key in varying}
+    for run in runs:
+        run["setup"] = names[setup_key(run)]
+        run["setup_keys"] = differing[setup_key(run)]
+
+
+def refuse_duplicates(runs: list[dict[str, Any]]) -> None:
+    """Two runs of one setup, strategy and seed would make the report pick one silently."""
+    seen: dict[tuple[tuple[str, str], str, int], dict[str, Any]] = {}
+    for run in runs:
+        key = (setup_key(run), run["strategy"], run["seed"])
+        if key in seen:
+            raise DataError(f"'{seen[key]['path']}' and '{run['path']}' are the same run "
+                            f"({run['setup']}, {run['strategy']}, seed {run['seed']}); "
+                            "keep one of them below the runs folder")
+        seen[key] = run
+
+
+def file_stem(setup: str) -> str:
+    """A setup's name as part of a file name: `SST-2 · loop.budget=80` -> `SST-2_loop.budget=80`."""
+    return re.sub(r"[^\w.=+-]+", "_", setup).strip("_")

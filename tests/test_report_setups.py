@@ -1,0 +1,173 @@
+"""Reports on run folders made by hand: setups never mixed, duplicates refused, and the labels
+of runs labeled by people (no test set)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from star.active.journal import Answer
+from star.active.runfolder import RunFolder
+from star.results.metrics import auc
+from star.results.setups import name_setups
+from star.results.summary import collect_runs, summarize
+from star.tools.cli import main
+from star.tools.compare import write_comparison
+
+SMALL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+LARGE = "HuggingFaceTB/SmolLM2-1.7B-Instruct"
+
+
+def make_run(folder: Path, config: dict[str, Any], rounds: list[dict[str, Any]],
+             **results: Any) -> RunFolder:
+    """A run folder as `star run` leaves it: config.yaml, results.json and, per round, the test
+    predictions (confidence 0.8, right as often as the round's accuracy says)."""
+    run = RunFolder(folder)
+    run.create()
+    run.write_config(yaml.safe_dump(config))
+    run.write_results({"task": config["task"]["name"], "strategy": config["strategy"],
+                       "seed": config["seed"], "rounds": rounds, **results})
+    for entry in rounds:
+        right = round(10 * entry["accuracy"]) if entry["accuracy"] is not None else None
+        run.write_predictions(entry["round"], [
+            {"id": str(i), "prediction": "yes", "gold": "yes", "confidence": 0.8,
+             "correct": None if right is None else i < right} for i in range(10)])
+    return run
+
+
+def scored_run(root: Path, model: str, strategy: str, *, seed: int, accuracy: list[float]) -> None:
+    """A finished two-round SST-2 run (8 and 16 labels) of `model`."""
+    config = {"strategy": strategy, "seed": seed, "model": {"name": model},
+              "task": {"name": "sst2"}, "loop": {"budget": 16}}
+    rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a, "selected_ids": []}
+              for k, a in enumerate(accuracy)]
+    make_run(root / model.split("-")[1] / strategy / f"seed{seed}", config, rounds,
+             auc=auc([8, 16], accuracy))
+
+
+@pytest.fixture
+def two_models(tmp_path: Path) -> Path:
+    """random and me-star on two seeds with two models. AUC (mean of the two accuracies):
+    135M random 0.6 / 0.5, me-star 0.7 / 0.75; 1.7B random 0.8 / 0.9, me-star 0.9 / 0.92."""
+    root = tmp_path / "runs"
+    for model, strategy, seed, accuracy in (
+            (SMALL, "random", 0, [0.5, 0.7]), (SMALL, "random", 1, [0.4, 0.6]),
+            (SMALL, "me-star", 0, [0.6, 0.8]), (SMALL, "me-star", 1, [0.7, 0.8]),
+            (LARGE, "random", 0, [0.7, 0.9]), (LARGE, "random", 1, [0.9, 0.9]),
+            (LARGE, "me-star", 0, [0.9, 0.9]), (LARGE, "me-star", 1, [0.88, 0.96])):
+        scored_run(root, model, strategy, seed=seed, accuracy=accuracy)
+    return root
+
+
+def test_two_models_are_two_setups_with_their_own_ripl(two_models):
+    summary = summarize(collect_runs(two_models))
+    small = "SST-2 · model.name=SmolLM2-135M-Instruct"
+    large = "SST-2 · model.name=SmolLM2-1.7B-Instruct"
+    assert set(summary) == {small, large}
+    # RIPL = (AUC − AUC_random) / (1 − AUC_random), random of the same model and seed
+    assert summary[small]["me-star"]["ripl_per_seed"] == pytest.approx([0.1 / 0.4, 0.25 / 0.5])
+    assert summary[large]["me-star"]["ripl_per_seed"] == pytest.approx([0.1 / 0.2, 0.02 / 0.1])
+    assert summary[large]["me-star"]["ripl_mean"] == pytest.approx(0.35)
+    assert summary[small]["random"]["auc_per_seed"] == pytest.approx([0.6, 0.5])
+    assert summary[small]["random"]["ripl_per_seed"] == [None, None]
+    assert summary[large]["me-star"]["setup"] == {"model.name": LARGE}
+    assert summary[large]["me-star"]["task"] == "SST-2"
+
+
+def test_report_shows_each_setup_as_its_own_table(two_models, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(two_models), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    for index, (model, ripl) in enumerate((("SmolLM2-1.7B-Instruct", "35.0"),  # sorted by name
+                                           ("SmolLM2-135M-Instruct", "37.5")), start=1):
+        assert (f"**Table 1 layout: AUC and RIPL of the main strategies: SST-2 · model.name={model}"
+                f"** (`table1_main_setup{index}.csv`)") in markdown
+        rows = list(csv.reader((out / f"table1_main_setup{index}.csv").open()))
+        assert rows[0] == ["Method", "SST-2 AUC", "SST-2 RIPL"]
+        assert rows[2][0] == "me-star" and float(rows[2][2]) == pytest.approx(float(ripl))
+        calibration = list(csv.reader((out / f"calibration_ece_setup{index}.csv").open()))
+        assert [r[1] for r in calibration[1:]] == ["random", "me-star"]
+    assert not (out / "table1_main.csv").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary) == 2
+    table = write_comparison(two_models)  # `star compare`'s table.md
+    assert table.count("**AUC and RIPL per strategy: SST-2 · model.name=") == 2
+
+
+def test_setup_names_show_the_model_and_the_keys_that_differ():
+    runs = [{"task": "SST-2", "config": {"strategy": s, "seed": 0, "model": {"name": m},
+                                         "loop": {"budget": b}}}
+            for s, m, b in (("random", "a/x", 80), ("me", "a/x", 80), ("random", "a/x", 40),
+                            ("random", "b/x", 40))]
+    runs.append({"task": "OBQA", "config": {"model": {"name": "a/x"}}})
+    name_setups(runs)
+    assert [r["setup"] for r in runs] == [
+        'SST-2 · model.name="a/x" · loop.budget=80', 'SST-2 · model.name="a/x" · loop.budget=80',
+        'SST-2 · model.name="a/x" · loop.budget=40', 'SST-2 · model.name="b/x" · loop.budget=40',
+        "OBQA"]  # x and x alike once shortened: full values
+    assert runs[3]["setup_keys"] == {"loop.budget": 40, "model.name": "b/x"}
+    assert runs[4]["setup_keys"] == {}
+
+
+def test_two_runs_of_one_setup_strategy_and_seed_are_refused(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for copy in ("a", "b"):
+        scored_run(root / copy, SMALL, "random", seed=0, accuracy=[0.5, 0.7])
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert str(root / "a" / "135M" / "random" / "seed0") in error
+    assert str(root / "b" / "135M" / "random" / "seed0") in error
+
+
+@pytest.fixture
+def labeled_by_people(tmp_path: Path) -> Path:
+    """Three rounds labeled by alice and bob without a test set, 24 of 40 labels so far. They
+    share a, b and c and disagree on b; bob's d is retracted, alice changed her mind on c."""
+    root = tmp_path / "runs"
+    config = {"strategy": "random", "seed": 0, "task": {"name": "custom", "test_file": None},
+              "loop": {"budget": 40, "annotator": "people"}}
+    rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": None, "agreement": kappa,
+               "label_counts": counts, "selected_ids": []}
+              for k, kappa, counts in ((0, None, {"no": 5, "yes": 3}),
+                                       (1, 0.5, {"no": 9, "yes": 7}),
+                                       (2, 1.0, {"no": 12, "yes": 12}))]
+    run = make_run(root / "people", config, rounds, auc=None, stop_advised=False)
+    run.journal.append([Answer(i, v, who, round=0, source="page") for i, v, who in (
+        ("a", "yes", "alice"), ("b", "yes", "alice"), ("c", "yes", "alice"), ("c", "no", "alice"),
+        ("a", "yes", "bob"), ("b", "no", "bob"), ("c", "no", "bob"), ("d", "yes", "bob"),
+        ("d", None, "bob"), ("d", "no", "alice"))])
+    return root
+
+
+def test_report_shows_the_labels_of_a_run_without_a_test_set(labeled_by_people, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(labeled_by_people), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "## Labels" in markdown
+    assert "Left out of the tables, learning curves and calibration" in markdown
+    assert "| Setup | Method | Seed | Round | Labels | no | yes | κ with last round |" in markdown
+    assert "| custom | random | 0 | 1 | 16 | 9 | 7 | 0.500 |" in markdown
+    assert "custom random seed 0: not yet" in markdown
+    # alice yes/yes/no, bob yes/no/no on a, b, c: p_o = 2/3, p_e = (2·1 + 1·2)/9 = 4/9,
+    # κ = (2/3 − 4/9) / (1 − 4/9) = 0.4; d (retracted by bob) is not shared
+    assert "| custom | random | 0 | alice vs bob | 3 | 0.400 |" in markdown
+    assert json.loads((out / "summary.json").read_text()) == {}
+
+
+def test_comparison_of_runs_without_a_test_set_says_so(labeled_by_people):
+    assert "No run with a test set" in write_comparison(labeled_by_people)
+    assert (labeled_by_people / "learning_curves.png").exists()
+
+
+def test_a_setup_name_shows_three_keys_besides_the_model():
+    runs = [{"task": "T", "config": {"model": {"name": "m"}, "loop": dict.fromkeys("abcde", value)}}
+            for value in (1, 2)]
+    name_setups(runs)
+    assert runs[1]["setup"] == "T · model.name=m · loop.a=2 · loop.b=2 · loop.c=2 · +2 more keys"
+    assert runs[1]["setup_keys"] == {f"loop.{key}": 2 for key in "abcde"}
