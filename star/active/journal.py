@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from itertools import combinations
 from pathlib import Path
+from typing import Any
+
+from star.active.stopping import cohen_kappa
 
 SOURCES = ("page", "import", "oracle")
 
@@ -81,3 +86,22 @@ class Journal:
             else:
                 current[answer.id] = answer
         return current
+
+
+def annotator_agreement(journal: Journal) -> list[dict[str, Any]]:
+    """Cohen's κ between each pair of annotators over the ids both answered, from each one's
+    latest answer (an answer retracted counts as none): [{annotators, examples, kappa}]."""
+    latest: dict[str, dict[str, str]] = defaultdict(dict)
+    for answer in journal.answers():
+        if answer.value is None:
+            latest[answer.annotator].pop(answer.id, None)
+        else:
+            latest[answer.annotator][answer.id] = answer.value
+    pairs = []
+    for first, second in combinations(sorted(latest), 2):
+        shared = sorted(latest[first].keys() & latest[second].keys())
+        if shared:
+            pairs.append({"annotators": [first, second], "examples": len(shared),
+                          "kappa": cohen_kappa([latest[first][i] for i in shared],
+                                               [latest[second][i] for i in shared])})
+    return pairs

@@ -5,14 +5,13 @@ through `RunFolder`, so it works on any set of runs; `tables.py` renders the sum
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from star.active.journal import annotator_agreement
 from star.active.runfolder import RunFolder, find_runs
-from star.active.stopping import cohen_kappa
 from star.active.strategies import display_order
 from star.data.tasks import task_display_name
 from star.progress import log
@@ -167,25 +166,6 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 
-def annotator_agreement(folder: RunFolder) -> list[dict[str, Any]]:
-    """Cohen's κ between each pair of annotators over the ids both answered, from each one's
-    latest answer in the journal (an answer it retracted counts as none)."""
-    latest: dict[str, dict[str, str]] = defaultdict(dict)
-    for answer in folder.journal.answers():
-        if answer.value is None:
-            latest[answer.annotator].pop(answer.id, None)
-        else:
-            latest[answer.annotator][answer.id] = answer.value
-    pairs = []
-    for first, second in combinations(sorted(latest), 2):
-        shared = sorted(latest[first].keys() & latest[second].keys())
-        if shared:
-            pairs.append({"annotators": [first, second], "examples": len(shared),
-                          "kappa": cohen_kappa([latest[first][i] for i in shared],
-                                               [latest[second][i] for i in shared])})
-    return pairs
-
-
 def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per run whose rounds count their labels: those rounds (label counts, agreement of the
     predictions with the last round's), the stopping signal and the annotators' agreement.
@@ -197,5 +177,6 @@ def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             records.append({"setup": run["setup"], "strategy": run["strategy"],
                             "seed": run["seed"], "rounds": rounds,
                             "stop_advised": bool(run.get("stop_advised")),
-                            "annotators": annotator_agreement(RunFolder(Path(run["path"])))})
+                            "annotators": annotator_agreement(
+                                RunFolder(Path(run["path"])).journal)})
     return records

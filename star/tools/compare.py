@@ -33,8 +33,9 @@ def compare(config_path: str | None, overrides: list[str], strategies: list[str]
     for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
         start = time.perf_counter()
         results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
-        log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, "
-            f"AUC {100 * results['auc']:.2f}, final accuracy "
-            f"{100 * results['rounds'][-1]['accuracy']:.2f}, "
+        last = results["rounds"][-1]
+        shown = (f"AUC {100 * results['auc']:.2f}, final accuracy {100 * last['accuracy']:.2f}"
+                 if results["auc"] is not None else f"no test set, agreement {last['agreement']}")
+        log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, {shown}, "
             f"{time.perf_counter() - start:.0f}s")
     return write_comparison(out)

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from star.active.batch import Batch
-from star.active.journal import Answer, now
+from star.active.journal import Answer, annotator_agreement, now
 from star.active.runfolder import RunFolder
-from star.active.stopping import cohen_kappa
 from star.annotate.exchange import read_labels, write_batch
 from star.annotate.server import serve
 from star.config import load_config
@@ -75,9 +74,11 @@ def status(run: Path) -> str:
         lines.append(next_steps(run, missing, batch) if missing else
                      f"round {batch.round}: all {len(batch.ids)} labels are in; continue with: "
                      f"star next {run}")
-    agreement = annotator_agreement(folder)
-    if agreement:
-        lines.append(f"annotator agreement: {agreement}")
+    pairs = annotator_agreement(folder.journal)
+    if pairs:
+        lines.append("annotator agreement: " + "; ".join(
+            f"{p['annotators'][0]} vs {p['annotators'][1]}: κ = {p['kappa']:.3f} on "
+            f"{p['examples']} examples" for p in pairs))
     return "\n".join(lines)
 
 
@@ -110,28 +111,6 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> int:
         answers.append(Answer(label.id, value, label.annotator, batch.round, source="import", time=now()))
     folder.journal.append(answers)
     return len(answers)
-
-
-def annotator_agreement(folder: RunFolder) -> str:
-    """Cohen's κ between each pair of annotators over the ids both answered (their latest
-    answers); empty when no two annotators share an id."""
-    latest: dict[str, dict[str, str]] = {}
-    for answer in folder.journal.answers():
-        mine = latest.setdefault(answer.annotator, {})
-        if answer.value is None:
-            mine.pop(answer.id, None)
-        else:
-            mine[answer.id] = answer.value
-    parts = []
-    names = sorted(latest)
-    for index, first in enumerate(names):
-        for second in names[index + 1:]:
-            shared = sorted(latest[first].keys() & latest[second].keys())
-            if shared:
-                kappa = cohen_kappa([latest[first][i] for i in shared],
-                                    [latest[second][i] for i in shared])
-                parts.append(f"{first} vs {second}: κ = {kappa:.3f} on {len(shared)} examples")
-    return "; ".join(parts)
 
 
 def export_labeled(run: Path, out: Path) -> dict[str, Any]:
