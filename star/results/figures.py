@@ -31,9 +31,12 @@ def _title(text: str) -> str:
 
 
 def _save(fig, path: Path) -> None:
+    """The PNG written whole: into a sibling file first, renamed over `path`."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    partial = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(partial, dpi=110)
     plt.close(fig)
+    partial.replace(path)
 
 
 def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path,

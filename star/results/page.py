@@ -16,6 +16,7 @@ from pathlib import Path
 from star.active.runfolder import RunFolder
 from star.active.strategies import TABLE1, TABLE2
 from star.errors import DataError
+from star.files import write_json, write_text_atomic
 from star.results.figures import (
     plot_calibration,
     plot_learning_curves,
@@ -268,7 +269,7 @@ def write_report(runs_dir: Path, out: Path, title: str = "STAR report") -> Path:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(runs, out)
-    (out / "summary.json").write_text(json.dumps(summarize(runs), indent=1))
-    (out / "report.md").write_text(render_markdown(sections, runs, title))
-    (out / "report.html").write_text(render_html(sections, runs, title))
+    write_json(out / "summary.json", json.loads(json.dumps(summarize(runs))))
+    write_text_atomic(out / "report.md", render_markdown(sections, runs, title))
+    write_text_atomic(out / "report.html", render_html(sections, runs, title))
     return out / "report.html"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
+from star.files import write_text_atomic
 
 
 @dataclass
@@ -65,11 +67,12 @@ class Table:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
     def write_csv(self, path: Path) -> None:
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(self.columns)
-            for row in self.rows:
-                writer.writerow([c.value if c.value is not None else c.text for c in row])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow([c.value if c.value is not None else c.text for c in row])
+        write_text_atomic(path, text.getvalue())
 
 
 def _marks(values: dict[str, float | None]) -> dict[str, str]:

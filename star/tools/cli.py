@@ -83,10 +83,17 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    summary = labels.export_labeled(Path(args.run), Path(args.out))
-    print(f"{summary['labels']} labels -> {args.out}/labeled.jsonl and {args.out}/dataset "
+    from star.results.page import write_report
+
+    out = Path(args.out)
+    summary = labels.export_labeled(Path(args.run), out)
+    print(f"{summary['labels']} labels -> {out}/labeled.jsonl and {out}/dataset "
           f"(datasets.load_from_disk); adapter of round {summary['adapter_round']} -> "
-          f"{args.out}/adapter (PeftModel.from_pretrained)")
+          f"{out}/adapter (PeftModel.from_pretrained)")
+    try:
+        print(f"report: {write_report(Path(args.run), out / 'report', f'STAR: {args.run}')}")
+    except StarError as exc:
+        print(f"no report yet ({exc}); star report {args.run} --out REPORT once the run is done")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
