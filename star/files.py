@@ -19,6 +19,25 @@ def write_text_atomic(path: Path, text: str) -> None:
     partial.replace(path)
 
 
+def remove_stale_partials(folder: Path) -> None:
+    """Delete the temporary files `write_text_atomic` left in `folder` (and below) when its
+    process was killed mid-write; a file whose writer still runs is kept."""
+    for partial in folder.rglob(".*.tmp"):
+        pid = partial.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 

@@ -29,7 +29,7 @@ from star.active.batch import Batch, load_batch, save_batch
 from star.active.journal import Journal
 from star.active.strategies import Scores
 from star.errors import ConfigError, DataError
-from star.files import read_jsonl, write_json, write_jsonl, write_text_atomic
+from star.files import read_jsonl, remove_stale_partials, write_json, write_jsonl, write_text_atomic
 
 
 class RunFolder:
@@ -92,6 +92,7 @@ class RunFolder:
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        remove_stale_partials(self.root)  # left by a process killed mid-write
         try:
             yield
         finally:
