@@ -42,14 +42,28 @@ def run_argv(out, overrides: list[str], *extra: str) -> list[str]:
     return ["run", "--strategy", "random", "--out", str(out), *extra, *sets(overrides)]
 
 
-def test_non_utf8_data_names_the_file_and_line(tiny_overrides, data_dir, tmp_path, capsys):
+@pytest.mark.parametrize(("name", "line"), [
+    ("train.jsonl", b'{"question": "caf\xe9 cat dog", "answer": "yes"}\n'),
+    ("train.csv", b"caf\xe9 cat dog,yes\n"),
+])
+def test_non_utf8_data_names_the_file_and_line(tiny_overrides, data_dir, tmp_path, capsys,
+                                               name, line):
     """A Latin-1 byte on line 3 must be reported there, not as a UnicodeDecodeError traceback."""
-    lines = (data_dir / "train.jsonl").read_bytes().splitlines(keepends=True)
-    lines[2] = b'{"question": "caf\xe9 cat dog", "answer": "yes"}\n'
-    (data_dir / "train.jsonl").write_bytes(b"".join(lines))
-    err = one_line_error(capsys, run_argv(tmp_path / "r", [*tiny_overrides,
-                                                           f"task.data_dir={data_dir}"]))
-    assert f"{data_dir / 'train.jsonl'}:3: not UTF-8" in err
+    rows = [b"question,answer\n", b"red cat dog,yes\n"] if name.endswith(".csv") else \
+        (data_dir / "train.jsonl").read_bytes().splitlines(keepends=True)[:2]
+    (data_dir / name).write_bytes(b"".join([*rows, line]))
+    err = one_line_error(capsys, run_argv(tmp_path / "r", [
+        *tiny_overrides, f"task.data_dir={data_dir}", f"task.train_file={name}"]))
+    assert f"{data_dir / name}:3: not UTF-8" in err
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tiny_overrides, data_dir, tmp_path):
+    """Excel's 'CSV UTF-8' starts with a BOM; read as text it would rename the first column
+    to '\\ufeffquestion' and every row would miss its 'question' field."""
+    rows = "".join(f"{r['question']},{r['answer']}\n" for r in toy_records(40, 0))
+    (data_dir / "train.csv").write_bytes("\ufeffquestion,answer\n".encode() + rows.encode())
+    assert main(run_argv(tmp_path / "r", [*tiny_overrides, f"task.data_dir={data_dir}",
+                                          "task.train_file=train.csv", "loop.budget=8"])) == 0
 
 
 def test_header_only_csv_is_refused(tiny_overrides, data_dir, tmp_path, capsys):

@@ -19,11 +19,12 @@ Record = tuple[int, dict[str, Any]]
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file; a bad byte is reported with its line."""
+    """(line number, text) of a UTF-8 file; a bad byte is reported with its line. A byte-order
+    mark (Excel's "CSV UTF-8") is dropped, not read as part of the first field name."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                yield number, raw.decode("utf-8")
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte "
                                 f"{exc.start})") from None
