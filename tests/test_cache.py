@@ -93,6 +93,24 @@ def test_new_weights_at_the_same_path_are_scored_afresh(model_folder, tiny_overr
     assert np.abs(new - old).min() > 1e-2
 
 
+def test_weights_replaced_during_a_run_do_not_key_the_old_scores(model_folder, tiny_overrides,
+                                                                 tmp_path):
+    """The fingerprint must describe the files the run loaded. Taken only when round 1 first
+    needs μ_b, it would describe weights saved into the folder after the load, and file the
+    loaded model's scores under the new weights' key for every later run to be served."""
+    from star.active.loop import Experiment
+
+    overrides = [*tiny_overrides, f"model.name={model_folder}", "strategy=me+dynamic",
+                 "loop.budget=16"]
+    config = load_config(None, overrides)
+    experiment = Experiment(config, tmp_path / "run")
+    save_spread_model(model_folder, seed=1)  # while the run goes on
+    experiment.run()
+    task, loaded = load_task(config.task), load_model(config.model)
+    np.testing.assert_allclose(cached(loaded, task, task.train), fresh(loaded, task, task.train),
+                               rtol=0, atol=1e-5)
+
+
 def test_a_changed_tokenizer_file_changes_the_cache(model_folder, tiny_overrides):
     """The tokenizer's files are in the fingerprint too (same weights, another tokenizer)."""
     folder = model_folder

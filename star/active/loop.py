@@ -95,6 +95,8 @@ class Experiment:
         self.by_id = {e.id: e for e in self.pool}
         check_cache_folder(cache_root())
         self.loaded = load_model(config.model)
+        if self.strategy.dynamic:  # μ_b's cache key: the files as loaded, not as at round 1
+            _ = self.loaded.fingerprint
         attach_lora(self.loaded, config.lora, derived_seed(seed, 0, "lora_init"))
         self.initial_adapter = adapter_state(self.loaded.model)
         self.results: dict[str, Any] = {}
