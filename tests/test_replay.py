@@ -104,8 +104,10 @@ def differing(reference: dict[str, str], replay: dict[str, str]) -> list[str]:
     ("me-star", 1, True),          # μ_b cached by the reference, read back by the replay
     ("pe+dynamic+mc", 0, False),   # μ_b computed afresh by the replay
 ])
-def test_a_run_killed_after_a_round_replays_exactly(tiny_overrides, tmp_path, strategy,
-                                                    after_round, shared_cache):
+def test_a_run_killed_after_a_round_replays_exactly(tiny_overrides, tmp_path, capsys, monkeypatch,
+                                                    strategy, after_round, shared_cache):
+    """The run is a `star run` process killed once results.json lists the round; the rerun
+    runs here, after the reference, so leftovers of this process's state would show too."""
     overrides = [*tiny_overrides, "loop.budget=32"]  # four rounds: the kill lands mid-run
     reference, out, log = tmp_path / "reference", tmp_path / "killed", tmp_path / "log.txt"
     assert main(run_argv(reference, strategy, overrides)) == 0
@@ -116,8 +118,9 @@ def test_a_run_killed_after_a_round_replays_exactly(tiny_overrides, tmp_path, st
     process.kill()
     process.wait()
     assert after_round < rounds_done(out) < 4
-    finish(run_argv(out, strategy, overrides), cache, log)
-    assert "resuming" in log.read_text()
+    monkeypatch.setenv("STAR_CACHE_DIR", str(cache))
+    assert main(run_argv(out, strategy, overrides)) == 0
+    assert "resuming" in capsys.readouterr().err
     assert differing(run_files(reference), run_files(out)) == []
 
 
