@@ -188,8 +188,8 @@ def test_kill_9_soak(tiny_model_dir, tmp_path, capsys):
     with capsys.disabled():
         print(f"\nkill -9 soak: {kills} kills (rounds complete at each: {progress} of {rounds}), "
               f"{len(expected)} files compared, {len(expected) - len(different)} identical, "
-              f"{len(different)} different {different or ''}, {len(leftovers)} temporary files "
-              f"left, {time.monotonic() - start:.0f} s")
+              f"{len(different)} different{f' {different}' if different else ''}, "
+              f"{len(leftovers)} temporary files left, {time.monotonic() - start:.0f} s")
     assert different == []
     assert leftovers == []
 
