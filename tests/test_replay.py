@@ -236,7 +236,7 @@ def test_a_start_that_cannot_load_the_model_leaves_no_config(tiny_overrides, tmp
     out = tmp_path / "run"
     assert main(run_argv(out, "random", [*tiny_overrides, "model.name=/nonexistent"])) == 2
     err = capsys.readouterr().err
-    assert "could not load model '/nonexistent'" in err
+    assert "model folder '/nonexistent' does not exist" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (out / "config.yaml").exists()
     assert main(run_argv(out, "random", tiny_overrides)) == 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from star.data.tasks import Example
 from star.errors import ConfigError
-from star.files import write_json
+from star.files import cache_root, write_json
 from star.progress import log
 
 SCORING_VERSION = 2
@@ -36,6 +36,11 @@ def digest(parts: Any) -> str:
 def entry_key(example: Example) -> str:
     """What a base score depends on in the example: the text the model reads and scores."""
     return digest([example.prompt, example.response, example.gold])
+
+
+def base_score_folder() -> Path:
+    """Where μ_b caches live: `base_scores` under the cache root (`STAR_CACHE_DIR`)."""
+    return cache_root() / "base_scores"
 
 
 def check_cache_folder(folder: Path) -> None:

@@ -55,6 +55,8 @@ class Journal:
         text = "".join(json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in answers)
         with self._lock:
             new = not self.path.exists()
+            if not new:
+                self._cut_torn_tail()
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()
@@ -65,6 +67,21 @@ class Journal:
                     os.fsync(folder)
                 finally:
                     os.close(folder)
+
+    def _cut_torn_tail(self) -> None:
+        """Drop what follows the last newline: a write cut short by a crash, never acknowledged.
+        Appending after it would glue the next answer to it and make that line unreadable."""
+        with self.path.open("rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            handle.seek(0)
+            handle.truncate(handle.read().rfind(b"\n") + 1)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def answers(self) -> list[Answer]:
         """Every acknowledged answer in the order given."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from star.active.annotators import Annotator, make_annotator
 from star.active.batch import Batch, BatchItem
-from star.active.cache import check_cache_folder
+from star.active.cache import base_score_folder, check_cache_folder
 from star.active.mixing import normalise_base, schedule_weight
 from star.active.runfolder import RunFolder
 from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
@@ -34,7 +34,6 @@ from star.config import StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.tasks import Example, Task
 from star.errors import ConfigError
-from star.files import cache_root
 from star.model.loading import load_model
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
 from star.model.passes import Prediction, drafts, predict
@@ -93,7 +92,7 @@ class Experiment:
         check_setup(config, self.strategy, self.pool)
         self.annotator: Annotator = make_annotator(config.loop.annotator, self.pool)
         self.by_id = {e.id: e for e in self.pool}
-        check_cache_folder(cache_root())
+        check_cache_folder(base_score_folder())
         self.loaded = load_model(config.model)
         if self.strategy.dynamic:  # μ_b's cache key: the files as loaded, not as at round 1
             _ = self.loaded.fingerprint

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from star.active.cache import BaseScoreCache
+from star.active.cache import BaseScoreCache, base_score_folder
 from star.active.measures import choice_uncertainty, response_uncertainty
 from star.data.batching import Encoded, encode
 from star.data.tasks import Example, Task
-from star.files import cache_root
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
 from star.model.passes import choice_outputs, encode_pairs, generate, response_stats
@@ -80,4 +79,4 @@ def base_score_cache(loaded: LoadedModel, task: Task, scoring: Scoring) -> BaseS
              "labels": task.labels, "choices": task.choices, "answer_type": task.answer_type,
              "max_new_tokens": task.max_new_tokens, "measure": scoring.measure,
              "response": scoring.response, "max_length": scoring.max_length}
-    return BaseScoreCache(cache_root() / "base_scores", setup)
+    return BaseScoreCache(base_score_folder(), setup)
