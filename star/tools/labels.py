@@ -21,6 +21,7 @@ from star.config import load_config
 from star.data.sources import load_task
 from star.errors import DataError
 from star.files import write_json, write_jsonl
+from star.progress import interactive
 
 
 def open_run(run: Path) -> RunFolder:
@@ -116,7 +117,10 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> int:
 def export_labeled(run: Path, out: Path) -> dict[str, Any]:
     """The labeled set as JSONL and as a `datasets` dataset, and the last round's adapter."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    if not interactive():  # a bar per save is noise in logs
+        disable_progress_bar()
     folder = open_run(run)
     results = folder.read_results()
     if not results or not results["rounds"]:
