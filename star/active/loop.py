@@ -26,7 +26,7 @@ from star.active.annotators import Annotator, make_annotator
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder, check_cache_folder
 from star.active.mixing import normalise_base, schedule_weight
-from star.active.runfolder import RunFolder
+from star.active.runfolder import RunFolder, complete_rounds, new_results
 from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
 from star.active.stopping import cohen_kappa, stop_advised
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
@@ -110,20 +110,20 @@ class Experiment:
                 self.folder.write_config(config_text(self.config))
             self.resume()
             loop = self.config.loop
-            while not self.results["rounds"] or len(self.labeled) < loop.budget:
-                if not self.run_round(len(self.results["rounds"])):
+            while not complete_rounds(self.results) or len(self.labeled) < loop.budget:
+                if not self.run_round(len(complete_rounds(self.results))):
                     break
         return self.results
 
     def resume(self) -> None:
-        self.results = self.folder.read_results() or {
-            "task": self.task.title, "strategy": self.config.strategy, "seed": self.config.seed,
-            "model": self.config.model.name, "pool_size": len(self.pool),
-            "test_size": len(self.test), "auc": None, "rounds": []}
+        self.results = self.folder.read_results() or new_results(
+            task=self.task.title, strategy=self.config.strategy, seed=self.config.seed,
+            model=self.config.model.name, pool_size=len(self.pool), test_size=len(self.test))
         self.results.pop("waiting", None)
-        self.labeled = [i for r in self.results["rounds"] for i in r["selected_ids"]]
-        if self.results["rounds"]:
-            last = len(self.results["rounds"]) - 1
+        done = complete_rounds(self.results)
+        self.labeled = [i for r in done for i in r["selected_ids"]]
+        if done:
+            last = len(done) - 1
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
 
@@ -143,16 +143,17 @@ class Experiment:
         start = time.perf_counter()
         evaluation = self.evaluate(k)
         eval_seconds = time.perf_counter() - start
-        self.results["rounds"].append({
+        complete_rounds(self.results).append({
             "round": k, "n_labeled": len(self.labeled), **evaluation,
             "selected_ids": batch.ids, "label_counts": dict(sorted(Counter(labels.values()).items())),
             "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
             "eval_seconds": round(eval_seconds, 3), "train_loss": train.final_loss,
             "train_padding_fraction": train.padding_fraction})
-        curve = [r for r in self.results["rounds"] if r["accuracy"] is not None]
+        curve = [r for r in complete_rounds(self.results) if r["accuracy"] is not None]
         self.results["auc"] = auc([r["n_labeled"] for r in curve],
                                   [r["accuracy"] for r in curve]) if curve else None
-        self.results["stop_advised"] = stop_advised([r["agreement"] for r in self.results["rounds"]])
+        self.results["stop_advised"] = stop_advised([r["agreement"]
+                                                     for r in complete_rounds(self.results)])
         self.folder.write_results(self.results)
         accuracy = evaluation["accuracy"]
         shown = f"accuracy {accuracy:.4f}" if accuracy is not None else \

@@ -170,6 +170,16 @@ class RunFolder:
         return self.read_batch(len(results["rounds"]) if results else 0)
 
 
+def new_results(**fields: Any) -> dict[str, Any]:
+    """The results.json of a run that has not finished a round yet."""
+    return {**fields, "auc": None, "rounds": []}
+
+
+def complete_rounds(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of a run's complete rounds, in order (the list itself: the loop appends)."""
+    return results["rounds"]
+
+
 def find_runs(root: Path) -> list[RunFolder]:
     """Every run folder below `root` (those holding results.json)."""
     return [RunFolder(path.parent) for path in sorted(Path(root).rglob("results.json"))]

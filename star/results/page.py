@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from star.active.runfolder import RunFolder
+from star.active.runfolder import RunFolder, complete_rounds
 from star.active.strategies import TABLE1, TABLE2
 from star.errors import DataError
 from star.files import write_json, write_text_atomic
@@ -80,7 +80,7 @@ def _last_round_predictions(runs: list[dict], setup: str) -> dict[str, tuple[lis
     for run in runs:
         if run["setup"] != setup:
             continue
-        last = run["rounds"][-1]["round"]
+        last = complete_rounds(run)[-1]["round"]
         for p in RunFolder(Path(run["path"])).read_predictions(last) or []:
             pooled[run["strategy"]][0].append(p["confidence"])
             pooled[run["strategy"]][1].append(p["correct"])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from star.active.journal import annotator_agreement
-from star.active.runfolder import RunFolder, find_runs
+from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order
 from star.data.tasks import task_display_name
 from star.progress import log
@@ -33,7 +33,7 @@ def collect_runs(root: Path) -> list[dict[str, Any]]:
         results = folder.read_results()
         config = folder.read_config() or {}
         budget = config.get("loop", {}).get("budget", 0)
-        rounds = results.get("rounds") or []
+        rounds = complete_rounds(results)
         labels = rounds[-1]["n_labeled"] if rounds else 0
         if not rounds or (results.get("auc") is not None and labels < budget):
             log(f"report: skipping unfinished run {folder.root} ({labels} of {budget} labels)")
@@ -69,8 +69,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for (setup, strategy), group in sorted(groups.items(),
                                            key=lambda kv: (kv[0][0], display_order(kv[0][1]))):
         group.sort(key=lambda r: r["seed"])
-        length = min(len(r["rounds"]) for r in group)
-        accuracy = np.array([[x["accuracy"] for x in r["rounds"][:length]] for r in group])
+        length = min(len(complete_rounds(r)) for r in group)
+        accuracy = np.array([[x["accuracy"] for x in complete_rounds(r)[:length]] for r in group])
         aucs = [r["auc"] for r in group]
         auc_mean, auc_std = mean_std(aucs)
         ripls = [ripl(r["auc"], random_auc[(setup, r["seed"])])
@@ -83,7 +83,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             "seeds": [r["seed"] for r in group], "auc_per_seed": aucs,
             "auc_mean": auc_mean, "auc_std": auc_std,
             "ripl_per_seed": ripls, "ripl_mean": ripl_mean, "ripl_std": ripl_std,
-            "curve": {"n_labeled": [x["n_labeled"] for x in group[0]["rounds"][:length]],
+            "curve": {"n_labeled": [x["n_labeled"] for x in complete_rounds(group[0])[:length]],
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
                                        else np.zeros(length)).tolist()}}
@@ -110,7 +110,7 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
     per_round: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = defaultdict(list)
     tasks = {run["setup"]: run["task"] for run in runs}
     for run in runs:
-        for entry in run["rounds"]:
+        for entry in complete_rounds(run):
             if entry.get("accuracy") is None:
                 continue
             predictions = RunFolder(Path(run["path"])).read_predictions(entry["round"])
@@ -139,7 +139,7 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """For runs that record μ_b and μ_f: per round, their pool means, λ(t) and top-set overlaps."""
     rows = []
     for run in runs:
-        for entry in run["rounds"][1:]:
+        for entry in complete_rounds(run)[1:]:
             folder = RunFolder(Path(run["path"]))
             if not folder.scores_path(entry["round"]).exists():
                 continue
@@ -172,10 +172,10 @@ def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     What someone labeling needs to judge the labels and when to stop, test set or not."""
     records = []
     for run in sorted(runs, key=lambda r: (r["setup"], display_order(r["strategy"]), r["seed"])):
-        rounds = [entry for entry in run["rounds"] if "label_counts" in entry]
+        rounds = [entry for entry in complete_rounds(run) if "label_counts" in entry]
         if rounds:
             records.append({"setup": run["setup"], "strategy": run["strategy"],
-                            "seed": run["seed"], "rounds": rounds,
+                            "seed": run["seed"], "entries": rounds,
                             "stop_advised": bool(run.get("stop_advised")),
                             "annotators": annotator_agreement(
                                 RunFolder(Path(run["path"])).journal)})

@@ -218,12 +218,12 @@ def _kappa(value: float | None) -> Cell:
 def labels_table(records: list[dict[str, Any]]) -> Table:
     """Per run and round: labels so far, their count per label, and how far the predictions
     moved since the last round (κ); the note says which runs may stop labeling."""
-    labels = sorted({label for record in records for entry in record["rounds"]
+    labels = sorted({label for record in records for entry in record["entries"]
                      for label in entry["label_counts"]})
     table = Table("labels", "Labels per round",
                   ["Setup", "Method", "Seed", "Round", "Labels", *labels, "κ with last round"])
     for record in records:
-        for entry in record["rounds"]:
+        for entry in record["entries"]:
             counts = entry["label_counts"]
             table.rows.append([Cell(record["setup"]), Cell(record["strategy"]),
                                Cell(str(record["seed"]), record["seed"]),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from star.active.loop import Experiment, subsample
+from star.active.runfolder import complete_rounds
 from star.active.scorer import Scoring, score_examples
 from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
@@ -295,7 +296,7 @@ def bench_round(config: StarConfig, out: Path, quick: bool) -> dict[str, float]:
     if quick:
         config.loop.pool_size = min(config.loop.pool_size or 150, 150)
         config.loop.test_size = min(config.loop.test_size or 100, 100)
-    last = Experiment(config, out).run()["rounds"][-1]
+    last = complete_rounds(Experiment(config, out).run())[-1]
     return {"score_select": last["score_seconds"], "train": last["train_seconds"],
             "evaluate": last["eval_seconds"]}
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from star.active.runfolder import complete_rounds
 from star.active.strategies import STRATEGIES
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
@@ -44,7 +45,7 @@ def _report_run(config: StarConfig, out: Path) -> None:
     if waiting:
         print(labels.next_steps(out, waiting["labels"], labels.waiting_batch(labels.open_run(out))))
         return
-    last = results["rounds"][-1]
+    last = complete_rounds(results)[-1]
     if results["auc"] is None:
         print(f"{config.strategy} seed {config.seed}: {last['n_labeled']} labels, no test set "
               f"(see star status {out}) -> {out}")

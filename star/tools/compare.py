@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from star.active.loop import run_experiment
+from star.active.runfolder import complete_rounds
 from star.config import load_config
 from star.files import write_json, write_text_atomic
 from star.progress import log, progress
@@ -33,7 +34,7 @@ def compare(config_path: str | None, overrides: list[str], strategies: list[str]
     for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
         start = time.perf_counter()
         results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
-        last = results["rounds"][-1]
+        last = complete_rounds(results)[-1]
         shown = (f"AUC {100 * results['auc']:.2f}, final accuracy {100 * last['accuracy']:.2f}"
                  if results["auc"] is not None else f"no test set, agreement {last['agreement']}")
         log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, {shown}, "

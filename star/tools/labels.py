@@ -14,7 +14,7 @@ from typing import Any
 
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, now
-from star.active.runfolder import RunFolder
+from star.active.runfolder import RunFolder, complete_rounds
 from star.annotate.exchange import read_labels, write_batch
 from star.annotate.server import serve
 from star.config import load_config
@@ -36,7 +36,7 @@ def waiting_batch(folder: RunFolder) -> Batch:
     batch = folder.pending_batch()
     if batch is None:
         results = folder.read_results()
-        done = bool(results and results.get("rounds")) and not results.get("waiting")
+        done = bool(results and complete_rounds(results)) and not results.get("waiting")
         raise DataError(f"'{folder.root}' has no batch waiting for labels"
                         + ("; its rounds are complete" if done else ""))
     return batch
@@ -55,10 +55,11 @@ def next_steps(run: Path, missing: int, batch: Batch) -> str:
 
 def status(run: Path) -> str:
     folder = open_run(run)
-    results = folder.read_results() or {"rounds": []}
+    results = folder.read_results() or {}
+    done = complete_rounds(results) if results else []
     lines = [f"{run}: {results.get('strategy', '?')} seed {results.get('seed', '?')}, "
-             f"{len(results['rounds'])} rounds complete"]
-    for entry in results["rounds"]:
+             f"{len(done)} rounds complete"]
+    for entry in done:
         shown = (f"accuracy {100 * entry['accuracy']:.2f} %" if entry.get("accuracy") is not None
                  else "no test set")
         agreement = entry.get("agreement")
@@ -100,8 +101,9 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> int:
     """Check every label of `path` against the waiting batch, then journal them all."""
     folder = open_run(run)
     batch = waiting_batch(folder)
-    results = folder.read_results() or {"rounds": []}
-    round_of = {i: r["round"] for r in results["rounds"] for i in r["selected_ids"]}
+    results = folder.read_results()
+    round_of = {i: r["round"] for r in (complete_rounds(results) if results else [])
+                for i in r["selected_ids"]}
     answers = []
     for label in read_labels(path, annotator):
         if label.id in round_of:
@@ -123,12 +125,12 @@ def export_labeled(run: Path, out: Path) -> dict[str, Any]:
         disable_progress_bar()
     folder = open_run(run)
     results = folder.read_results()
-    if not results or not results["rounds"]:
+    if not results or not complete_rounds(results):
         raise DataError(f"'{run}' has no complete round yet")
     task = load_task(load_config(folder.config_path).task)
     by_id = {e.id: e for e in task.train}
     answers = folder.journal.latest()
-    ids = [i for r in results["rounds"] for i in r["selected_ids"]]
+    ids = [i for r in complete_rounds(results) for i in r["selected_ids"]]
     rows = []
     for i in ids:
         labeled = task.with_label(by_id[i], answers[i].value)
@@ -138,8 +140,9 @@ def export_labeled(run: Path, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "labeled.jsonl", rows)
     Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
-    last = results["rounds"][-1]["round"]
+    last = complete_rounds(results)[-1]["round"]
     shutil.copytree(folder.adapter_dir(last), out / "adapter", dirs_exist_ok=True)
-    summary = {"labels": len(rows), "rounds": len(results["rounds"]), "adapter_round": last}
+    summary = {"labels": len(rows), "complete_rounds": len(complete_rounds(results)),
+               "adapter_round": last}
     write_json(out / "export.json", summary)
     return summary

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from star.active.loop import subsample
-from star.active.runfolder import RunFolder
+from star.active.runfolder import RunFolder, complete_rounds
 from star.active.scorer import Scoring, base_score_cache, base_scores
 from star.config import StarConfig, load_config
 from star.data.sources import load_task
@@ -71,9 +71,9 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
     attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
     if run is not None:
         results = RunFolder(run).read_results()
-        if not results or not results["rounds"]:
+        if not results or not complete_rounds(results):
             raise DataError(f"'{run}' is not a run folder with a finished round")
-        chosen = results["rounds"][-1]["round"] if round_index is None else round_index
+        chosen = complete_rounds(results)[-1]["round"] if round_index is None else round_index
         folder = RunFolder(run).adapter_dir(chosen)
         load_adapter(loaded.model, folder)
         source = f"adapter of {folder}"
