@@ -214,3 +214,25 @@ def test_people_label_a_generative_task_by_correcting_drafts(tiny_model_dir, tmp
     assert first["accuracy"] is None and results["auc"] is None and first["agreement"] is None
     assert sorted(first["label_counts"]) == sorted(corrected.values())
     assert len(RunFolder(run).read_predictions(0)) == 5  # the stop set stands in for a test set
+
+
+def test_batch_export_filled_in_a_spreadsheet_imports_back(waiting_run, tmp_path, capsys):
+    """`star batch` for other tools: Label Studio tasks with their labeling config, and a CSV
+    whose empty `label` column a person fills in and `star import` reads back."""
+    tasks = tmp_path / "tasks.json"
+    assert star(["batch", str(waiting_run), "--format", "labelstudio", "--out", str(tasks)]) == 0
+    exported = json.loads(tasks.read_text())
+    ids = waiting_ids(waiting_run)
+    assert [t["data"]["star_id"] for t in exported] == ids
+    assert all(t["predictions"][0]["model_version"] == "reviews round 0" for t in exported)
+    assert 'alias="positive"' in (tmp_path / "tasks.xml").read_text()
+
+    sheet = tmp_path / "batch.csv"
+    assert star(["batch", str(waiting_run), "--format", "csv", "--out", str(sheet)]) == 0
+    header, *rows = sheet.read_text().splitlines()
+    assert header.startswith("id,") and header.endswith(",label") and len(rows) == 4
+    sheet.write_text("\n".join([header, *[row + sample_label(row.split(",")[0]) for row in rows]]))
+    assert star(["import", str(waiting_run), str(sheet), "--annotator", "carol"]) == 0
+    latest = RunFolder(waiting_run).journal.latest()
+    assert {i: latest[i].value for i in ids} == {i: sample_label(i) for i in ids}
+    assert {latest[i].annotator for i in ids} == {"carol"}
