@@ -183,8 +183,7 @@ class Experiment:
         items = [BatchItem(e.id, e.fields, e.prompt, guess, confidence=confidence, uncertainty=u)
                  for e, (guess, confidence), u in zip(picked, self.guesses(picked), uncertainty,
                                                      strict=True)]
-        batch = Batch(k, items, list(self.task.labels) if not self.task.generative else [],
-                      self.task.display() if not self.task.generative else {})
+        batch = Batch(k, items, list(self.task.labels), self.task.display())  # no labels: text
         self.folder.write_batch(batch)
         return batch
 
@@ -243,16 +242,17 @@ class Experiment:
 
     def guesses(self, examples: list[Example]) -> list[tuple[str, float]]:
         """What the batch suggests to annotators: the predicted label, or a draft response."""
-        sizes = {"batch_size": self.config.uncertainty.batch_size,
-                 "max_length": self.config.model.max_length}
         if self.task.generative:
-            return drafts(self.loaded, self.task, examples, **sizes)
-        return [(p.prediction, p.confidence) for p in predict(self.loaded, self.task, examples,
-                                                              **sizes)]
+            return drafts(self.loaded, self.task, examples, **self.sizes())
+        return [(p.prediction, p.confidence) for p in self.predict(examples)]
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
-        return predict(self.loaded, self.task, examples, batch_size=self.config.uncertainty.batch_size,
-                       max_length=self.config.model.max_length)
+        return predict(self.loaded, self.task, examples, **self.sizes())
+
+    def sizes(self) -> dict[str, int]:
+        """Batch size and length limit of every inference pass."""
+        return {"batch_size": self.config.uncertainty.batch_size,
+                "max_length": self.config.model.max_length}
 
     def evaluate(self, k: int) -> dict[str, Any]:
         """Accuracy on the test set; without one, agreement with the last round's predictions

@@ -43,7 +43,7 @@ def _report_run(config: StarConfig, out: Path) -> None:
     results = run_experiment(config, out)
     waiting = results.get("waiting")
     if waiting:
-        print(labels.next_steps(out, waiting["labels"], labels.waiting_batch(labels.open_run(out))))
+        print(labels.next_steps(out, waiting))
         return
     last = complete_rounds(results)[-1]
     if results["auc"] is None:

@@ -42,10 +42,12 @@ def waiting_batch(folder: RunFolder) -> Batch:
     return batch
 
 
-def next_steps(run: Path, missing: int, batch: Batch) -> str:
-    """What to do now, printed when a run stops to wait for people."""
+def next_steps(run: Path, waiting: dict[str, int]) -> str:
+    """What to do now, printed when a run stops to wait for people; `waiting` as the loop
+    records it in results.json (round, labels missing, batch size)."""
     return "\n".join([
-        f"round {batch.round}: waiting for {missing} of {len(batch.ids)} labels. Label them with",
+        f"round {waiting['round']}: waiting for {waiting['labels']} of {waiting['batch']} labels. "
+        "Label them with",
         f"  star label {run}                     (a page in your browser), or",
         f"  star batch {run} --format labelstudio --out tasks.json   (Label Studio;"
         f" also csv, jsonl),",
@@ -73,7 +75,8 @@ def status(run: Path) -> str:
     if batch is not None and results.get("waiting"):
         answered = folder.journal.latest()
         missing = sum(i not in answered for i in batch.ids)
-        lines.append(next_steps(run, missing, batch) if missing else
+        lines.append(next_steps(run, {"round": batch.round, "labels": missing,
+                                          "batch": len(batch.ids)}) if missing else
                      f"round {batch.round}: all {len(batch.ids)} labels are in; continue with: "
                      f"star next {run}")
     pairs = annotator_agreement(folder.journal)
