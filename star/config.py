@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from star.active.measures import needs_choice_task
 from star.active.strategies import get_strategy
 from star.data.tasks import BUILTIN_TASKS, TASK_NAMES
 from star.errors import ConfigError
@@ -132,6 +133,14 @@ class UncertaintyConfig(Section):
     batch_size: int = Field(32, gt=0)
 
 
+class SelectionConfig(Section):
+    candidates: int = Field(4, ge=0)
+    """`+kcenter`/`+badge`: the batch is chosen among the candidates·step most uncertain
+    examples; 0: among the whole unlabeled pool (pure diversity)."""
+    beta: float = Field(1.0, gt=0)
+    """`+power`/`+softmax`: sampling weights score^β or exp(β·score) (Kirsch et al. 2022)."""
+
+
 class LoopConfig(Section):
     warm_start: int = Field(500, gt=0)
     step: int = Field(500, gt=0)
@@ -144,6 +153,8 @@ class LoopConfig(Section):
     stop_set_size: int = Field(200, gt=0)
     """Without a test set: unlabeled pool examples whose predictions are compared between
     rounds (agreement, the stopping signal)."""
+    target_accuracy: float | None = Field(None, gt=0, le=1)
+    """The learning-curve forecast also says how many labels reach this test accuracy."""
 
     @model_validator(mode="after")
     def _warm_start_within_budget(self) -> LoopConfig:
@@ -167,19 +178,42 @@ class StarConfig(Section):
     def _room_for_the_prompt(self) -> StarConfig:
         """A generative answer takes up to task.max_new_tokens of model.max_length; with no room
         left the prompt would be cut to one token."""
-        builtin = BUILTIN_TASKS.get(self.task.name)
-        answer_type = builtin.answer_type if builtin else self.task.answer_type
-        if answer_type != "choice" and self.model.max_length <= self.task.max_new_tokens:
+        if self.generative and self.model.max_length <= self.task.max_new_tokens:
             raise ValueError(f"model.max_length ({self.model.max_length}) must be larger than "
                              f"task.max_new_tokens ({self.task.max_new_tokens}) for a "
                              f"generative task, or the prompt is cut to one token")
         return self
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> StarConfig:
+        """Refuse a strategy that cannot do what its name says with this task and LoRA."""
+        strategy = get_strategy(self.strategy)
+        if strategy.mc_dropout and self.lora.dropout == 0:
+            raise ValueError(f"strategy '{self.strategy}' samples LoRA dropout masks (MC "
+                             "dropout), which lora.dropout = 0 turns off; set lora.dropout > 0")
+        if strategy.measure == "bald" and self.uncertainty.mc_passes < 2:
+            raise ValueError(f"strategy '{self.strategy}' measures disagreement between MC "
+                             "passes; set uncertainty.mc_passes to 2 or more")
+        if self.generative and (needs_choice_task(strategy.measure) or strategy.rule == "badge"):
+            raise ValueError(f"strategy '{self.strategy}' reads a label distribution, which a "
+                             f"generative task has not; use me, pe or bald (with +kcenter for "
+                             f"diverse batches)")
+        if strategy.rule == "power" and self.uncertainty.mix == "subtract" and strategy.dynamic:
+            raise ValueError(f"strategy '{self.strategy}' samples with weights score^β, but "
+                             "uncertainty.mix = subtract gives negative scores; use +softmax")
+        return self
+
+    @property
+    def generative(self) -> bool:
+        builtin = BUILTIN_TASKS.get(self.task.name)
+        return (builtin.answer_type if builtin else self.task.answer_type) != "choice"
 
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
+    selection: SelectionConfig = SelectionConfig()
     loop: LoopConfig = LoopConfig()
 
 

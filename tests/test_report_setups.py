@@ -137,7 +137,7 @@ def labeled_by_people(tmp_path: Path) -> Path:
               for k, kappa, counts in ((0, None, {"no": 5, "yes": 3}),
                                        (1, 0.5, {"no": 9, "yes": 7}),
                                        (2, 1.0, {"no": 12, "yes": 12}))]
-    run = make_run(root / "people", config, rounds, auc=None, stop_advised=False)
+    run = make_run(root / "people", config, rounds, auc=None, stopping={"stop_advised": False})
     run.journal.append([Answer(i, v, who, round=0, source="page") for i, v, who in (
         ("a", "yes", "alice"), ("b", "yes", "alice"), ("c", "yes", "alice"), ("c", "no", "alice"),
         ("a", "yes", "bob"), ("b", "no", "bob"), ("c", "no", "bob"), ("d", "yes", "bob"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,19 @@ import numpy as np
 from star.active.annotators import Annotator, make_annotator
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder, check_cache_folder
+from star.active.measures import base_measure
 from star.active.mixing import normalise_base, schedule_weight
 from star.active.runfolder import RunFolder, complete_rounds, new_results
-from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
-from star.active.stopping import cohen_kappa, stop_advised
-from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_top
+from star.active.scorer import (
+    PoolScores,
+    Scoring,
+    base_score_cache,
+    base_scores,
+    score_pool,
+    zero_shot_correct,
+)
+from star.active.stopping import stability, stopping_summary
+from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.config import StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.tasks import Example, Task
@@ -39,6 +47,7 @@ from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapt
 from star.model.passes import Prediction, drafts, predict
 from star.model.training import TrainStats, train_adapter
 from star.progress import log
+from star.results.forecast import backtest, forecast
 from star.results.metrics import auc
 from star.seeding import derived_seed, numpy_rng, torch_generator
 
@@ -94,8 +103,7 @@ class Experiment:
         self.by_id = {e.id: e for e in self.pool}
         check_cache_folder(base_score_folder())
         self.loaded = load_model(config.model)
-        if self.strategy.dynamic:  # μ_b's cache key: the files as loaded, not as at round 1
-            _ = self.loaded.fingerprint
+        _ = self.loaded.fingerprint  # the base model's caches' key: the files as loaded
         attach_lora(self.loaded, config.lora, derived_seed(seed, 0, "lora_init"))
         self.initial_adapter = adapter_state(self.loaded.model)
         self.results: dict[str, Any] = {}
@@ -109,6 +117,9 @@ class Experiment:
             if self.folder.read_config() is None:  # only now: a failed start blocks nothing
                 self.folder.write_config(config_text(self.config))
             self.resume()
+            if "baselines" not in self.results:
+                self.results["baselines"] = self.baselines()
+                self.folder.write_results(self.results)
             loop = self.config.loop
             while not complete_rounds(self.results) or len(self.labeled) < loop.budget:
                 if not self.run_round(len(complete_rounds(self.results))):
@@ -152,8 +163,8 @@ class Experiment:
         curve = [r for r in complete_rounds(self.results) if r["accuracy"] is not None]
         self.results["auc"] = auc([r["n_labeled"] for r in curve],
                                   [r["accuracy"] for r in curve]) if curve else None
-        self.results["stop_advised"] = stop_advised([r["agreement"]
-                                                     for r in complete_rounds(self.results)])
+        self.results["stopping"] = stopping_summary(complete_rounds(self.results))
+        self.results.update(self.forecast_advice(k, curve))
         self.folder.write_results(self.results)
         accuracy = evaluation["accuracy"]
         shown = f"accuracy {accuracy:.4f}" if accuracy is not None else \
@@ -174,9 +185,13 @@ class Experiment:
         else:
             taken = set(self.labeled)
             unlabeled = [e for e in self.pool if e.id not in taken]
-            scores = self.score(unlabeled, k)
+            scores, outputs = self.score(unlabeled, k)
             count = min(loop.step, loop.budget - len(self.labeled))
-            top = set(select_top(scores.score, count).tolist())
+            chosen = select_batch(
+                self.strategy, scores.score, count, rng=numpy_rng(self.config.seed, k, "batch_rule"),
+                probs=outputs.probs if outputs else None, hidden=outputs.hidden if outputs else None,
+                candidates=self.config.selection.candidates, beta=self.config.selection.beta)
+            top = set(chosen.tolist())
             self.folder.write_scores(k, [e.id for e in unlabeled], scores, top)
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
@@ -199,25 +214,30 @@ class Experiment:
             return None
         return {i: answered[i].value for i in [*self.labeled, *batch.ids]}
 
-    def score(self, unlabeled: list[Example], k: int) -> Scores:
+    def score(self, unlabeled: list[Example], k: int) -> tuple[Scores, PoolScores | None]:
+        """Round k's acquisition scores of the unlabeled examples, and the pass's outputs
+        that the batch rule reads (None for random, which runs no pass)."""
         strategy, settings = self.strategy, self.config.uncertainty
         if strategy.measure is None:
-            return Scores(numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled)))
+            draws = numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled))
+            return Scores(draws), None
         passes = settings.mc_passes if strategy.mc_dropout else 1
         masks = (torch_generator(self.config.seed, k, "mc_dropout", self.loaded.device)
                  if strategy.mc_dropout else None)
-        full = score_examples(self.loaded, self.task, unlabeled, self.scoring(passes), masks=masks,
-                              desc=f"scoring round {k}")
+        outputs = score_pool(self.loaded, self.task, unlabeled, self.scoring(passes), masks=masks,
+                             features=strategy.features, desc=f"scoring round {k}")
         base = None
         if strategy.dynamic:
             position = {e.id: i for i, e in enumerate(self.pool)}
-            scoring = self.scoring(1)
+            scoring = replace(self.scoring(1),
+                              measure=base_measure(strategy.measure, self.task.generative))
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
                                     cache=base_score_cache(self.loaded, self.task, scoring))
             base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
                                   settings.normalise)
-        return acquisition_scores(strategy, full, base, weight=self.weight(k), mix=settings.mix,
-                                  normalise=settings.normalise)
+        scores = acquisition_scores(strategy, outputs.passes, base, weight=self.weight(k),
+                                    mix=settings.mix, normalise=settings.normalise)
+        return scores, outputs
 
     def weight(self, k: int) -> float:
         """λ(t) of round k: t counts acquisition rounds from 0, so round 1 has t = 0."""
@@ -255,17 +275,46 @@ class Experiment:
                 "max_length": self.config.model.max_length}
 
     def evaluate(self, k: int) -> dict[str, Any]:
-        """Accuracy on the test set; without one, agreement with the last round's predictions
-        on the stop set (Cohen's κ), the stopping signal's input."""
+        """Accuracy on the test set, and the stopping signals on the fixed set (the test set,
+        or without one the stop set): agreement with the last round's predictions (Cohen's κ),
+        the share that changed, and the mean uncertainty."""
         predictions = self.predict(self.test or self.stop_set)
         self.folder.write_predictions(k, [asdict(p) for p in predictions])
         accuracy = float(np.mean([p.correct for p in predictions])) if self.test else None
         previous = self.folder.read_predictions(k - 1) if k > 0 else None
-        agreement = None
-        if previous is not None:
-            agreement = cohen_kappa([p["prediction"] for p in previous],
-                                    [p.prediction for p in predictions])
-        return {"accuracy": accuracy, "agreement": agreement}
+        signals = stability([p["prediction"] for p in previous] if previous else None,
+                            [p.prediction for p in predictions],
+                            [p.confidence for p in predictions])
+        return {"accuracy": accuracy, **signals}
+
+    def baselines(self) -> dict[str, float | None]:
+        """The points a tuned adapter must beat on the test set: chance (choice tasks), the
+        majority class, and the base model before any training (n_labeled = 0, cached)."""
+        if not self.test:
+            return {"chance": None, "majority": None, "zero_shot": None}
+        golds = Counter(e.gold for e in self.test)
+        correct = zero_shot_correct(self.loaded, self.task, self.test, **self.sizes())
+        return {"chance": None if self.task.generative else 1.0 / len(self.task.labels),
+                "majority": max(golds.values()) / len(self.test),
+                "zero_shot": float(np.mean(correct))}
+
+    def forecast_advice(self, k: int, curve: list[dict[str, Any]]) -> dict[str, Any]:
+        """What more labels would buy: the learning curve so far extrapolated to the budget
+        (to twice the budget once it is spent) with a bootstrap interval, and the honest check
+        of that method on this run: its first half fitted, its second half predicted."""
+        loop = self.config.loop
+        n = [r["n_labeled"] for r in curve]
+        accuracy = [r["accuracy"] for r in curve]
+        at = loop.budget if n and n[-1] < loop.budget else 2 * loop.budget
+        made = forecast(n, accuracy, budget=at, target=loop.target_accuracy,
+                        rng=numpy_rng(self.config.seed, k, "forecast"))
+        check = backtest(n, accuracy)
+        return {"forecast": made.to_dict() if made else None,
+                "forecast_check": None if check is None else {
+                    "fitted_on": check.fitted_on, "n": list(check.n),
+                    "predicted": [round(v, 4) for v in check.predicted],
+                    "mean_abs_error": round(check.mean_abs_error, 4),
+                    "max_abs_error": round(check.max_abs_error, 4)}}
 
 
 def run_experiment(config: StarConfig, out: Path) -> dict[str, Any]:

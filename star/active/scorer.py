@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from star.active.cache import BaseScoreCache, base_score_folder
-from star.active.measures import choice_uncertainty, response_uncertainty
+from star.active.measures import choice_uncertainty, label_probs, needs_choice_task, response_uncertainty
 from star.data.batching import Encoded, encode
 from star.data.tasks import Example, Task
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
-from star.model.passes import choice_outputs, encode_pairs, generate, response_stats
+from star.model.passes import choice_outputs, encode_pairs, generate, predict, response_stats
 
 
 @dataclass(frozen=True)
@@ -32,33 +32,62 @@ class Scoring:
     max_length: int = 512
 
 
-def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],
-                   scoring: Scoring, masks: torch.Generator | None = None,
-                   desc: str = "scoring") -> np.ndarray:
-    """Per-pass uncertainty [passes, examples]. With `masks`, the passes are MC-dropout passes
-    whose LoRA dropout masks come from that generator; without, one deterministic pass."""
-    common = {"batch_size": scoring.batch_size, "desc": desc}
+@dataclass
+class PoolScores:
+    """What one scoring pass over examples yields."""
+
+    passes: np.ndarray
+    """[passes, examples] uncertainty per pass ([1, examples] for BALD, a statistic of all)."""
+    probs: np.ndarray | None = None
+    """[examples, labels]: the label distribution, mean over passes (choice tasks)."""
+    hidden: np.ndarray | None = None
+    """[examples, hidden size]: the answer position's hidden state (with `features`)."""
+
+
+def score_pool(loaded: LoadedModel, task: Task, examples: Sequence[Example], scoring: Scoring, *,
+               masks: torch.Generator | None = None, features: bool = False,
+               desc: str = "scoring") -> PoolScores:
+    """Uncertainty of `examples`. With `masks`, the passes are MC-dropout passes whose LoRA
+    dropout masks come from that generator; without, one deterministic pass. `features` also
+    keeps what the diversity rules read (label distribution, hidden state), from the same pass."""
+    common = {"batch_size": scoring.batch_size, "features": features, "desc": desc}
     if not task.generative:
         out = choice_outputs(loaded, task, examples, passes=scoring.passes, masks=masks,
                              max_length=scoring.max_length, **common)
         needs_gold = scoring.measure == "pe" or scoring.response == "gold"
         gold = np.array([task.labels.index(e.gold) for e in examples]) if needs_gold else None
-        return choice_uncertainty(out.label_logprob, out.entropy, gold, scoring.measure,
-                                  response=scoring.response)
+        uncertainty = choice_uncertainty(out.label_logprob, out.entropy, gold, scoring.measure,
+                                         response=scoring.response)
+        return PoolScores(uncertainty, label_probs(out.label_logprob).mean(axis=0), out.hidden)
+    if needs_choice_task(scoring.measure):
+        raise ValueError(f"'{scoring.measure}' needs a choice task (a label set)")
+    hidden = None
     if scoring.measure == "pe" or scoring.response == "gold":
         encoded = encode_pairs(loaded, task, [(e.prompt, e.response) for e in examples],
                                scoring.max_length)
     else:
         generation = generate(loaded, task, examples, batch_size=scoring.batch_size,
-                              max_length=scoring.max_length)
-        if masks is None:  # the greedy pass already gave every response token's distribution
-            return np.repeat(generation.entropy[None, :], scoring.passes, axis=0)
+                              max_length=scoring.max_length, features=features)
+        hidden = generation.hidden
+        if masks is None and scoring.measure == "me":  # greedy decoding gave every token's ME
+            return PoolScores(np.repeat(generation.entropy[None, :], scoring.passes, axis=0),
+                              hidden=hidden)
         eos = loaded.tokenizer.eos_token_id
         encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length=scoring.max_length,
                                   add_eos=False).prompt, tokens or [eos])
                    for e, tokens in zip(examples, generation.tokens, strict=True)]
+    common["features"] = features and hidden is None
     stats = response_stats(loaded, encoded, passes=scoring.passes, masks=masks, **common)
-    return response_uncertainty(stats.entropy, stats.logprob, scoring.measure)
+    uncertainty = response_uncertainty(stats.entropy, stats.logprob, scoring.measure,
+                                       stats.mutual_information)
+    return PoolScores(uncertainty, hidden=stats.hidden if hidden is None else hidden)
+
+
+def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],
+                   scoring: Scoring, masks: torch.Generator | None = None,
+                   desc: str = "scoring") -> np.ndarray:
+    """Per-pass uncertainty [passes, examples] (see `score_pool`)."""
+    return score_pool(loaded, task, examples, scoring, masks=masks, desc=desc).passes
 
 
 def base_scores(loaded: LoadedModel, task: Task, examples: Sequence[Example], scoring: Scoring,
@@ -72,11 +101,31 @@ def base_scores(loaded: LoadedModel, task: Task, examples: Sequence[Example], sc
     return cache.get(examples, compute)
 
 
+def _setup(loaded: LoadedModel, task: Task, max_length: int) -> dict[str, object]:
+    """What every cached base-model number depends on besides the example: the model's files,
+    the compute dtype, the task's labels and the words for them, and the length limits."""
+    return {"model": loaded.fingerprint, "dtype": str(loaded.compute_dtype),
+            "labels": task.labels, "choices": task.choices, "answer_type": task.answer_type,
+            "max_new_tokens": task.max_new_tokens, "max_length": max_length}
+
+
 def base_score_cache(loaded: LoadedModel, task: Task, scoring: Scoring) -> BaseScoreCache:
-    """μ_b's cache for one setup: the model's files, the compute dtype, the task's labels and
-    the words for them, and the scoring settings that change the numbers."""
-    setup = {"model": loaded.fingerprint, "dtype": str(loaded.compute_dtype),
-             "labels": task.labels, "choices": task.choices, "answer_type": task.answer_type,
-             "max_new_tokens": task.max_new_tokens, "measure": scoring.measure,
-             "response": scoring.response, "max_length": scoring.max_length}
+    """μ_b's cache for one setup and measure."""
+    setup = {**_setup(loaded, task, scoring.max_length), "measure": scoring.measure,
+             "response": scoring.response}
     return BaseScoreCache(base_score_folder(), setup)
+
+
+def zero_shot_correct(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
+                      batch_size: int, max_length: int) -> np.ndarray:
+    """1.0 or 0.0 per example: is the base model's answer (adapter off) right? The zero-label
+    point of every learning curve; the same for every strategy and seed, so cached like μ_b."""
+    cache = BaseScoreCache(base_score_folder(), {**_setup(loaded, task, max_length),
+                                                 "kind": "zero_shot"})
+
+    def compute(missing: list[Example]) -> np.ndarray:
+        with adapter_off(loaded.model):
+            answers = predict(loaded, task, missing, batch_size=batch_size, max_length=max_length)
+        return np.array([float(bool(p.correct)) for p in answers])
+
+    return cache.get(examples, compute)

@@ -1,11 +1,21 @@
-"""When to stop labeling: agreement of consecutive rounds' predictions (Bloodgood &
-Vijay-Shanker 2009). Predictions on a fixed set that stop changing mean labels stopped
-changing the model; κ ≥ 0.99 averaged over the last 3 round pairs is the signal."""
+"""When to stop labeling: signals that more labels have stopped changing the model, and a
+forecast of what more labels would buy.
+
+Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): predictions on a fixed set that no
+longer change mean new labels no longer change the model; Cohen's κ between consecutive
+rounds, averaged over the last 3 round pairs, at 0.99 or more is the signal. Beside it, two
+signals of Zhu et al. (2008) on the same set: the share of predictions that changed, and the
+overall uncertainty (mean 1 − confidence). The fixed set is the test set when there is one
+(its labels are not read), else a sample of the pool. No labels are read by any signal.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 STOP_KAPPA = 0.99
 STOP_WINDOW = 3
@@ -30,3 +40,25 @@ def stop_advised(kappas: Sequence[float | None]) -> bool:
     window = list(kappas[-STOP_WINDOW:])
     return (len(window) == STOP_WINDOW and None not in window
             and sum(window) / STOP_WINDOW >= STOP_KAPPA)
+
+
+def stability(previous: Sequence[str] | None, current: Sequence[str],
+              confidence: Sequence[float]) -> dict[str, float | None]:
+    """One round's signals on the fixed set: κ with the last round's predictions, the share of
+    predictions that changed, and the overall uncertainty, mean(1 − confidence)."""
+    uncertainty = float(1.0 - np.mean(confidence)) if len(confidence) else None
+    if previous is None:
+        return {"agreement": None, "changed": None, "uncertainty": uncertainty}
+    changed = sum(a != b for a, b in zip(previous, current, strict=True)) / len(current)
+    return {"agreement": cohen_kappa(previous, current), "changed": changed,
+            "uncertainty": uncertainty}
+
+
+def stopping_summary(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The signals as of the last round, for results.json, the status and the report."""
+    kappas = [r.get("agreement") for r in rounds]
+    window = [k for k in kappas[-STOP_WINDOW:] if k is not None]
+    last = rounds[-1] if rounds else {}
+    return {"kappa_window": (sum(window) / len(window)) if len(window) == STOP_WINDOW else None,
+            "stop_advised": stop_advised(kappas), "changed": last.get("changed"),
+            "uncertainty": last.get("uncertainty")}

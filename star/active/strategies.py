@@ -1,18 +1,23 @@
-"""Strategies as switches in one table, and everything derived from it.
+"""Strategies as a small algebra in one table, and everything derived from it.
 
-A strategy is a measure (ME, PE, or none for random) plus three switches of the paper:
-dynamic mixing with the base model (Sec. 5.2), MC dropout (Eq. 7) and L2 decay on B
-(Sec. 5.3). `me-star` is ME with all three; the Table 2 ablations turn them on one by one.
-The table's order is the display order; Table 1/2 membership and each strategy's colour
-are read off it, so a new strategy is one entry here and nothing anywhere else.
+A strategy is a measure (see `measures.MEASURES`; none for random) with three switches of
+the paper: dynamic mixing with the base model (Sec. 5.2), MC dropout (Eq. 7) and L2 decay on
+B (Sec. 5.3); then a batch rule (see `diversity.BATCH_RULES`): the paper's top-k, or a rule
+that diversifies or samples. `me-star` is ME with all three switches and top-k; the Table 2
+ablations turn them on one by one; `me+kcenter` is plain ME with k-center batches. The
+table's order is the display order; Table 1/2 membership and each strategy's colour are
+read off it, so a new measure, switch or rule is one entry here and nothing anywhere else.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from star.active.diversity import BATCH_RULES, badge, kcenter_greedy, stochastic_top_k
+from star.active.measures import MEASURES
 from star.active.mixing import dynamic_score
 from star.errors import ConfigError
 
@@ -21,10 +26,12 @@ from star.errors import ConfigError
 class Strategy:
     name: str
     measure: str | None
-    """`me`, `pe`, or None for random selection."""
+    """One of `measures.MEASURES`, or None for random selection."""
     dynamic: bool = False
     mc_dropout: bool = False
     l2_on_b: bool = False
+    rule: str = "top"
+    """How the batch is taken from the scores (`diversity.BATCH_RULES`)."""
     color: str = "black"
     """The strategy's colour in every figure, so a reader can follow it across them."""
 
@@ -32,6 +39,8 @@ class Strategy:
     def in_table1(self) -> bool:
         """Table 1 (main results): random, each plain measure, and each measure with STAR."""
         switches = (self.dynamic, self.mc_dropout, self.l2_on_b)
+        if self.measure == "bald":  # BALD is MC dropout: its plain form has that switch on
+            switches = (self.dynamic, self.l2_on_b)
         return self.measure is None or all(switches) or not any(switches)
 
     @property
@@ -39,33 +48,62 @@ class Strategy:
         """Table 2 (ablations): every strategy with a measure."""
         return self.measure is not None
 
+    @property
+    def features(self) -> bool:
+        """Whether the batch rule reads the label distribution and hidden states."""
+        return self.rule in ("kcenter", "badge")
 
-_VARIANTS = (  # suffix, switches, colour per measure (pe, me)
-    ("", {}, ("tab:orange", "tab:red")),
-    ("+dynamic", {"dynamic": True}, ("gold", "tab:pink")),
-    ("+dynamic+mc", {"dynamic": True, "mc_dropout": True}, ("tab:brown", "tab:cyan")),
-    ("+dynamic+l2", {"dynamic": True, "l2_on_b": True}, ("tab:olive", "tab:blue")),
-    ("-star", {"dynamic": True, "mc_dropout": True, "l2_on_b": True}, ("tab:green", "tab:purple")),
+
+VARIANTS = (  # suffix, switches
+    ("", {}),
+    ("+dynamic", {"dynamic": True}),
+    ("+dynamic+mc", {"dynamic": True, "mc_dropout": True}),
+    ("+dynamic+l2", {"dynamic": True, "l2_on_b": True}),
+    ("-star", {"dynamic": True, "mc_dropout": True, "l2_on_b": True}),
 )
+_PAPER_COLORS = {  # the paper's measures keep the colours of the earlier reports
+    "pe": ("tab:orange", "gold", "tab:brown", "tab:olive", "tab:green"),
+    "me": ("tab:red", "tab:pink", "tab:cyan", "tab:blue", "tab:purple"),
+}
+_OTHER_COLORS = ("#393b79", "#5254a3", "#6b6ecf", "#9c9ede", "#637939", "#8ca252", "#b5cf6b",
+                 "#cedb9c", "#8c6d31", "#bd9e39", "#e7ba52", "#e7cb94", "#843c39", "#ad494a",
+                 "#d6616b", "#e7969c", "#7b4173", "#a55194", "#ce6dbd", "#de9ed6")
+"""matplotlib's tab20b, cycled through by the strategies beyond the paper (no import of
+matplotlib here: the labeling commands load the strategy table and must start fast)."""
+_BALD_VARIANTS = ("", "+dynamic", "-star")
+"""BALD reads K MC passes, so its MC switch is always on: `bald+dynamic+mc` would be
+`bald+dynamic`, and `bald+dynamic+l2` would be `bald-star`."""
 
 
 def _table() -> dict[str, Strategy]:
     table = {"random": Strategy("random", None, color="tab:gray")}
-    for column, measure in enumerate(("pe", "me")):
-        for suffix, switches, colors in _VARIANTS:
-            name = measure + suffix
-            table[name] = Strategy(name, measure, **switches, color=colors[column])
+    others = itertools.cycle(_OTHER_COLORS)
+    for rule in BATCH_RULES:
+        for measure in MEASURES:
+            for index, (suffix, switches) in enumerate(VARIANTS):
+                if measure == "bald" and suffix not in _BALD_VARIANTS:
+                    continue
+                name = measure + suffix + ("" if rule == "top" else f"+{rule}")
+                if measure == "bald":
+                    switches = {**switches, "mc_dropout": True}
+                paper = rule == "top" and measure in _PAPER_COLORS
+                color = _PAPER_COLORS[measure][index] if paper else next(others)
+                table[name] = Strategy(name, measure, **switches, rule=rule, color=color)
     return table
 
 
 STRATEGIES: dict[str, Strategy] = _table()
 TABLE1 = [name for name, s in STRATEGIES.items() if s.in_table1]
 TABLE2 = [name for name, s in STRATEGIES.items() if s.in_table2]
+GRAMMAR = ("random, or a measure (" + ", ".join(MEASURES) + ") with none or one of "
+           + ", ".join(suffix for suffix, _ in VARIANTS[1:]) + ", then optionally one of "
+           + ", ".join(f"+{rule}" for rule in BATCH_RULES[1:])
+           + " (e.g. me-star, margin+dynamic, bald-star, me+kcenter)")
 
 
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}'; known strategies: {', '.join(STRATEGIES)}")
+        raise ConfigError(f"unknown strategy '{name}'; a strategy is {GRAMMAR}")
     return STRATEGIES[name]
 
 
@@ -109,3 +147,27 @@ def acquisition_scores(strategy: Strategy, passes: np.ndarray, base: np.ndarray 
 def select_top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores; ties go to the earlier index."""
     return np.argsort(-np.asarray(scores), kind="stable")[:k]
+
+
+def select_batch(strategy: Strategy, scores: np.ndarray, k: int, *, rng: np.random.Generator,
+                 probs: np.ndarray | None = None, hidden: np.ndarray | None = None,
+                 candidates: int = 4, beta: float = 1.0) -> np.ndarray:
+    """Indices (into `scores`) of the k examples to label, by the strategy's batch rule.
+
+    `top` takes the k highest scores. `power`/`softmax` sample k without replacement with
+    weights score^β or exp(β·score). `kcenter`/`badge` first shortlist the `candidates`·k
+    highest scores (0: the whole list), then choose k of them that are far apart in the
+    hidden space (k-center, from the highest score) or in gradient space (BADGE)."""
+    if strategy.rule == "top":
+        return select_top(scores, k)
+    if strategy.rule in ("power", "softmax"):
+        return stochastic_top_k(np.asarray(scores), k, rng=rng, mode=strategy.rule, beta=beta)
+    if hidden is None:
+        raise ValueError(f"batch rule '{strategy.rule}' needs the hidden states")
+    size = len(scores) if candidates == 0 else min(len(scores), candidates * k)
+    shortlist = select_top(scores, size)  # by score, the highest first
+    if strategy.rule == "kcenter":
+        return shortlist[kcenter_greedy(hidden[shortlist], k, first=0)]
+    if probs is None:
+        raise ValueError("BADGE needs the label distribution (a choice task)")
+    return shortlist[badge(probs[shortlist], hidden[shortlist], k, rng=rng)]

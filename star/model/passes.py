@@ -35,8 +35,18 @@ def token_entropy(logits: torch.Tensor, clip: float = ENTROPY_CLIP) -> torch.Ten
 
     logits: [..., vocab] -> [...]
     """
-    probs = torch.softmax(logits.float(), dim=-1)
+    return probs_entropy(torch.softmax(logits.float(), dim=-1), clip)
+
+
+def probs_entropy(probs: torch.Tensor, clip: float = ENTROPY_CLIP) -> torch.Tensor:
+    """Entropy in nats of distributions over the last axis, p · log max(p, clip)."""
     return -(probs * torch.log(probs.clamp_min(clip))).sum(dim=-1)
+
+
+def mutual_information(probs: torch.Tensor) -> torch.Tensor:
+    """BALD of one token: H[mean_k p_k] − mean_k H[p_k] for K passes' distributions
+    [passes, positions, vocab] -> [positions]; 0 when the passes agree."""
+    return probs_entropy(probs.mean(0)) - probs_entropy(probs).mean(0)
 
 
 def token_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -53,17 +63,24 @@ class ResponseStats:
     logprob: np.ndarray
     slot_logprob: np.ndarray | None = None
     """[passes, sequences, labels]: log p(label) at the answer slot, for one-token responses."""
+    mutual_information: np.ndarray | None = None
+    """[sequences]: Σ over response tokens of H[mean_k p_k] − mean_k H[p_k] (MC passes only)."""
+    hidden: np.ndarray | None = None
+    """[sequences, hidden size]: the last hidden state at the answer position (the one that
+    predicts the first response token), mean over passes; the batch rules' embedding."""
 
 
 @torch.no_grad()
 def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: int = 1,
                    masks: torch.Generator | None = None, batch_size: int = 32,
-                   slot_labels: list[int] | None = None, desc: str = "scoring") -> ResponseStats:
+                   slot_labels: list[int] | None = None, features: bool = False,
+                   desc: str = "scoring") -> ResponseStats:
     """Teacher-forced entropy and log-likelihood of each sequence's response tokens.
 
     With `masks` (MC dropout) the K passes see independent LoRA dropout masks drawn from that
-    generator; without it they are one deterministic pass repeated. `slot_labels` (token ids)
-    needs one-token responses.
+    generator, and the per-token mutual information between them is summed too; without it
+    they are one deterministic pass repeated. `slot_labels` (token ids) needs one-token
+    responses. `features` keeps each sequence's hidden state at the answer position.
     """
     mc = masks is not None
     model = loaded.model
@@ -73,8 +90,11 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
     entropy = np.zeros((runs, len(encoded)))
     logprob = np.zeros((runs, len(encoded)))
     slot_logprob = None if slot_labels is None else np.zeros((runs, len(encoded), len(slot_labels)))
+    information = np.zeros(len(encoded)) if mc else None
+    kept_hidden: np.ndarray | None = None
     pad_id = loaded.tokenizer.pad_token_id
     batches = sorted_batches([len(e) for e in encoded], max(1, batch_size // runs))
+    device = loaded.device
     with (mc_dropout(model) if mc else nullcontext()), \
             (dropout_generator(model, masks) if mc else nullcontext()):
         if not mc:
@@ -82,34 +102,51 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
         for batch in progress(batches, desc, unit="batch"):
             items = [encoded[i] for i in batch]
             ids, mask = pad_right([e.inputs for e in items], pad_id)
-            ids, mask = ids.repeat(runs, 1).to(loaded.device), mask.repeat(runs, 1).to(loaded.device)
+            ids, mask = ids.repeat(runs, 1).to(device), mask.repeat(runs, 1).to(device)
             with loaded.autocast():
                 hidden = backbone(input_ids=ids, attention_mask=mask,
                                   use_cache=False).last_hidden_state  # one pass: no KV cache
-            rows_t, cols_t, targets_t = response_positions(items, runs, loaded.device)
-            ent = torch.empty(len(rows_t), device=loaded.device)
-            lp = torch.empty(len(rows_t), device=loaded.device)
-            kept = []
-            for lo in range(0, len(rows_t), POSITION_CHUNK):
-                part = slice(lo, lo + POSITION_CHUNK)
-                logits = hidden[rows_t[part], cols_t[part]].float() @ weight.T  # [M, vocab]
-                ent[part] = token_entropy(logits)
-                lp[part] = token_logprob(logits, targets_t[part])
-                if slot_labels is not None:
-                    kept.append(torch.log_softmax(logits, dim=-1)[:, slot_labels].cpu())
-            seq_ent = torch.zeros(ids.shape[0], device=loaded.device).index_add_(0, rows_t, ent)
-            seq_lp = torch.zeros(ids.shape[0], device=loaded.device).index_add_(0, rows_t, lp)
+            rows_t, cols_t, targets_t = response_positions(items, runs, device)
+            per_pass = len(rows_t) // runs  # positions are pass-major, the same in every pass
+            ent = torch.empty(len(rows_t), device=device)
+            lp = torch.empty(len(rows_t), device=device)
+            mi = torch.zeros(per_pass, device=device)
+            slots = None if slot_labels is None else torch.empty(len(rows_t), len(slot_labels))
+            step = max(1, POSITION_CHUNK // runs)
+            for lo in range(0, per_pass, step):  # each chunk holds its positions in all passes
+                local = torch.arange(lo, min(lo + step, per_pass), device=device)
+                at = (torch.arange(runs, device=device)[:, None] * per_pass + local).reshape(-1)
+                logits = hidden[rows_t[at], cols_t[at]].float() @ weight.T  # [runs·m, vocab]
+                ent[at] = token_entropy(logits)
+                lp[at] = token_logprob(logits, targets_t[at])
+                if mc:
+                    mi[local] = mutual_information(
+                        torch.softmax(logits, dim=-1).view(runs, len(local), -1))
+                if slots is not None:
+                    slots[at.cpu()] = torch.log_softmax(logits, dim=-1)[:, slot_labels].cpu()
+            seq_ent = torch.zeros(ids.shape[0], device=device).index_add_(0, rows_t, ent)
+            seq_lp = torch.zeros(ids.shape[0], device=device).index_add_(0, rows_t, lp)
             entropy[:, batch] = seq_ent.view(runs, len(items)).cpu().numpy()
             logprob[:, batch] = seq_lp.view(runs, len(items)).cpu().numpy()
-            if slot_logprob is not None:
+            if information is not None:
+                information[batch] = torch.zeros(len(items), device=device).index_add_(
+                    0, rows_t[:per_pass], mi).cpu().numpy()
+            if slot_logprob is not None and slots is not None:
                 if len(rows_t) != ids.shape[0]:
                     raise ValueError("slot_labels needs one-token responses")
-                slot_logprob[:, batch] = torch.cat(kept).view(runs, len(items), -1).numpy()
+                slot_logprob[:, batch] = slots.view(runs, len(items), -1).numpy()
+            if features:
+                answer = torch.tensor([len(e.prompt) - 1 for e in items] * runs, device=device)
+                states = hidden[torch.arange(ids.shape[0], device=device), answer].float()
+                states = states.view(runs, len(items), -1).mean(0).cpu().numpy()
+                if kept_hidden is None:
+                    kept_hidden = np.zeros((len(encoded), states.shape[1]), dtype=np.float32)
+                kept_hidden[batch] = states
     if runs < passes:
         entropy, logprob = np.repeat(entropy, passes, 0), np.repeat(logprob, passes, 0)
         if slot_logprob is not None:
             slot_logprob = np.repeat(slot_logprob, passes, 0)
-    return ResponseStats(entropy, logprob, slot_logprob)
+    return ResponseStats(entropy, logprob, slot_logprob, information, kept_hidden)
 
 
 def encode_pairs(loaded: LoadedModel, task: Task, pairs: Sequence[tuple[str, str]],
@@ -129,14 +166,19 @@ class ChoiceOutputs:
     """[passes, examples, labels]: log p(label's tokens | prompt)."""
     entropy: np.ndarray
     """[passes, examples, labels]: entropy summed over the positions of each label's tokens."""
+    hidden: np.ndarray | None = None
+    """[examples, hidden size]: the hidden state at the answer position (with `features`)."""
 
 
 def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
                    passes: int = 1, masks: torch.Generator | None = None, batch_size: int = 32,
-                   max_length: int = 512, desc: str = "scoring") -> ChoiceOutputs:
+                   max_length: int = 512, features: bool = False,
+                   desc: str = "scoring") -> ChoiceOutputs:
     """Label log-probabilities and entropies. One-token labels share one pass over the prompt."""
     label_ids = choice_token_ids(loaded, task)
     n_labels = len(label_ids)
+    common = {"passes": passes, "masks": masks, "batch_size": batch_size, "features": features,
+              "desc": desc}
     if all(len(ids) == 1 for ids in label_ids):
         firsts = [ids[0] for ids in label_ids]
         gold_first = [firsts[task.labels.index(e.gold)] if e.gold in task.labels else firsts[0]
@@ -144,16 +186,17 @@ def choice_outputs(loaded: LoadedModel, task: Task, examples: Sequence[Example],
         encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length=max_length,
                                   add_eos=False).prompt, [g])
                    for e, g in zip(examples, gold_first, strict=True)]
-        stats = response_stats(loaded, encoded, passes=passes, masks=masks,
-                               batch_size=batch_size, slot_labels=firsts, desc=desc)
+        stats = response_stats(loaded, encoded, slot_labels=firsts, **common)
         entropy = np.repeat(stats.entropy[:, :, None], n_labels, axis=2)
-        return ChoiceOutputs(stats.slot_logprob, entropy)
+        return ChoiceOutputs(stats.slot_logprob, entropy, stats.hidden)
     encoded = encode_pairs(loaded, task, [(e.prompt, c) for e in examples for c in task.choices],
                            max_length)
-    stats = response_stats(loaded, encoded, passes=passes, masks=masks, batch_size=batch_size,
-                           desc=desc)
+    stats = response_stats(loaded, encoded, **common)
     shape = (stats.entropy.shape[0], len(examples), n_labels)
-    return ChoiceOutputs(stats.logprob.reshape(shape), stats.entropy.reshape(shape))
+    hidden = None  # every label's sequence shares the prompt: its first copy's state
+    if stats.hidden is not None:
+        hidden = stats.hidden.reshape(len(examples), n_labels, -1)[:, 0]
+    return ChoiceOutputs(stats.logprob.reshape(shape), stats.entropy.reshape(shape), hidden)
 
 
 @dataclass
@@ -163,42 +206,72 @@ class Generation:
     mean_logprob: np.ndarray
     entropy: np.ndarray
     """ME (Eq. 2) of each response, from the logits generation already computed."""
+    hidden: np.ndarray | None = None
+    """[examples, hidden size]: the prompt's last hidden state (with `features`)."""
 
 
 @torch.no_grad()
 def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
-             max_length: int, desc: str = "generating") -> Generation:
-    """Batched greedy decoding with the KV cache; each sequence stops at its end token."""
+             max_length: int, features: bool = False, desc: str = "generating") -> Generation:
+    """Batched greedy decoding with the KV cache; each sequence stops at its end token.
+
+    `features` keeps the hidden state at the answer position from the prompt's own forward
+    pass (a hook on the backbone's first call per batch; prompts are left-padded, so it is
+    the last position): the batch rules' embedding without a second pass."""
     tokenizer = loaded.tokenizer
     prompts = [encode(tokenizer, e.prompt, "", max_length=max_length - task.max_new_tokens,
                       add_eos=False).prompt for e in examples]
     result = Generation([[] for _ in examples], np.zeros(len(examples)), np.zeros(len(examples)))
     loaded.model.eval()
-    for batch in progress(sorted_batches([len(p) for p in prompts], batch_size), desc,
-                          unit="batch"):
-        ids, mask = pad_left([prompts[i] for i in batch], tokenizer.pad_token_id)
-        with loaded.autocast():
-            out = loaded.model.generate(
-                input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
-                max_new_tokens=task.max_new_tokens, do_sample=False, output_logits=True,
-                return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id)
-        new = out.sequences[:, ids.shape[1]:]  # [batch, steps]
-        lengths = []
-        for row in range(len(batch)):
-            tokens = new[row].tolist()
-            if tokenizer.eos_token_id in tokens:
-                tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
-            result.tokens[batch[row]] = tokens
-            lengths.append(len(tokens))
-        live = torch.arange(new.shape[1])[None, :] < torch.tensor(lengths)[:, None]
-        entropy = torch.stack([token_entropy(step) for step in out.logits], dim=1).cpu()
-        logprob = torch.stack([token_logprob(step, new[:, j]) for j, step in
-                               enumerate(out.logits)], dim=1).cpu()  # [batch, steps]
-        sums = (logprob * live).sum(1)
-        result.entropy[batch] = (entropy * live).sum(1).numpy()
-        result.mean_logprob[batch] = (sums / live.sum(1).clamp_min(1)).numpy()
+    prefill: list[torch.Tensor] = []
+
+    def keep_answer_state(_module: torch.nn.Module, _args: object, output: object) -> None:
+        if not prefill:
+            prefill.append(output.last_hidden_state[:, -1].float().cpu())
+
+    backbone = backbone_and_head(loaded.model)[0]
+    hook = backbone.register_forward_hook(keep_answer_state) if features else None
+    try:
+        for batch in progress(sorted_batches([len(p) for p in prompts], batch_size), desc,
+                              unit="batch"):
+            prefill.clear()
+            _generate_batch(loaded, task, [prompts[i] for i in batch], batch, result)
+            if features:
+                if result.hidden is None:
+                    result.hidden = np.zeros((len(examples), prefill[0].shape[1]), np.float32)
+                result.hidden[batch] = prefill[0].numpy()
+    finally:
+        if hook is not None:
+            hook.remove()
     return result
+
+
+def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], batch: list[int],
+                    result: Generation) -> None:
+    """Greedy responses of one batch of prompts, written into `result` at `batch`'s rows."""
+    tokenizer = loaded.tokenizer
+    ids, mask = pad_left(prompts, tokenizer.pad_token_id)
+    with loaded.autocast():
+        out = loaded.model.generate(
+            input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
+            max_new_tokens=task.max_new_tokens, do_sample=False, output_logits=True,
+            return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id)
+    new = out.sequences[:, ids.shape[1]:]  # [batch, steps]
+    lengths = []
+    for row in range(len(batch)):
+        tokens = new[row].tolist()
+        if tokenizer.eos_token_id in tokens:
+            tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
+        result.tokens[batch[row]] = tokens
+        lengths.append(len(tokens))
+    live = torch.arange(new.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    entropy = torch.stack([token_entropy(step) for step in out.logits], dim=1).cpu()
+    logprob = torch.stack([token_logprob(step, new[:, j]) for j, step in
+                           enumerate(out.logits)], dim=1).cpu()  # [batch, steps]
+    sums = (logprob * live).sum(1)
+    result.entropy[batch] = (entropy * live).sum(1).numpy()
+    result.mean_logprob[batch] = (sums / live.sum(1).clamp_min(1)).numpy()
 
 
 @dataclass

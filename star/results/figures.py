@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from star.active.strategies import display_order, strategy_color
 from star.results.metrics import reliability_bins
+from star.results.summary import baseline_levels
 
 
 def _order(names):
@@ -62,8 +63,13 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
                     color=strategy_color(strategy))
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
                             color=strategy_color(strategy))
+        levels = baseline_levels(summary[setup])
+        for name, style in (("chance", ":"), ("majority", "--")):
+            if levels[name]:
+                ax.axhline(100 * float(np.mean(list(levels[name].values()))), color="black",
+                           linestyle=style, linewidth=1, alpha=0.6, label=name)
         ax.set_title(_title(setup), fontsize=10)
-        ax.set_xlabel("number of labels")
+        ax.set_xlabel("number of labels (0: the base model, zero-shot)")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

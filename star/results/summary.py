@@ -53,9 +53,15 @@ def scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [run for run in runs if run.get("auc") is not None]
 
 
+BASELINES = ("chance", "majority", "zero_shot")
+"""What a run records before any training (results.json `baselines`)."""
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{setup: {strategy: {task, setup, seeds, auc_per_seed, auc_mean, auc_std, ripl_per_seed,
-    ripl_mean, ripl_std, curve}}} over the runs with a test set.
+    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std, curve}}} over
+    the runs with a test set. `gain` is AUC minus the zero-shot accuracy: what fine-tuning
+    bought over not fine-tuning at all. The curve starts at 0 labels with the zero-shot point.
 
     `setup` holds the config keys that set the setup apart from the other setups of its task.
     RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
@@ -78,16 +84,40 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                  for r in group]
         known = [value for value in ripls if value is not None]
         ripl_mean, ripl_std = mean_std(known) if known else (None, None)
+        baselines = {name: [(r.get("baselines") or {}).get(name) for r in group]
+                     for name in BASELINES}
+        zero_shot = baselines["zero_shot"]
+        gains = [None if z is None else a - z for a, z in zip(aucs, zero_shot, strict=True)]
+        gain_mean, gain_std = mean_std(gains) if None not in gains else (None, None)
+        n_labeled = [x["n_labeled"] for x in complete_rounds(group[0])[:length]]
+        if None not in zero_shot:  # the curve starts at the base model, before any label
+            n_labeled = [0, *n_labeled]
+            accuracy = np.column_stack([zero_shot, accuracy])
         summary[setup][strategy] = {
             "task": group[0]["task"], "setup": group[0]["setup_keys"],
             "seeds": [r["seed"] for r in group], "auc_per_seed": aucs,
             "auc_mean": auc_mean, "auc_std": auc_std,
             "ripl_per_seed": ripls, "ripl_mean": ripl_mean, "ripl_std": ripl_std,
-            "curve": {"n_labeled": [x["n_labeled"] for x in complete_rounds(group[0])[:length]],
+            "baselines_per_seed": baselines,
+            "gain_per_seed": gains, "gain_mean": gain_mean, "gain_std": gain_std,
+            "curve": {"n_labeled": n_labeled,
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
-                                       else np.zeros(length)).tolist()}}
+                                       else np.zeros(accuracy.shape[1])).tolist()}}
     return dict(summary)
+
+
+def baseline_levels(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """{baseline: {seed: accuracy}} of one setup, from its strategies' entries: chance, the
+    test set's majority class and the zero-shot base model, per seed (the test subsample
+    is drawn per seed)."""
+    levels: dict[str, dict[int, float]] = {name: {} for name in BASELINES}
+    for entry in entries.values():
+        for name, values in entry.get("baselines_per_seed", {}).items():
+            for seed, value in zip(entry["seeds"], values, strict=True):
+                if value is not None:
+                    levels[name][seed] = value
+    return levels
 
 
 def matched_seeds(runs: list[dict[str, Any]], strategies: list[str]) -> list[dict[str, Any]]:
@@ -176,7 +206,7 @@ def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if rounds:
             records.append({"setup": run["setup"], "strategy": run["strategy"],
                             "seed": run["seed"], "entries": rounds,
-                            "stop_advised": bool(run.get("stop_advised")),
+                            "stop_advised": bool((run.get("stopping") or {}).get("stop_advised")),
                             "annotators": annotator_agreement(
                                 RunFolder(Path(run["path"])).journal)})
     return records

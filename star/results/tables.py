@@ -19,6 +19,8 @@ import numpy as np
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
 from star.files import write_text_atomic
+from star.results.metrics import mean_std
+from star.results.summary import BASELINES, baseline_levels
 
 
 @dataclass
@@ -114,21 +116,24 @@ def setup_tasks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]
 
 def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: list[str] | None = None,
                   name: str = "table1", title: str = "AUC and RIPL per strategy") -> Table:
-    """Table 1/2 layout: a row per strategy, AUC and RIPL (%) per setup (headed by its task),
-    mean ± std over seeds."""
+    """Table 1/2 layout: a row per strategy, AUC, RIPL and the gain over zero-shot (%) per
+    setup (headed by its task), mean ± std over seeds; then the rows a strategy must beat:
+    chance, the majority class and the zero-shot base model."""
     setups = sorted(u for u in summary if strategies is None or set(summary[u]) & set(strategies))
     tasks = setup_tasks(summary)
     present = sorted({s for u in setups for s in summary[u]}, key=display_order)
     rows_for = sorted((s for s in (strategies or present) if s in present), key=display_order)
-    columns = ["Method"] + [f"{tasks[u]} {metric}" for u in setups for metric in ("AUC", "RIPL")]
+    metrics = ("auc", "ripl", "gain")
+    headers = {"auc": "AUC", "ripl": "RIPL", "gain": "gain over zero-shot"}
+    columns = ["Method"] + [f"{tasks[u]} {headers[m]}" for u in setups for m in metrics]
     marks = {(u, m): _marks({s: summary[u][s][f"{m}_mean"] for s in rows_for if s in summary[u]})
-             for u in setups for m in ("auc", "ripl")}
+             for u in setups for m in metrics}
     table = Table(name, title, columns)
     for strategy in rows_for:
         row = [Cell(strategy)]
         for setup in setups:
             entry = summary[setup].get(strategy)
-            for metric in ("auc", "ripl"):
+            for metric in metrics:
                 mean = entry[f"{metric}_mean"] if entry else None
                 if mean is None:
                     row.append(Cell("–"))
@@ -137,9 +142,27 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4),
                                 marks[(setup, metric)].get(strategy, "")))
         table.rows.append(row)
+    levels = {u: baseline_levels({s: summary[u][s] for s in rows_for if s in summary[u]})
+              for u in setups}
+    for baseline in BASELINES:
+        if not any(levels[u][baseline] for u in setups):
+            continue
+        row = [Cell(baseline.replace("_", "-"))]
+        for setup in setups:
+            values = list(levels[setup][baseline].values())
+            if values:
+                mean, std = mean_std(values)
+                row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4)))
+            else:
+                row.append(Cell("–"))
+            row += [Cell("–"), Cell("–")]
+        table.rows.append(row)
     seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
-    table.note = (f"AUC and RIPL in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
-                  "best bold, second underlined; RIPL against random of the same setup and seed.")
+    table.note = (f"AUC, RIPL and gain in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
+                  "best bold, second underlined; RIPL against random of the same setup and seed; "
+                  "gain: AUC minus the zero-shot accuracy of the same seed's test set. Baseline "
+                  "rows (chance, majority class of the test set, zero-shot base model) give the "
+                  "accuracy in the AUC column.")
     return table
 
 

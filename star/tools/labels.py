@@ -15,6 +15,7 @@ from typing import Any
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, now
 from star.active.runfolder import RunFolder, complete_rounds
+from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
 from star.annotate.server import serve
 from star.config import load_config
@@ -22,6 +23,7 @@ from star.data.sources import load_task
 from star.errors import DataError
 from star.files import write_json, write_jsonl
 from star.progress import interactive
+from star.results.forecast import describe
 
 
 def open_run(run: Path) -> RunFolder:
@@ -55,22 +57,49 @@ def next_steps(run: Path, waiting: dict[str, int]) -> str:
         f"and continue with: star next {run}"])
 
 
+def _signals(entry: dict[str, Any]) -> str:
+    """The round's stopping signals on the fixed set, where there was a last round to compare."""
+    if entry.get("agreement") is None:
+        return ""
+    text = f", agreement with the last round κ = {entry['agreement']:.3f}"
+    if entry.get("changed") is not None:
+        text += f", {100 * entry['changed']:.1f} % changed"
+    if entry.get("uncertainty") is not None:
+        text += f", mean uncertainty {entry['uncertainty']:.3f}"
+    return text
+
+
 def status(run: Path) -> str:
     folder = open_run(run)
     results = folder.read_results() or {}
     done = complete_rounds(results) if results else []
     lines = [f"{run}: {results.get('strategy', '?')} seed {results.get('seed', '?')}, "
              f"{len(done)} rounds complete"]
+    baselines = results.get("baselines") or {}
+    if baselines.get("zero_shot") is not None:
+        lines.append("  before training: " + ", ".join(
+            f"{name.replace('_', '-')} {100 * value:.2f} %" for name, value in baselines.items()
+            if value is not None))
     for entry in done:
         shown = (f"accuracy {100 * entry['accuracy']:.2f} %" if entry.get("accuracy") is not None
                  else "no test set")
-        agreement = entry.get("agreement")
         lines.append(f"  round {entry['round']}: {entry['n_labeled']} labels, {shown}, "
-                     f"labels {entry.get('label_counts', {})}"
-                     + (f", agreement with the last round κ = {agreement:.3f}"
-                        if agreement is not None else ""))
-    if results.get("stop_advised"):
-        lines.append("stopping advised: predictions agree across the last rounds (κ ≥ 0.99)")
+                     f"labels {entry.get('label_counts', {})}" + _signals(entry))
+    stopping = results.get("stopping") or {}
+    if stopping.get("stop_advised"):
+        lines.append(f"stopping advised: predictions agree across the last {STOP_WINDOW} rounds "
+                     f"(mean κ = {stopping['kappa_window']:.3f} ≥ {STOP_KAPPA})")
+    elif done:
+        lines.append(f"stopping not yet advised (needs mean κ ≥ {STOP_KAPPA} over the last "
+                     f"{STOP_WINDOW} rounds)")
+    if results.get("forecast"):
+        lines.append(describe(results["forecast"]))
+    check = results.get("forecast_check")
+    if check:
+        lines.append(f"forecast check on this run: fitted on its first {check['fitted_on']} "
+                     f"points, the rest predicted with mean error "
+                     f"{100 * check['mean_abs_error']:.2f} points (max "
+                     f"{100 * check['max_abs_error']:.2f})")
     batch = folder.pending_batch()
     if batch is not None and results.get("waiting"):
         answered = folder.journal.latest()
