@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from star.config import load_config
+from star.data.sources import load_task
+from star.model.loading import load_model
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "sun", "rain", "tree", "stone"]
 
@@ -89,3 +93,15 @@ def tiny_settings(model_dir: Path, data_dir: Path) -> list[str]:
 @pytest.fixture
 def tiny_overrides(tiny_model_dir, toy_data_dir) -> list[str]:
     return tiny_settings(tiny_model_dir, toy_data_dir)
+
+
+@pytest.fixture
+def number_setup(tiny_overrides, tmp_path):
+    """A number task (a + b) on the tiny model: its config, task and loaded model."""
+    write_jsonl(tmp_path / "train.jsonl", [{"question": f"{a} cat {b}", "answer": str(a + b)}
+                                           for a in range(4) for b in range(3)])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "1 cat 2", "answer": "3"}])
+    config = load_config(None, [*tiny_overrides, f"task.data_dir={tmp_path}",
+                                "task.answer_type=number", "task.labels=null",
+                                "task.max_new_tokens=6"])
+    return config, load_task(config.task), load_model(config.model)

@@ -13,17 +13,6 @@ from star.model.passes import encode_pairs, generate, predict, token_entropy
 from tests.conftest import MC_MASKS, write_jsonl
 
 
-@pytest.fixture
-def number_setup(tiny_overrides, tmp_path):
-    write_jsonl(tmp_path / "train.jsonl", [{"question": f"{a} cat {b}", "answer": str(a + b)}
-                                           for a in range(4) for b in range(3)])
-    write_jsonl(tmp_path / "test.jsonl", [{"question": "1 cat 2", "answer": "3"}])
-    config = load_config(None, [*tiny_overrides, f"task.data_dir={tmp_path}",
-                                "task.answer_type=number", "task.labels=null",
-                                "task.max_new_tokens=6"])
-    return config, load_task(config.task), load_model(config.model)
-
-
 def test_me_sums_entropy_over_the_greedy_response(number_setup):
     _config, task, loaded = number_setup
     examples = task.train[:3]

@@ -171,3 +171,34 @@ def test_a_setup_name_shows_three_keys_besides_the_model():
     name_setups(runs)
     assert runs[1]["setup"] == "T · model.name=m · loop.a=2 · loop.b=2 · loop.c=2 · +2 more keys"
     assert runs[1]["setup_keys"] == {f"loop.{key}": 2 for key in "abcde"}
+
+
+def test_baselines_start_the_curves_and_fill_their_rows(tmp_path):
+    """Two seeds of random and me with their zero-shot, majority and chance accuracies:
+    the curve starts at 0 labels, the gain is AUC − zero-shot, the rows are means ± sample std."""
+    root = tmp_path / "runs"
+    zero_shot, majority = {0: 0.6, 1: 0.7}, {0: 0.55, 1: 0.5}
+    for strategy, seed, accuracy in (("random", 0, [0.5, 0.7]), ("random", 1, [0.6, 0.8]),
+                                     ("me", 0, [0.7, 0.9]), ("me", 1, [0.7, 0.8])):
+        config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"}}
+        rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a, "selected_ids": []}
+                  for k, a in enumerate(accuracy)]
+        make_run(root / strategy / f"seed{seed}", config, rounds, auc=auc([8, 16], accuracy),
+                 baselines={"chance": 0.5, "majority": majority[seed],
+                            "zero_shot": zero_shot[seed]})
+    summary = summarize(collect_runs(root))
+    (entries,) = summary.values()
+    me = entries["me"]
+    assert me["curve"]["n_labeled"] == [0, 8, 16]
+    assert me["curve"]["accuracy_mean"] == pytest.approx([0.65, 0.7, 0.85])
+    assert me["gain_per_seed"] == pytest.approx([0.8 - 0.6, 0.75 - 0.7])
+    assert me["gain_mean"] == pytest.approx(0.125)
+    assert entries["random"]["gain_per_seed"] == pytest.approx([0.6 - 0.6, 0.7 - 0.7])
+    write_comparison(root)
+    table = (root / "table.md").read_text()
+    assert "gain over zero-shot" in table
+    assert "| zero-shot | 65.00 ± 7.07 | – | – |" in table  # std of 0.6, 0.7 (ddof 1)
+    assert "| majority | 52.50 ± 3.54 | – | – |" in table
+    assert "| chance | 50.00 ± 0.00 | – | – |" in table
+    # RIPL (0.8 − 0.6)/0.4 = 0.5 and (0.75 − 0.7)/0.3 = 0.1667
+    assert "| me | **77.50 ± 3.54** | **33.33 ± 23.57** | **12.50 ± 10.61** |" in table

@@ -36,6 +36,7 @@ from star.results.summary import (
 from star.results.tables import (
     SetupGroup,
     Table,
+    advice_table,
     annotator_table,
     calibration_tables,
     labels_table,
@@ -220,6 +221,11 @@ def build_sections(runs: list[dict], out: Path) -> list[Section]:
     sections = [_results_section(runs, summary, groups), _curves_section(summary, out),
                 _calibration_section(runs, summary, groups, out),
                 _selection_section(runs, groups, out)]
+    advice = advice_table(runs)
+    if advice.rows:
+        sections.append(Section("Stopping advice and forecast", "Whether more labels are still "
+                                "changing the model, and what the learning curve so far says "
+                                "they would buy.", tables=[advice]))
     records = label_records(runs)
     if records:
         sections.append(_labels_section(records))

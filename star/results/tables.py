@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from star.active.runfolder import complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
 from star.files import write_text_atomic
@@ -276,4 +277,49 @@ def annotator_table(records: list[dict[str, Any]]) -> Table:
                                _kappa(pair["kappa"])])
     table.note = ("Over the examples both annotators answered, from each one's latest answer in "
                   "the label journal; retracted answers count as none.")
+    return table
+
+
+def _percent(value: float | None, digits: int = 1) -> Cell:
+    return Cell("–") if value is None else Cell(f"{100 * value:.{digits}f}", value)
+
+
+def advice_table(runs: list[dict[str, Any]]) -> Table:
+    """Per run, as of its last round: the stopping signals, the learning-curve forecast with
+    its interval, and the forecast's check on the run itself (first half fitted, second half
+    predicted; mean absolute error in accuracy points)."""
+    table = Table("stopping_advice", "Stopping advice and learning-curve forecast",
+                  ["Setup", "Strategy", "Seed", "Labels", f"κ (last {STOP_WINDOW})",
+                   "changed %", "uncertainty", "stop", "forecast", "check error"])
+    for run in sorted(runs, key=lambda r: (r["setup"], display_order(r["strategy"]), r["seed"])):
+        rounds = complete_rounds(run)
+        stopping = run.get("stopping") or {}
+        if not rounds or not stopping:
+            continue
+        forecast, check = run.get("forecast"), run.get("forecast_check")
+        shown = "–"
+        if forecast:
+            lo, hi = forecast["at_budget_interval"]
+            shown = (f"{100 * forecast['at_budget']:.1f} at {forecast['budget']} "
+                     f"({100 * lo:.1f}–{100 * hi:.1f})")
+        window = stopping.get("kappa_window")
+        uncertainty = stopping.get("uncertainty")
+        table.rows.append([
+            Cell(run["setup"]), Cell(run["strategy"]), Cell(str(run["seed"]), run["seed"]),
+            Cell(str(rounds[-1]["n_labeled"]), rounds[-1]["n_labeled"]),
+            Cell("–") if window is None else Cell(f"{window:.3f}", window),
+            _percent(stopping.get("changed")),
+            Cell("–") if uncertainty is None else Cell(f"{uncertainty:.3f}", uncertainty),
+            Cell("advised" if stopping.get("stop_advised") else "not yet"),
+            Cell(shown, forecast["at_budget"] if forecast else None),
+            Cell("–") if not check else Cell(
+                f"{100 * check['mean_abs_error']:.2f} (fit on {check['fitted_on']})",
+                check["mean_abs_error"])])
+    table.note = (f"Signals on a fixed set, label-free: κ is Cohen's κ with the last round's "
+                  f"predictions (mean of the last {STOP_WINDOW}; stop advised at ≥ {STOP_KAPPA}), "
+                  "changed the share of predictions that changed in the last round, uncertainty "
+                  "the mean 1 − confidence. Forecast: accuracy (%) of the fitted inverse power law "
+                  "at the label count shown, with its 95 % residual-bootstrap interval. Check "
+                  "error: the same fit on the run's first rounds only, its mean absolute error "
+                  "(accuracy points) on the rounds it did not see.")
     return table
