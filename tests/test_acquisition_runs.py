@@ -111,6 +111,8 @@ def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrid
         scores = read_jsonl(out / "rounds" / str(k) / "scores.jsonl")
         chosen = {s["id"] for s in scores if s["selected"]}
         assert chosen == set(results["rounds"][k]["selected_ids"]) and len(chosen) == 8
+        assert results["rounds"][k]["pool_uncertainty"] == pytest.approx(
+            np.mean([s["full"] for s in scores]))  # the overall uncertainty of the pool
         ranked = [s["id"] for s in sorted(scores, key=lambda s: -s["score"])]
         if strategy.endswith(("+kcenter", "+badge")):
             assert chosen <= set(ranked[:16])  # among the candidates · step most uncertain
@@ -134,6 +136,7 @@ def test_every_run_records_the_zero_label_point_once_per_setup(tiny_overrides, t
     first = tmp_path / "runs" / "random"
     assert main(["run", "--strategy", "random", "--out", str(first), *sets(tiny_overrides)]) == 0
     results = json.loads((first / "results.json").read_text())
+    assert [r["pool_uncertainty"] for r in results["rounds"]] == [None] * 3  # random: no measure
     test_rows = read_jsonl(first / "rounds" / "0" / "predictions.jsonl")
     golds = [row["gold"] for row in test_rows]
     config = load_config(None, tiny_overrides)

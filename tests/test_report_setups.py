@@ -201,4 +201,8 @@ def test_baselines_start_the_curves_and_fill_their_rows(tmp_path):
     assert "| majority | 52.50 ± 3.54 | – | – |" in table
     assert "| chance | 50.00 ± 0.00 | – | – |" in table
     # RIPL (0.8 − 0.6)/0.4 = 0.5 and (0.75 − 0.7)/0.3 = 0.1667
-    assert "| me | **77.50 ± 3.54** | **33.33 ± 23.57** | **12.50 ± 10.61** |" in table
+    assert "| me | **77.50 ± 3.54 (n.s.)** | **33.33 ± 23.57** | **12.50 ± 10.61** |" in table
+    # paired by seed: differences 0.2 and 0.05; t(0.975, 1 df) = 12.706, half-width
+    # 12.706 · 0.10607 / √2 = 0.953; t = 0.125 / 0.075 = 1.667, p = 1 − 2·atan(1.667)/π = 0.344
+    assert ("| SST-2 | me − random | 2 | +12.50 | -82.80 to +107.80 | 0.344 | not significant |"
+            in table)

@@ -98,7 +98,9 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
         assert 0 <= stats["accuracy"] <= 1 and 0 <= stats["ece"] <= 1
         assert len(stats["wrong_confidence"]) == round((1 - stats["accuracy"]) * 16)
         assert all(0.5 <= c <= 1 for c in stats["wrong_confidence"])  # two labels, renormalised
-    assert (out / "confidence_density.png").exists()
+        assert set(stats["predicted_counts"]) == {"yes", "no"}  # every label, answered or not
+        assert sum(stats["predicted_counts"].values()) == 16
+    assert (out / "confidence_density.png").exists() and (out / "predicted_classes.png").exists()
     config = runs_dir / "me" / "seed0" / "config.yaml"
     assert main(["probe", "confidence", str(config), "--train-size", "8", "--raw",
                  "--out", str(tmp_path / "conf2")]) == 0

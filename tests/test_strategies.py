@@ -149,4 +149,5 @@ def test_stability_signals_by_hand():
     assert summary["kappa_window"] == pytest.approx(2.98 / 3)
     assert summary["stop_advised"] is True  # (1.0 + 0.98 + 1.0)/3 = 0.9933 ≥ 0.99
     assert summary["changed"] == 0.0 and summary["uncertainty"] == 0.1
+    assert summary["pool_uncertainty"] == [None, None, None, None]
     assert stopping_summary(rounds[:3])["stop_advised"] is False  # only two κ so far

@@ -1,10 +1,12 @@
 """The active-learning loop, read top to bottom: setup, rounds, finish.
 
-Round 0 labels a random warm start. Every later round scores the unlabeled pool with the
-last adapter (and, for dynamic strategies, the cached base-model scores) and picks the top
-`loop.step`. The picks are written as the round's batch, with the model's answers as
-suggestions; the annotator (the oracle, or people) answers into the label journal; once
-every answer is in, a new adapter trains on all labels so far and is evaluated.
+First the base model is evaluated untrained (the zero-label point, cached). Round 0 labels
+a random warm start. Every later round scores the unlabeled pool with the last adapter (and,
+for dynamic strategies, the cached base-model scores) and picks `loop.step` examples by the
+strategy's batch rule. The picks are written as the round's batch, with the model's answers
+as suggestions; the annotator (the oracle, or people) answers into the label journal; once
+every answer is in, a new adapter trains on all labels so far and is evaluated, and the
+stopping signals and the learning-curve forecast are updated.
 
 A round is complete when results.json lists it. A stopped run (killed, or waiting for
 people) resumes with the same command and replays exactly: every random draw comes from a
@@ -156,6 +158,7 @@ class Experiment:
         eval_seconds = time.perf_counter() - start
         complete_rounds(self.results).append({
             "round": k, "n_labeled": len(self.labeled), **evaluation,
+            "pool_uncertainty": self.pool_uncertainty(k),
             "selected_ids": batch.ids, "label_counts": dict(sorted(Counter(labels.values()).items())),
             "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
             "eval_seconds": round(eval_seconds, 3), "train_loss": train.final_loss,
@@ -286,6 +289,13 @@ class Experiment:
                             [p.prediction for p in predictions],
                             [p.confidence for p in predictions])
         return {"accuracy": accuracy, **signals}
+
+    def pool_uncertainty(self, k: int) -> float | None:
+        """The overall uncertainty of the unlabeled pool when round k's batch was chosen: the
+        mean μ_f of the strategy's measure (Zhu et al. 2008); None for random and round 0."""
+        if k == 0 or self.strategy.measure is None:
+            return None
+        return float(np.mean([row["full"] for row in self.folder.read_scores(k)]))
 
     def baselines(self) -> dict[str, float | None]:
         """The points a tuned adapter must beat on the test set: chance (choice tasks), the

@@ -5,8 +5,10 @@ Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): predictions on a fixed
 longer change mean new labels no longer change the model; Cohen's κ between consecutive
 rounds, averaged over the last 3 round pairs, at 0.99 or more is the signal. Beside it, two
 signals of Zhu et al. (2008) on the same set: the share of predictions that changed, and the
-overall uncertainty (mean 1 − confidence). The fixed set is the test set when there is one
-(its labels are not read), else a sample of the pool. No labels are read by any signal.
+overall uncertainty (mean 1 − confidence); and, for strategies with a measure, the overall
+uncertainty of the unlabeled pool (mean μ_f when a batch is chosen). The fixed set is the test
+set when there is one (its labels are not read), else a sample of the pool. No labels are read
+by any signal.
 """
 
 from __future__ import annotations
@@ -61,4 +63,5 @@ def stopping_summary(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     last = rounds[-1] if rounds else {}
     return {"kappa_window": (sum(window) / len(window)) if len(window) == STOP_WINDOW else None,
             "stop_advised": stop_advised(kappas), "changed": last.get("changed"),
-            "uncertainty": last.get("uncertainty")}
+            "uncertainty": last.get("uncertainty"),
+            "pool_uncertainty": [r.get("pool_uncertainty") for r in rounds]}

@@ -196,6 +196,25 @@ def plot_confidence_density(confidences: dict[str, list[float]], title: str, pat
     _save(fig, path)
 
 
+def plot_class_counts(counts: dict[str, dict[str, int]], labels: list[str], title: str,
+                      path: Path) -> None:
+    """How often each label is the answer, one bar group per label and one bar per source
+    (the gold labels, each model's predictions): a model that answers one label everywhere
+    (collapsed) shows one bar where the gold labels show several."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(labels) * len(counts) / 2), 3.6))
+    width = 0.8 / len(counts)
+    for index, (name, values) in enumerate(counts.items()):
+        ax.bar(np.arange(len(labels)) + (index - (len(counts) - 1) / 2) * width,
+               [values.get(label, 0) for label in labels], width, label=name)
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_xlabel("label")
+    ax.set_ylabel("examples")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def plot_heatmap(matrix: np.ndarray, labels: list[str], title: str, path: Path) -> None:
     """Fig. 3a: correlation matrix with its values written in."""
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.6 + 0.6 * len(labels)))

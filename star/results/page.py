@@ -10,6 +10,7 @@ import base64
 import html
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from star.results.tables import (
     advice_table,
     annotator_table,
     calibration_tables,
+    comparisons_table,
     labels_table,
     results_table,
     selection_table,
@@ -124,12 +126,16 @@ def _result_tables(summary: dict, runs: list[dict]) -> list[Table]:
     return tables
 
 
-def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup]) -> Section:
+def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
+                     pairs: Sequence[tuple[str, str]]) -> Section:
     section = Section("Main results (Table 1)")
     for group in groups:
         part = {setup: summary[setup] for setup in group.names if setup in summary}
         if part:
             section.tables += [group.retitle(t) for t in _result_tables(part, scored(runs))]
+    comparisons = comparisons_table(summary, pairs)
+    if comparisons.rows:
+        section.tables.append(comparisons)
     left_out = [run for run in runs if run.get("auc") is None]
     if left_out:
         section.text = (f"Left out of the tables, learning curves and calibration for want of a "
@@ -213,12 +219,14 @@ def _labels_section(records: list[dict]) -> Section:
     return section
 
 
-def build_sections(runs: list[dict], out: Path) -> list[Section]:
+def build_sections(runs: list[dict], out: Path,
+                   pairs: Sequence[tuple[str, str]] = ()) -> list[Section]:
     """Compute every table and figure, writing PNG and CSV files into `out`. Each table covers
-    one group of setups (see `setup_groups`): all of them while no task has two setups."""
+    one group of setups (see `setup_groups`): all of them while no task has two setups.
+    `pairs` are strategy pairs compared by seed besides each strategy against random."""
     summary = summarize(runs)
     groups = setup_groups({run["setup"]: run["task"] for run in runs})
-    sections = [_results_section(runs, summary, groups), _curves_section(summary, out),
+    sections = [_results_section(runs, summary, groups, pairs), _curves_section(summary, out),
                 _calibration_section(runs, summary, groups, out),
                 _selection_section(runs, groups, out)]
     advice = advice_table(runs)
@@ -266,7 +274,8 @@ def render_html(sections: list[Section], runs: list[dict], title: str) -> str:
             f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
 
 
-def write_report(runs_dir: Path, out: Path, title: str = "STAR report") -> Path:
+def write_report(runs_dir: Path, out: Path, title: str = "STAR report",
+                 pairs: Sequence[tuple[str, str]] = ()) -> Path:
     """report.html, report.md, their PNGs and CSVs, and summary.json in `out`."""
     if not runs_dir.is_dir():
         raise DataError(f"runs folder '{runs_dir}' does not exist")
@@ -274,7 +283,7 @@ def write_report(runs_dir: Path, out: Path, title: str = "STAR report") -> Path:
     if not runs:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
     out.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(runs, out)
+    sections = build_sections(runs, out, pairs)
     write_json(out / "summary.json", json.loads(json.dumps(summarize(runs))))
     write_text_atomic(out / "report.md", render_markdown(sections, runs, title))
     write_text_atomic(out / "report.html", render_html(sections, runs, title))

@@ -17,6 +17,7 @@ from star.data.tasks import task_display_name
 from star.progress import log
 from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
 from star.results.setups import name_setups, refuse_duplicates, setup_key
+from star.results.significance import paired
 
 
 def collect_runs(root: Path) -> list[dict[str, Any]]:
@@ -59,9 +60,10 @@ BASELINES = ("chance", "majority", "zero_shot")
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{setup: {strategy: {task, setup, seeds, auc_per_seed, auc_mean, auc_std, ripl_per_seed,
-    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std, curve}}} over
-    the runs with a test set. `gain` is AUC minus the zero-shot accuracy: what fine-tuning
+    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std, curve,
+    vs_random}}} over the runs with a test set. `gain` is AUC minus the zero-shot accuracy: what fine-tuning
     bought over not fine-tuning at all. The curve starts at 0 labels with the zero-shot point.
+    `vs_random` is the AUC difference to random paired by seed (see `significance.paired`).
 
     `setup` holds the config keys that set the setup apart from the other setups of its task.
     RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
@@ -104,7 +106,20 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
                                        else np.zeros(accuracy.shape[1])).tolist()}}
+    for entries in summary.values():
+        random = entries.get("random")
+        for strategy, entry in entries.items():
+            against = None
+            if random is not None and strategy != "random":
+                against = paired(per_seed(entry, "auc"), per_seed(random, "auc"))
+            entry["vs_random"] = against.to_dict() if against else None
     return dict(summary)
+
+
+def per_seed(entry: dict[str, Any], metric: str) -> dict[int, float]:
+    """seed -> value of a summary entry's `<metric>_per_seed` (values that exist)."""
+    return {seed: value for seed, value in zip(entry["seeds"], entry[f"{metric}_per_seed"],
+                                               strict=True) if value is not None}
 
 
 def baseline_levels(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, float]]:
@@ -154,9 +169,10 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (setup, strategy, k), values in sorted(per_round.items()):
         ece, brier, accuracy, n = np.array(values).T
+        ece_mean, ece_std = mean_std(ece)  # the sample std, as for AUC
         rows[(setup, strategy)].append({"task": tasks[setup], "round": k, "n_labeled": int(n[0]),
                                         "seeds": len(values), "accuracy": accuracy.mean(),
-                                        "ece": ece.mean(), "ece_std": ece.std(),
+                                        "ece": ece_mean, "ece_std": ece_std,
                                         "brier": brier.mean()})
     return dict(rows)
 

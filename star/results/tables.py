@@ -10,6 +10,7 @@ import csv
 import html
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
 from star.files import write_text_atomic
 from star.results.metrics import mean_std
-from star.results.summary import BASELINES, baseline_levels
+from star.results.significance import paired
+from star.results.summary import BASELINES, baseline_levels, per_seed
 
 
 @dataclass
@@ -115,6 +117,18 @@ def setup_tasks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]
     return {setup: next(iter(entries.values()))["task"] for setup, entries in summary.items()}
 
 
+def _spread(mean: float, std: float, n: int) -> str:
+    """`mean ± std` in %, or the mean alone for one seed (a spread of one value is no spread)."""
+    return f"{100 * mean:.2f}" if n < 2 else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _verdict(comparison: dict[str, Any] | None) -> str:
+    """The mark of a paired comparison with random: none without a test (one seed)."""
+    if not comparison or comparison["p_value"] is None:
+        return ""
+    return " *" if comparison["significant"] else " (n.s.)"
+
+
 def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: list[str] | None = None,
                   name: str = "table1", title: str = "AUC and RIPL per strategy") -> Table:
     """Table 1/2 layout: a row per strategy, AUC, RIPL and the gain over zero-shot (%) per
@@ -139,8 +153,10 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 if mean is None:
                     row.append(Cell("–"))
                     continue
-                std = entry[f"{metric}_std"]
-                row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4),
+                text = _spread(mean, entry[f"{metric}_std"], len(entry["seeds"]))
+                if metric == "auc":
+                    text += _verdict(entry.get("vs_random"))
+                row.append(Cell(text, round(100 * mean, 4),
                                 marks[(setup, metric)].get(strategy, "")))
         table.rows.append(row)
     levels = {u: baseline_levels({s: summary[u][s] for s in rows_for if s in summary[u]})
@@ -153,14 +169,17 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
             values = list(levels[setup][baseline].values())
             if values:
                 mean, std = mean_std(values)
-                row.append(Cell(f"{100 * mean:.2f} ± {100 * std:.2f}", round(100 * mean, 4)))
+                row.append(Cell(_spread(mean, std, len(values)), round(100 * mean, 4)))
             else:
                 row.append(Cell("–"))
             row += [Cell("–"), Cell("–")]
         table.rows.append(row)
     seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
-    table.note = (f"AUC, RIPL and gain in %, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
-                  "best bold, second underlined; RIPL against random of the same setup and seed; "
+    table.note = (f"AUC, RIPL and gain in %, mean ± sample std (n − 1) over "
+                  f"{'/'.join(map(str, seeds))} seed(s); one seed gives one number and no spread, "
+                  "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
+                  "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
+                  "Best bold, second underlined; RIPL against random of the same setup and seed; "
                   "gain: AUC minus the zero-shot accuracy of the same seed's test set. Baseline "
                   "rows (chance, majority class of the test set, zero-shot base model) give the "
                   "accuracy in the AUC column.")
@@ -173,6 +192,9 @@ def table_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
         return "No run with a test set: no accuracy to compare.\n"
     tables = [group.retitle(results_table({s: summary[s] for s in group.names}))
               for group in setup_groups(setup_tasks(summary))]
+    comparisons = comparisons_table(summary)
+    if comparisons.rows:
+        tables.append(comparisons)
     if len(tables) == 1:
         return tables[0].markdown()
     return "\n".join(f"**{table.title}**\n\n{table.markdown()}" for table in tables)
@@ -185,8 +207,10 @@ def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> lis
     keys = sorted(rows, key=lambda k: (k[0], display_order(k[1])))
     tables = []
     for name, title, show in (
-            ("calibration_ece", "Expected calibration error (%) per round, mean ± std over seeds",
-             lambda r: Cell(f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}",
+            ("calibration_ece", "Expected calibration error (%) per round, mean ± sample std "
+             "over seeds",
+             lambda r: Cell(f"{100 * r['ece']:.1f}" if r["seeds"] < 2 else
+                            f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}",
                             round(100 * r["ece"], 3))),
             ("calibration_brier", "Brier score per round, mean over seeds",
              lambda r: Cell(f"{r['brier']:.3f}", round(r["brier"], 5)))):
@@ -322,4 +346,40 @@ def advice_table(runs: list[dict[str, Any]]) -> Table:
                   "at the label count shown, with its 95 % residual-bootstrap interval. Check "
                   "error: the same fit on the run's first rounds only, its mean absolute error "
                   "(accuracy points) on the rounds it did not see.")
+    return table
+
+
+def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
+                      pairs: Sequence[tuple[str, str]] = ()) -> Table:
+    """Every strategy against random, and each named pair, paired by seed within a setup: the
+    mean AUC difference, its 95 % t-interval, the paired t-test's p-value and verdict, and how
+    many seeds would detect a difference this large at 80 % power."""
+    table = Table("comparisons", "Paired comparisons of AUC (by seed)",
+                  ["Setup", "Comparison", "Seeds", "Δ AUC", "95 % CI", "p", "verdict",
+                   "seeds for 80 % power"])
+    for setup in sorted(summary):
+        entries = summary[setup]
+        wanted = [(s, "random") for s in sorted(entries, key=display_order) if s != "random"]
+        wanted += [pair for pair in pairs if pair not in wanted]
+        for first, second in wanted:
+            if first not in entries or second not in entries:
+                continue
+            result = paired(per_seed(entries[first], "auc"), per_seed(entries[second], "auc"))
+            if result is None:
+                continue
+            tested = result.p_value is not None
+            table.rows.append([
+                Cell(setup), Cell(f"{first} − {second}"), Cell(str(len(result.seeds)),
+                                                               len(result.seeds)),
+                Cell(f"{100 * result.mean:+.2f}", round(100 * result.mean, 4)),
+                Cell(f"{100 * result.low:+.2f} to {100 * result.high:+.2f}" if tested else "–"),
+                Cell(f"{result.p_value:.3f}" if tested else "–", result.p_value),
+                Cell(("significant" if result.significant else "not significant") if tested
+                     else "one seed: no test"),
+                Cell(str(result.seeds_for_power) if result.seeds_for_power else "–",
+                     result.seeds_for_power)])
+    table.note = ("AUC differences in points, over the seeds both strategies ran; 95 % CI: "
+                  "t-interval of the mean difference; p: two-sided paired t-test; seeds for 80 % "
+                  "power: how many seeds a paired t-test needs to detect the observed mean "
+                  "difference given the observed spread (α = 0.05).")
     return table

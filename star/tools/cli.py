@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from star.active.runfolder import complete_rounds
-from star.active.strategies import STRATEGIES
+from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
 from star.tools import labels
@@ -103,9 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     out = Path(args.out)
     strategies = _csv(args.strategies)
     for name in strategies:
-        if name not in STRATEGIES:
-            raise ConfigError(f"unknown strategy '{name}'; known strategies: "
-                              f"{', '.join(STRATEGIES)}")
+        get_strategy(name)  # all names checked before the first run starts
     print(compare(args.config, list(args.set or []), strategies, _seeds(args.seeds), out=out))
     print(f"learning curves: {out / 'learning_curves.png'}")
 
@@ -119,7 +117,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from star.results.page import write_report
 
-    page = write_report(Path(args.runs_dir), Path(args.out), args.title)
+    pairs = []
+    for text in _csv(args.pairs or ""):
+        first, _, second = text.partition(":")
+        if not second:
+            raise ConfigError(f"--pairs '{text}': write each pair as FIRST:SECOND")
+        for name in (first, second):
+            get_strategy(name)
+        pairs.append((first, second))
+    page = write_report(Path(args.runs_dir), Path(args.out), args.title, pairs)
     print(f"report: {page} (and report.md, PNG and CSV files beside it)")
 
 
@@ -225,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs_dir", help="folder searched for run folders (results.json)")
     report.add_argument("--out", required=True, help="folder for report.html, report.md, ...")
     report.add_argument("--title", default="STAR report")
+    report.add_argument("--pairs", help="strategy pairs compared by seed besides each against "
+                        "random, e.g. me-star:me,bald:me")
     report.set_defaults(func=cmd_report)
 
     probe = commands.add_parser("probe", help="the paper's probe experiments (Sec. 4)")

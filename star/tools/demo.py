@@ -89,4 +89,8 @@ def run_demo(out: Path, overrides: list[str]) -> None:
                 *overrides]
     table = compare(None, settings, ["random", "me-star"], [0], out=out)
     print(table)
+    print("One seed per strategy: each number is one run, with no spread and no test, so the "
+          "demo shows the tool working, not which strategy is better. For a comparison: "
+          "star compare CONFIG --seeds 0,1,2,3,4 (the table then gives paired intervals and "
+          "p-values against random).")
     print(f"learning curves: {out / 'learning_curves.png'}")

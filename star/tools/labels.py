@@ -66,6 +66,8 @@ def _signals(entry: dict[str, Any]) -> str:
         text += f", {100 * entry['changed']:.1f} % changed"
     if entry.get("uncertainty") is not None:
         text += f", mean uncertainty {entry['uncertainty']:.3f}"
+    if entry.get("pool_uncertainty") is not None:
+        text += f", pool uncertainty {entry['pool_uncertainty']:.3f}"
     return text
 
 

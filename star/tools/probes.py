@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from star.model.lora import adapter_off, attach_lora, load_adapter
 from star.model.passes import choice_outputs
 from star.model.training import train_adapter
 from star.progress import log
-from star.results.figures import plot_confidence_density, plot_heatmap, plot_scatter
+from star.results.figures import plot_class_counts, plot_confidence_density, plot_heatmap, plot_scatter
 from star.results.metrics import correlation_matrix, expected_calibration_error
 from star.seeding import derived_seed, numpy_rng
 
@@ -52,7 +53,9 @@ def few_shot(examples: list[Example], demos: list[Example]) -> list[Example]:
 def _stats(task: Task, examples: list[Example], predicted: np.ndarray,
            confidence: np.ndarray) -> dict[str, Any]:
     correct = np.array([task.labels[p] == e.gold for p, e in zip(predicted, examples, strict=True)])
+    answers = Counter(task.labels[p] for p in predicted)
     return {"accuracy": float(correct.mean()),
+            "predicted_counts": {label: answers[label] for label in task.labels},
             "ece": expected_calibration_error(confidence, correct),
             "mean_confidence_wrong": float(confidence[~correct].mean()) if (~correct).any() else None,
             "wrong_confidence": confidence[~correct].tolist()}
@@ -99,10 +102,17 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
                             f"{task.title}: confidence of wrong predictions",
                             out / "confidence_density.png",
                             (0.0, 1.0) if raw else (1 / len(task.labels), 1.0))
+    gold = Counter(e.gold for e in test)
+    plot_class_counts({"gold": {label: gold[label] for label in task.labels},
+                       f"{shots}-shot base": base["predicted_counts"],
+                       "LoRA": lora["predicted_counts"]}, task.labels,
+                      f"{task.title}: answers per label", out / "predicted_classes.png")
     for key, name in names.items():
         stats = result["few_shot" if key == "few-shot" else "lora"]
+        answered = [label for label, count in stats["predicted_counts"].items() if count]
         log(f"{name}: accuracy {100 * stats['accuracy']:.1f} %, ECE {100 * stats['ece']:.1f} %, "
-            f"{len(stats['wrong_confidence'])} wrong")
+            f"{len(stats['wrong_confidence'])} wrong, answers {stats['predicted_counts']}"
+            + (f" (collapsed: '{answered[0]}' for every example)" if len(answered) == 1 else ""))
     return result
 
 

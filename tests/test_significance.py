@@ -1,0 +1,56 @@
+"""Paired comparisons over seeds, checked against hand computations and textbook power tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from star.results.significance import describe, paired, seeds_for_power
+
+
+def test_the_studys_me_minus_random_by_hand():
+    """me − random on SST-2 in the first study: +0.38, +2.31, +1.25 points (issue 15)."""
+    me = {0: 0.7038, 1: 0.7231, 2: 0.7125}
+    random = {0: 0.70, 1: 0.70, 2: 0.70, 3: 0.9}  # seed 3 has no partner: left out
+    result = paired(me, random)
+    assert result.seeds == [0, 1, 2]
+    mean = (0.0038 + 0.0231 + 0.0125) / 3
+    std = math.sqrt(sum((d - mean) ** 2 for d in (0.0038, 0.0231, 0.0125)) / 2)  # 0.009666
+    half = 4.302653 * std / math.sqrt(3)  # t(0.975, 2 df)
+    assert result.mean == pytest.approx(mean)
+    assert (result.low, result.high) == pytest.approx((mean - half, mean + half), rel=1e-5)
+    t = mean / (std / math.sqrt(3))  # 2.353
+    assert t == pytest.approx(2.3533, abs=1e-3)
+    assert result.p_value == pytest.approx(0.1429, abs=5e-4)  # two-sided, 2 df: 1 − t/√(t²+2)
+    assert result.p_value == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-6)
+    assert not result.significant
+    assert result.seeds_for_power == 7  # d = 1.359: power 0.61 at 5 seeds, 0.76 at 6, 0.86 at 7
+    line = describe(result, ("me", "random"))
+    assert line.startswith("me − random: +1.31 (95 % CI -1.09 to +3.71, p = 0.143, 3 seeds): "
+                           "not significant; ~7 seeds")
+
+
+def test_power_matches_the_textbook_tables():
+    """Paired t-test, α = 0.05 two-sided, power 0.8 (Cohen 1988; G*Power): d = 1 needs 10
+    pairs, d = 0.5 needs 34."""
+    assert seeds_for_power(1.0, 1.0) == 10
+    assert seeds_for_power(-0.5, 1.0) == 34
+    assert seeds_for_power(0.0, 1.0) is None
+    assert seeds_for_power(1e-4, 1.0) is None  # beyond any number of seeds worth running
+    assert seeds_for_power(0.3, 0.0) == 2
+
+
+def test_one_seed_is_one_number():
+    result = paired({0: 0.7}, {0: 0.6})
+    assert result.mean == pytest.approx(0.1)
+    assert (result.low, result.high, result.p_value, result.seeds_for_power) == (None,) * 4
+    assert not result.significant
+    assert "one seed" in describe(result, ("me", "random"))
+    assert paired({0: 0.7}, {1: 0.6}) is None
+
+
+def test_a_constant_difference_is_significant():
+    result = paired({0: 0.8, 1: 0.7, 2: 0.6}, {0: 0.7, 1: 0.6, 2: 0.5})
+    assert result.p_value == 0.0 and result.significant
+    assert result.low == pytest.approx(0.1) and result.high == pytest.approx(0.1)
