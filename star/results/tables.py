@@ -138,7 +138,9 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
     tasks = setup_tasks(summary)
     present = sorted({s for u in setups for s in summary[u]}, key=display_order)
     rows_for = sorted((s for s in (strategies or present) if s in present), key=display_order)
-    metrics = ("auc", "ripl", "gain")
+    has_gain = any(summary[u][s].get("gain_mean") is not None for u in setups for s in rows_for
+                   if s in summary[u])
+    metrics = ("auc", "ripl", "gain") if has_gain else ("auc", "ripl")  # gain: runs with baselines
     headers = {"auc": "AUC", "ripl": "RIPL", "gain": "gain over zero-shot"}
     columns = ["Method"] + [f"{tasks[u]} {headers[m]}" for u in setups for m in metrics]
     marks = {(u, m): _marks({s: summary[u][s][f"{m}_mean"] for s in rows_for if s in summary[u]})
@@ -172,7 +174,7 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 row.append(Cell(_spread(mean, std, len(values)), round(100 * mean, 4)))
             else:
                 row.append(Cell("–"))
-            row += [Cell("–"), Cell("–")]
+            row += [Cell("–")] * (len(metrics) - 1)
         table.rows.append(row)
     seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
     table.note = (f"AUC, RIPL and gain in %, mean ± sample std (n − 1) over "

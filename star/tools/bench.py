@@ -1,11 +1,8 @@
 """`star bench`: speed of every phase of a round, measured side by side in one process.
 
 Figures are stated against the machine's own matmul peak (a timed square matmul), so they
-read as fractions of what the hardware can do. Model FLOPs per token count
-2 × (non-embedding parameters, LoRA included) for a forward pass, plus 2 × vocab × hidden
-for every position where the LM head runs; training counts the forward, the input-gradient
-pass (frozen base: no weight gradients) and LoRA's weight gradients. Attention-score FLOPs
-are left out (small at these lengths), so the utilisation figures are slight underestimates.
+read as fractions of what the hardware can do. Model FLOPs are counted as in
+`star.model.flops` (attention scores left out, so utilisation is slightly underestimated).
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from star.data.batching import encode
 from star.data.sources import load_task
 from star.data.tasks import Example, Task
 from star.files import write_json
+from star.model.flops import counts_of_model
 from star.model.loading import LoadedModel, cpu_has_fast_bf16, load_model
 from star.model.lora import adapter_off, adapter_state, attach_lora, load_adapter_state
 from star.model.passes import ENTROPY_CLIP
@@ -53,18 +52,6 @@ def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) ->
         a @ b
         count += 1
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
-
-
-def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Non-embedding base parameters, LoRA parameters, and vocab × hidden of the LM head."""
-    base = lora = 0
-    for name, param in model.named_parameters():
-        if "lora_" in name:
-            lora += param.numel()
-        elif "embed_tokens" not in name and "lm_head" not in name:
-            base += param.numel()
-    head = model.get_output_embeddings().weight
-    return {"base": base, "lora": lora, "head": head.shape[0] * head.shape[1]}
 
 
 def peak_rss_mb() -> float:
@@ -141,8 +128,8 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     figures["peak_dtype"] = "bf16" if loaded.compute_dtype == torch.bfloat16 else "fp32"
     peak = figures["matmul_gflops"][figures["peak_dtype"]] * 1e9
     attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
-    counts = parameter_counts(loaded.model)
-    figures["parameters"] = counts
+    counts = counts_of_model(loaded.model)
+    figures["parameters"] = asdict(counts)
     settings = config.uncertainty
     max_length = config.model.max_length
     pool = subsample(task.train, sizes["score"], numpy_rng(config.seed, 0, "pool"))
@@ -152,8 +139,6 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
     train_adapter(loaded, task, train[:32], config=train_config, weight_decay_b=0.0,
                   seed=config.seed, round_index=0, max_length=max_length)
     tokens = tokens_of(loaded, pool, max_length)
-    per_token = 2 * (counts["base"] + counts["lora"])
-    head = 2 * counts["head"]  # one LM-head position per example for one-token answers
     scoring = {}
     for name in ("me", "me-star", "pe"):
         strategy = get_strategy(name)
@@ -168,7 +153,8 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
 
         _, seconds = timed(score)
         forward_tokens = tokens * (passes + strategy.dynamic)
-        flops = forward_tokens * per_token + len(pool) * (passes + strategy.dynamic) * head
+        # one LM-head position per example and pass for one-token answers
+        flops = counts.forward(forward_tokens, len(pool) * (passes + strategy.dynamic))
         scoring[name] = {"examples_per_s": len(pool) / seconds,
                          "tokens_per_s": forward_tokens / seconds,
                          "mfu": flops / seconds / peak, "seconds": seconds}
@@ -187,8 +173,7 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                           round_index=1, max_length=max_length)
     answer_tokens = sum(len(encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
                                    add_eos=task.generative).response) for e in train)
-    train_flops = (stats.tokens * (4 * counts["base"] + 6 * counts["lora"])
-                   + answer_tokens * 4 * counts["head"])
+    train_flops = counts.training(stats.tokens, answer_tokens)
     figures["training"] = {"tokens_per_s": stats.tokens / stats.seconds,
                            "examples_per_s": len(train) / stats.seconds,
                            "mfu": train_flops / stats.seconds / peak,

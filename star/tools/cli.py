@@ -1,5 +1,5 @@
 """The `star` command: run, next, status, label, batch, import, export, compare, report,
-probe, bench, demo. Parsing only: each command calls one function that does the work.
+probe, bench, plan, demo. Parsing only: each command calls one function that does the work.
 
 Commands that need torch, transformers or matplotlib import their module when they run, so
 the labeling commands start in about a second instead of the ~9 s those imports take.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from star.active.runfolder import complete_rounds
 from star.active.strategies import get_strategy
@@ -28,6 +29,18 @@ def _seeds(text: str) -> list[int]:
         return [int(part) for part in _csv(text)]
     except ValueError:
         raise ConfigError(f"--seeds '{text}' is not a comma-separated list of integers") from None
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: a number of `kind` above 0, else a one-line usage error."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def _config(args: argparse.Namespace, **fixed: object) -> StarConfig:
@@ -163,6 +176,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
                data_dir=args.data_dir)
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from star.tools.plan import Hardware, run_plan
+
+    config = _config(args, strategy=args.strategy)
+    hardware = Hardware(args.gpus, args.gpu_flops, args.mfu, args.train_mfu or args.mfu,
+                        args.generation_mfu or args.mfu)
+    print(run_plan(config, hardware, args.architecture))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="star", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument("--json", help="also write the figures to this JSON file")
     add_set(bench_cmd)
     bench_cmd.set_defaults(func=cmd_bench)
+
+    plan = commands.add_parser("plan", help="FLOPs, time and GPU-hours of a run, per round")
+    plan.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
+    plan.add_argument("--strategy", help="overrides the config's strategy")
+    plan.add_argument("--gpus", type=_positive(int), default=1, help="devices (data parallel)")
+    plan.add_argument("--gpu-flops", type=_positive(float), default=989e12,
+                      help="peak FLOP/s of one device at the compute dtype (default: H100 SXM "
+                      "dense bf16, 989e12)")
+    plan.add_argument("--mfu", type=_positive(float), default=0.4,
+                      help="model FLOPs utilisation of inference (scoring, evaluation)")
+    plan.add_argument("--train-mfu", type=_positive(float),
+                      help="utilisation of training (default: --mfu)")
+    plan.add_argument("--generation-mfu", type=_positive(float),
+                      help="utilisation of token-by-token decoding (default: --mfu)")
+    plan.add_argument("--architecture", help="the model's config.json, if not on this machine")
+    add_set(plan)
+    plan.set_defaults(func=cmd_plan)
 
     demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
     demo.add_argument("--out", default="runs/demo")
