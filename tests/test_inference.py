@@ -92,7 +92,7 @@ def test_mc_passes_differ_and_only_through_lora(setup, tiny_overrides):
         base = score_examples(loaded, task, examples,
                               Scoring("me", passes=3, batch_size=24, max_length=64), masks=MC_MASKS())
     assert np.allclose(base[0], base[1]) and np.allclose(base[1], base[2])
-    no_dropout = load_config(None, [*tiny_overrides, "lora.dropout=0.0"])
+    no_dropout = load_config(None, [*tiny_overrides, "lora.dropout=0.0", "strategy=me"])
     plain = load_model(no_dropout.model)
     attach_lora(plain, no_dropout.lora, seed=0)
     plain.model.load_state_dict(loaded.model.state_dict())
@@ -176,7 +176,7 @@ def test_bf16_scores_rank_like_fp32(setup):
 def test_bf16_stored_weights_score_exactly_like_autocast_casts(tiny_overrides):
     """Weights stored in bf16 once give the numbers autocast gets by casting fp32 weights on
     every call; LoRA weights and the LM head stay fp32, and training still updates LoRA."""
-    config = load_config(None, [*tiny_overrides, "model.dtype=bfloat16", "lora.dropout=0.0"])
+    config = load_config(None, [*tiny_overrides, "model.dtype=bfloat16", "lora.dropout=0.0", "strategy=me"])
     task = load_task(config.task)
     stored = load_model(config.model)
     attach_lora(stored, config.lora, seed=0)

@@ -99,7 +99,7 @@ def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["strategy=entropy"], "unknown strategy 'entropy'; known strategies: random"),
+    (["strategy=entropy+magic"], "unknown strategy 'entropy+magic'; a strategy is random"),
     (["task.name=squad"], "unknown task 'squad'; known tasks"),
     (["loop.foo=1"], "unknown config key 'loop.foo'; allowed here"),
     (["loop.budget=500", "loop.warm_start=8"], "loop.budget (500) is larger than the pool (60"),

@@ -42,9 +42,11 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
         assert f"({name})" in markdown
     with (out / "table1_main.csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0][0] == "Method" and [r[0] for r in rows[1:]] == ["random", "me", "me-star"]
+    assert rows[0][0] == "Method" and [r[0] for r in rows[1:]] == [
+        "random", "me", "me-star", "chance", "majority", "zero-shot"]
     ablation = list(csv.reader((out / "table2_ablation.csv").open()))
-    assert [r[0] for r in ablation[1:]] == ["me", "me+dynamic", "me-star"]
+    assert [r[0] for r in ablation[1:]] == ["me", "me+dynamic", "me-star", "chance", "majority",
+                                            "zero-shot"]
     for name in ("calibration_ece.csv", "calibration_brier.csv"):
         calibration = list(csv.reader((out / name).open()))
         assert calibration[0] == ["Task", "Method", "Seeds", *[f"{n} labels" for n in (8, 16, 24, 32)]]
