@@ -52,7 +52,7 @@ def test_plan_of_a_round_by_hand(tiny_overrides):
     assert rows[2]["score"] == Cost((3 * 44 + 8) * per_example)  # μ_b comes from the cache
     assert rows[1]["train"] == 16 * 2 * (11 * (4 * 1000 + 6 * 100) + 1 * 4 * 50)
     assert rows[0]["evaluate"] == Cost(2 * 16 * (2 * 1100 * 13 + 2 * 50))  # + zero-shot
-    hardware = Hardware(2, 1e6, 0.5, 0.25, 0.1)
+    hardware = Hardware(devices=2, peak=1e6, mfu=0.5, train_mfu=0.25, generation_mfu=0.1)
     assert hardware.seconds(4e6) == pytest.approx(4.0)
     assert hardware.seconds(4e6, "training") == pytest.approx(8.0)
     assert Cost(1e6, 1e6).seconds(hardware) == pytest.approx(1.0 + 5.0)

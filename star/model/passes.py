@@ -146,7 +146,8 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
         entropy, logprob = np.repeat(entropy, passes, 0), np.repeat(logprob, passes, 0)
         if slot_logprob is not None:
             slot_logprob = np.repeat(slot_logprob, passes, 0)
-    return ResponseStats(entropy, logprob, slot_logprob, information, kept_hidden)
+    return ResponseStats(entropy, logprob, slot_logprob, mutual_information=information,
+                         hidden=kept_hidden)
 
 
 def encode_pairs(loaded: LoadedModel, task: Task, pairs: Sequence[tuple[str, str]],
@@ -235,7 +236,7 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, ba
         for batch in progress(sorted_batches([len(p) for p in prompts], batch_size), desc,
                               unit="batch"):
             prefill.clear()
-            _generate_batch(loaded, task, [prompts[i] for i in batch], batch, result)
+            _generate_batch(loaded, task, [prompts[i] for i in batch], into=(result, batch))
             if features:
                 if result.hidden is None:
                     result.hidden = np.zeros((len(examples), prefill[0].shape[1]), np.float32)
@@ -246,9 +247,10 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, ba
     return result
 
 
-def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], batch: list[int],
-                    result: Generation) -> None:
-    """Greedy responses of one batch of prompts, written into `result` at `batch`'s rows."""
+def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], *,
+                    into: tuple[Generation, list[int]]) -> None:
+    """Greedy responses of one batch of prompts, written into the result at the batch's rows."""
+    result, batch = into
     tokenizer = loaded.tokenizer
     ids, mask = pad_left(prompts, tokenizer.pad_token_id)
     with loaded.autocast():

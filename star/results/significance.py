@@ -74,7 +74,8 @@ def paired(first: dict[int, float], second: dict[int, float]) -> Paired | None:
     differences = np.array([first[s] - second[s] for s in seeds], dtype=float)
     mean = float(differences.mean())
     if len(seeds) < 2:
-        return Paired(seeds, differences.tolist(), mean, None, None, None, None)
+        return Paired(seeds, differences.tolist(), mean, low=None, high=None, p_value=None,
+                      seeds_for_power=None)
     std = float(differences.std(ddof=1))
     if std < 1e-12:  # equal differences but for float rounding: no spread
         std = 0.0
@@ -82,8 +83,8 @@ def paired(first: dict[int, float], second: dict[int, float]) -> Paired | None:
     half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
     statistic = math.inf if std == 0 else abs(mean) / (std / math.sqrt(n))
     p_value = 1.0 if mean == 0 else float(2 * stats.t.sf(statistic, n - 1))  # two-sided
-    return Paired(seeds, differences.tolist(), mean, mean - half, mean + half, p_value,
-                  seeds_for_power(mean, std))
+    return Paired(seeds, differences.tolist(), mean, low=mean - half, high=mean + half,
+                  p_value=p_value, seeds_for_power=seeds_for_power(mean, std))
 
 
 def describe(comparison: Paired, names: Sequence[str] = ("first", "second"),

@@ -180,8 +180,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from star.tools.plan import Hardware, run_plan
 
     config = _config(args, strategy=args.strategy)
-    hardware = Hardware(args.gpus, args.gpu_flops, args.mfu, args.train_mfu or args.mfu,
-                        args.generation_mfu or args.mfu)
+    hardware = Hardware(devices=args.gpus, peak=args.gpu_flops, mfu=args.mfu,
+                        train_mfu=args.train_mfu or args.mfu,
+                        generation_mfu=args.generation_mfu or args.mfu)
     print(run_plan(config, hardware, args.architecture))
 
 
