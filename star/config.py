@@ -131,6 +131,10 @@ class UncertaintyConfig(Section):
     response: Literal["own", "gold"] = "own"
     """ME over the model's own response (label-free) or, as the paper's code, the gold one."""
     batch_size: int = Field(32, gt=0)
+    part_size: int = Field(1024, gt=0)
+    """Examples per part of a pass over the pool or the test set: a finished part is saved
+    (a killed pass resumes from it) and the parts are shared between processes. MC-dropout
+    masks are drawn per part, so a pool under one part scores as before parts existed."""
 
 
 class SelectionConfig(Section):

@@ -5,18 +5,30 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a sibling temporary file, fsync it, then rename it over `path`."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A sibling temporary file to write; fsynced and renamed over `path` once the block ends
+    without an error, so `path` holds either the old content or the whole new one."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with partial.open("w", encoding="utf-8") as handle:
-        handle.write(text)
+    with partial.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        yield handle
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 def remove_stale_partials(folder: Path) -> None:
@@ -42,13 +54,37 @@ def write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1))
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, written as the rows come (a pool's rows are never all held)."""
+    with atomic_file(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Named arrays in one .npz file, written atomically."""
+    with atomic_file(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays `write_arrays` wrote; None when the file is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def cache_root() -> Path:

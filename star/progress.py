@@ -14,11 +14,18 @@ T = TypeVar("T")
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    return sys.stderr.isatty() and not os.environ.get("CI") and not _helper_process()
+
+
+def _helper_process() -> bool:
+    """A process other than the main one of a launch (torchrun sets RANK): it stays quiet, so
+    the log reads as one run's."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if not _helper_process():
+        print(message, file=sys.stderr, flush=True)
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None,

@@ -17,11 +17,14 @@ PHASES = ("pool", "test", "stop", "warm_start", "lora_init", "train_order", "tra
 """Every phase that draws random numbers; a name outside this list is a bug."""
 
 
-def derived_seed(seed: int, round_index: int, phase: str) -> int:
-    """A 63-bit seed from the coordinates of a draw (stable across Python versions)."""
+def derived_seed(seed: int, round_index: int, phase: str, part: int = 0) -> int:
+    """A 63-bit seed from the coordinates of a draw (stable across Python versions). `part`
+    numbers the independent pieces of one phase (the parts of a scoring pass); part 0 draws
+    what the phase drew before it had parts."""
     if phase not in PHASES:
         raise ValueError(f"unknown random phase '{phase}'")
-    digest = hashlib.sha256(f"{seed}/{round_index}/{phase}".encode()).digest()
+    coordinates = f"{seed}/{round_index}/{phase}" + (f"/{part}" if part else "")
+    digest = hashlib.sha256(coordinates.encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -30,7 +33,7 @@ def numpy_rng(seed: int, round_index: int, phase: str) -> np.random.Generator:
 
 
 def torch_generator(seed: int, round_index: int, phase: str,
-                    device: torch.device | str = "cpu") -> torch.Generator:
+                    device: torch.device | str = "cpu", part: int = 0) -> torch.Generator:
     generator = torch.Generator(device=device)
-    generator.manual_seed(derived_seed(seed, round_index, phase))
+    generator.manual_seed(derived_seed(seed, round_index, phase, part))
     return generator

@@ -267,9 +267,9 @@ def test_training_uses_eager_attention_where_it_fits_and_gives_the_same_loss(set
     seen = []
     original = star.model.training.answer_loss
 
-    def recording(loaded, items):
+    def recording(loaded, items, **kwargs):
         seen.append(causal.config._attn_implementation)
-        return original(loaded, items)
+        return original(loaded, items, **kwargs)
 
     monkeypatch.setattr(star.model.training, "answer_loss", recording)
     train_adapter(loaded, task, task.train[:16],

@@ -22,7 +22,8 @@ import numpy as np
 
 from star.data.tasks import Example
 from star.errors import ConfigError
-from star.files import cache_root, write_json
+from star.files import cache_root, write_text_atomic
+from star.processes import ALONE, Processes, map_parts
 from star.progress import log
 
 SCORING_VERSION = 2
@@ -56,39 +57,67 @@ def check_cache_folder(folder: Path) -> None:
 
 
 class BaseScoreCache:
-    """μ_b per example for one setup, in one JSON file {entry key: value}."""
+    """μ_b per example for one setup: a JSONL file, each line an object {entry key: value}
+    holding one part of a pass, appended (and fsynced) as soon as the part is computed, so a
+    pass over a large pool that is killed keeps what it finished."""
 
     def __init__(self, folder: Path, setup: dict[str, Any]) -> None:
-        self.path = folder / f"{digest({**setup, 'scoring_version': SCORING_VERSION})}.json"
+        self.path = folder / f"{digest({**setup, 'scoring_version': SCORING_VERSION})}.jsonl"
 
-    def _read(self) -> dict[str, float]:
+    def read(self, *, mend: bool = True) -> dict[str, float]:
+        """Every good entry. Bad lines or values (a torn write, an edited file) are dropped
+        with one warning and, with `mend`, the file is rewritten without them."""
         if not self.path.exists():
             return {}
         try:
-            stored = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            log(f"warning: base-score cache '{self.path}' is unreadable; recomputing it")
-            return {}
-        if not isinstance(stored, dict):
-            log(f"warning: base-score cache '{self.path}' is not a mapping; recomputing it")
-            return {}
-        good = {key: float(value) for key, value in stored.items()
-                if isinstance(value, int | float) and not isinstance(value, bool)
-                and math.isfinite(value)}
-        if len(good) < len(stored):
-            log(f"warning: base-score cache '{self.path}': {len(stored) - len(good)} bad "
-                "entries discarded and recomputed")
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = ["unreadable"]
+        good: dict[str, float] = {}
+        bad = 0
+        for line in lines:
+            try:
+                stored = json.loads(line)
+            except json.JSONDecodeError:
+                stored = None
+            if not isinstance(stored, dict):
+                bad += 1
+                continue
+            for key, value in stored.items():
+                if isinstance(value, int | float) and not isinstance(value, bool) \
+                        and math.isfinite(value):
+                    good[key] = float(value)
+                else:
+                    bad += 1
+        if bad:
+            log(f"warning: base-score cache '{self.path}': {bad} bad lines or entries "
+                "discarded; they are computed again")
+        if bad and mend:
+            write_text_atomic(self.path, json.dumps(good) + "\n" if good else "")
         return good
 
-    def get(self, examples: Sequence[Example],
-            compute: Callable[[list[Example]], np.ndarray]) -> np.ndarray:
-        """Values for `examples`; `compute(missing examples)` fills the gaps, which are saved."""
-        stored = self._read()
+    def append(self, values: dict[str, float]) -> None:
+        """Add one part's entries as one line, on disk before this returns."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(values) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def get(self, examples: Sequence[Example], compute: Callable[[list[Example]], np.ndarray], *,
+            part_size: int, processes: Processes = ALONE) -> np.ndarray:
+        """Values for `examples`; `compute(examples)` fills the gaps part by part (split between
+        `processes`), and each part is saved as it is done."""
+        stored = self.read(mend=processes.main)
         keys = [entry_key(e) for e in examples]
-        missing = [i for i, key in enumerate(keys) if key not in stored]
-        if missing:
-            values = compute([examples[i] for i in missing])
-            stored.update({keys[i]: float(v) for i, v in zip(missing, values, strict=True)})
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.path, stored)
+        missing = sorted({key: i for i, key in enumerate(keys) if key not in stored}.values())
+        parts = [missing[at:at + part_size] for at in range(0, len(missing), part_size)]
+
+        def save(part: int, values: np.ndarray) -> None:
+            self.append({keys[i]: float(v) for i, v in zip(parts[part], values, strict=True)})
+
+        computed = map_parts(len(parts), lambda part: compute([examples[i] for i in parts[part]]),
+                             processes=processes, saved=lambda part: None, save=save)
+        for part, values in zip(parts, computed, strict=True):
+            stored.update({keys[i]: float(v) for i, v in zip(part, values, strict=True)})
         return np.array([stored[key] for key in keys])

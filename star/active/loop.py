@@ -10,7 +10,14 @@ stopping signals and the learning-curve forecast are updated.
 
 A round is complete when results.json lists it. A stopped run (killed, or waiting for
 people) resumes with the same command and replays exactly: every random draw comes from a
-generator derived from (seed, round, phase), and a written batch is never recomputed.
+generator derived from (seed, round, phase), a written batch is never recomputed, and a
+scoring pass resumes from its saved parts.
+
+Under a launcher (`torchrun --nproc_per_node N -m star run ...`) every process runs this same
+loop: passes over the pool and the test set are shared out part by part, training is DDP, and
+only the main process writes. Each process decides from the same files and the same gathered
+numbers, so all take the same branch; the barriers sit where one reads what the main one
+wrote in the same round.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from star.active.annotators import Annotator, make_annotator
+from star.active.annotators import Annotator, People, make_annotator
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder, check_cache_folder
 from star.active.measures import base_measure
@@ -35,7 +42,7 @@ from star.active.scorer import (
     Scoring,
     base_score_cache,
     base_scores,
-    score_pool,
+    score_in_parts,
     zero_shot_correct,
 )
 from star.active.stopping import stability, stopping_summary
@@ -48,6 +55,7 @@ from star.model.loading import load_model
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
 from star.model.passes import Prediction, drafts, predict
 from star.model.training import TrainStats, train_adapter
+from star.processes import launched_processes, map_parts, wait_for_everyone
 from star.progress import log
 from star.results.forecast import backtest, forecast
 from star.results.metrics import auc
@@ -67,11 +75,16 @@ def total_rounds(config: StarConfig) -> int:
 
 
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
+    """A run resumes only under the config it started with; a key added to STAR since, at its
+    default value, is no difference."""
     saved = folder.read_config()
     if saved is None:
         return
     before, now = flatten(saved), flatten(config.model_dump())
-    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    defaults = flatten(StarConfig().model_dump())
+    added = {key for key in now.keys() - before.keys() if now[key] == defaults.get(key)}
+    changed = sorted(key for key in before.keys() | now.keys() - added
+                     if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
                           f"(differs in: {', '.join(changed)}); choose another --out")
@@ -91,7 +104,8 @@ class Experiment:
 
     def __init__(self, config: StarConfig, out: Path) -> None:
         self.config = config
-        self.folder = RunFolder(out)
+        self.processes = launched_processes()
+        self.folder = RunFolder(out, writes=self.processes.main)
         check_same_config(self.folder, config)
         self.strategy: Strategy = get_strategy(config.strategy)
         self.task: Task = load_task(config.task)
@@ -102,6 +116,8 @@ class Experiment:
                                                        numpy_rng(seed, 0, "stop"))
         check_setup(config, self.strategy, self.pool)
         self.annotator: Annotator = make_annotator(config.loop.annotator, self.pool)
+        if not self.processes.main:  # the main process answers into the journal
+            self.annotator = People()
         self.by_id = {e.id: e for e in self.pool}
         check_cache_folder(base_score_folder())
         self.loaded = load_model(config.model)
@@ -110,6 +126,8 @@ class Experiment:
         self.initial_adapter = adapter_state(self.loaded.model)
         self.results: dict[str, Any] = {}
         self.labeled: list[str] = []
+        self.pool_means: dict[int, float | None] = {}
+        """Round -> the pool's mean μ_f, from the scoring pass this process ran."""
 
     # -- the recipe ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -143,7 +161,9 @@ class Experiment:
     def run_round(self, k: int) -> bool:
         """Round k: select, label, train, evaluate. False when it waits for labels."""
         start = time.perf_counter()
-        batch = self.folder.read_batch(k) or self.new_batch(k)
+        written = self.folder.read_batch(k)
+        wait_for_everyone(self.processes)  # all have read before the main one writes batch k
+        batch = written or self.new_batch(k)
         score_seconds = time.perf_counter() - start
         if self.strategy.dynamic and k > 0:  # also when the batch was read back after a stop
             self.results.setdefault("lambda", {})[str(k)] = self.weight(k)
@@ -152,13 +172,14 @@ class Experiment:
             return False
         self.labeled += batch.ids
         train = self.train(k, labels)
-        save_adapter(self.loaded.model, self.folder.adapter_dir(k))
+        if self.processes.main:
+            save_adapter(self.loaded.model, self.folder.adapter_dir(k))
         start = time.perf_counter()
         evaluation = self.evaluate(k)
         eval_seconds = time.perf_counter() - start
         complete_rounds(self.results).append({
             "round": k, "n_labeled": len(self.labeled), **evaluation,
-            "pool_uncertainty": self.pool_uncertainty(k),
+            "pool_uncertainty": self.pool_uncertainty(k, batch),
             "selected_ids": batch.ids, "label_counts": dict(sorted(Counter(labels.values()).items())),
             "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
             "eval_seconds": round(eval_seconds, 3), "train_loss": train.final_loss,
@@ -189,6 +210,7 @@ class Experiment:
             taken = set(self.labeled)
             unlabeled = [e for e in self.pool if e.id not in taken]
             scores, outputs = self.score(unlabeled, k)
+            self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
             count = min(loop.step, loop.budget - len(self.labeled))
             chosen = select_batch(
                 self.strategy, scores.score, count, rng=numpy_rng(self.config.seed, k, "batch_rule"),
@@ -203,11 +225,13 @@ class Experiment:
                                                      strict=True)]
         batch = Batch(k, items, list(self.task.labels), self.task.display())  # no labels: text
         self.folder.write_batch(batch)
+        self.folder.scoring_parts(k).clear()
         return batch
 
     def collect_labels(self, batch: Batch) -> dict[str, str] | None:
         """Every label so far (id -> answer), or None while the batch still waits for some."""
         self.annotator.answer(batch, self.by_id, self.folder.journal)
+        wait_for_everyone(self.processes)  # the main process's answers are in the journal
         answered = self.folder.journal.latest()
         missing = [i for i in batch.ids if i not in answered]
         if missing:
@@ -225,17 +249,20 @@ class Experiment:
             draws = numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled))
             return Scores(draws), None
         passes = settings.mc_passes if strategy.mc_dropout else 1
-        masks = (torch_generator(self.config.seed, k, "mc_dropout", self.loaded.device)
+        seed, device = self.config.seed, self.loaded.device
+        masks = ((lambda part: torch_generator(seed, k, "mc_dropout", device, part=part))
                  if strategy.mc_dropout else None)
-        outputs = score_pool(self.loaded, self.task, unlabeled, self.scoring(passes), masks=masks,
-                             features=strategy.features, desc=f"scoring round {k}")
+        outputs = score_in_parts(self.loaded, self.task, unlabeled, self.scoring(passes),
+                                 masks=masks, features=strategy.features, processes=self.processes,
+                                 store=self.folder.scoring_parts(k), desc=f"scoring round {k}")
         base = None
         if strategy.dynamic:
             position = {e.id: i for i, e in enumerate(self.pool)}
             scoring = replace(self.scoring(1),
                               measure=base_measure(strategy.measure, self.task.generative))
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
-                                    cache=base_score_cache(self.loaded, self.task, scoring))
+                                    cache=base_score_cache(self.loaded, self.task, scoring),
+                                    processes=self.processes)
             base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
                                   settings.normalise)
         scores = acquisition_scores(strategy, outputs.passes, base, weight=self.weight(k),
@@ -251,7 +278,8 @@ class Experiment:
     def scoring(self, passes: int) -> Scoring:
         settings = self.config.uncertainty
         return Scoring(self.strategy.measure or "me", settings.response, passes,
-                       settings.batch_size, max_length=self.config.model.max_length)
+                       settings.batch_size, max_length=self.config.model.max_length,
+                       part_size=settings.part_size)
 
     def train(self, k: int, labels: dict[str, str]) -> TrainStats:
         config = self.config
@@ -261,7 +289,8 @@ class Experiment:
         decays = self.strategy.l2_on_b or config.train.decay_b_always
         return train_adapter(self.loaded, self.task, examples, config=config.train,
                              weight_decay_b=config.train.weight_decay_b if decays else 0.0,
-                             seed=config.seed, round_index=k, max_length=config.model.max_length)
+                             seed=config.seed, round_index=k, max_length=config.model.max_length,
+                             processes=self.processes)
 
     def guesses(self, examples: list[Example]) -> list[tuple[str, float]]:
         """What the batch suggests to annotators: the predicted label, or a draft response."""
@@ -270,7 +299,14 @@ class Experiment:
         return [(p.prediction, p.confidence) for p in self.predict(examples)]
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
-        return predict(self.loaded, self.task, examples, **self.sizes())
+        """The model's answers, part by part (shared between processes)."""
+        size = self.config.uncertainty.part_size
+        spans = [examples[at:at + size] for at in range(0, len(examples), size)]
+        parts = map_parts(len(spans), lambda part: predict(self.loaded, self.task, spans[part],
+                                                           **self.sizes()),
+                          processes=self.processes, saved=lambda part: None,
+                          save=lambda part, answers: None)
+        return [answer for part in parts for answer in part]
 
     def sizes(self) -> dict[str, int]:
         """Batch size and length limit of every inference pass."""
@@ -290,12 +326,15 @@ class Experiment:
                             [p.confidence for p in predictions])
         return {"accuracy": accuracy, **signals}
 
-    def pool_uncertainty(self, k: int) -> float | None:
+    def pool_uncertainty(self, k: int, batch: Batch) -> float | None:
         """The overall uncertainty of the unlabeled pool when round k's batch was chosen: the
-        mean μ_f of the strategy's measure (Zhu et al. 2008); None for random and round 0."""
+        mean μ_f of the strategy's measure (Zhu et al. 2008); None for random and round 0.
+        Kept from the scoring pass; read back from scores.jsonl when the batch was."""
         if k == 0 or self.strategy.measure is None:
             return None
-        return float(np.mean([row["full"] for row in self.folder.read_scores(k)]))
+        if k in self.pool_means:
+            return self.pool_means[k]
+        return float(np.mean([row["full"] for row in self.folder.iter_scores(batch.round)]))
 
     def baselines(self) -> dict[str, float | None]:
         """The points a tuned adapter must beat on the test set: chance (choice tasks), the
@@ -303,7 +342,9 @@ class Experiment:
         if not self.test:
             return {"chance": None, "majority": None, "zero_shot": None}
         golds = Counter(e.gold for e in self.test)
-        correct = zero_shot_correct(self.loaded, self.task, self.test, **self.sizes())
+        correct = zero_shot_correct(self.loaded, self.task, self.test, **self.sizes(),
+                                    part_size=self.config.uncertainty.part_size,
+                                    processes=self.processes)
         return {"chance": None if self.task.generative else 1.0 / len(self.task.labels),
                 "majority": max(golds.values()) / len(self.test),
                 "zero_shot": float(np.mean(correct))}

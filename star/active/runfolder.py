@@ -5,12 +5,15 @@ config.yaml                  the resolved config (written once the model and dat
 results.json                 the rounds so far, appended when a round is complete
 labels.jsonl                 the label journal (append-only, see `journal.py`)
 rounds/<k>/batch.json        the examples round k asks annotators to label
+rounds/<k>/scoring/<p>.npz   the scoring pass's finished parts, until the batch is written
 rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected
 rounds/<k>/adapter/          the adapter trained in round k (PEFT save_pretrained)
 rounds/<k>/predictions.jsonl id, prediction, gold, correct, confidence
 .lock                        held by the process working in the folder
 ```
 Every file is written atomically; a round is complete only once results.json lists it.
+When several processes run one loop, each opens the folder and only the main one writes
+(`writes`): the others' write calls do nothing, and they read what the main one wrote.
 """
 
 from __future__ import annotations
@@ -18,23 +21,35 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from star.active.batch import Batch, load_batch, save_batch
 from star.active.journal import Journal
 from star.active.strategies import Scores
 from star.errors import ConfigError, DataError
-from star.files import read_jsonl, remove_stale_partials, write_json, write_jsonl, write_text_atomic
+from star.files import (
+    iter_jsonl,
+    read_arrays,
+    read_jsonl,
+    remove_stale_partials,
+    write_arrays,
+    write_json,
+    write_jsonl,
+    write_text_atomic,
+)
 
 
 class RunFolder:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, writes: bool = True) -> None:
         self.root = Path(root)
+        self.writes = writes
         self.config_path = self.root / "config.yaml"
         self.results_path = self.root / "results.json"
         self.journal = Journal(self.root / "labels.jsonl")
@@ -51,6 +66,9 @@ class RunFolder:
 
     def scores_path(self, k: int) -> Path:
         return self.round_dir(k) / "scores.jsonl"
+
+    def scoring_parts(self, k: int) -> ScoringParts:
+        return ScoringParts(self.round_dir(k) / "scoring", writes=self.writes)
 
     def predictions_path(self, k: int) -> Path:
         return self.round_dir(k) / "predictions.jsonl"
@@ -77,7 +95,11 @@ class RunFolder:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder for this process; a second process gets one line naming the first."""
+        """Hold the folder for this process; a second process gets one line naming the first.
+        A process that does not write holds nothing (its main process holds the lock)."""
+        if not self.writes:
+            yield
+            return
         path = self.root / ".lock"
         handle = path.open("a+")
         try:
@@ -114,6 +136,8 @@ class RunFolder:
         return tree
 
     def write_config(self, text: str) -> None:
+        if not self.writes:
+            return
         write_text_atomic(self.config_path, text)
 
     def read_results(self) -> dict[str, Any] | None:
@@ -125,30 +149,41 @@ class RunFolder:
             raise DataError(f"'{self.results_path}' is not valid JSON ({exc})") from None
 
     def write_results(self, results: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         write_json(self.results_path, results)
 
     # -- per-round files ----------------------------------------------------------------------
     def write_scores(self, k: int, ids: list[str], scores: Scores, picked: set[int]) -> None:
         """One row per unlabeled example: id, base (μ_b), passes (μ_f per pass), full (their
         mean), score (what was ranked), selected."""
-        rows = []
-        for i, example_id in enumerate(ids):
-            row: dict[str, Any] = {"id": example_id}
-            if scores.base is not None:
-                row["base"] = float(scores.base[i])
-            if scores.passes is not None:
-                row["passes"] = [float(v) for v in scores.passes[:, i]]
-                row["full"] = float(scores.full[i])
-            row["score"] = float(scores.score[i])
-            row["selected"] = i in picked
-            rows.append(row)
+        if not self.writes:
+            return
+        def rows() -> Iterator[dict[str, Any]]:
+            for i, example_id in enumerate(ids):
+                row: dict[str, Any] = {"id": example_id}
+                if scores.base is not None:
+                    row["base"] = float(scores.base[i])
+                if scores.passes is not None:
+                    row["passes"] = [float(v) for v in scores.passes[:, i]]
+                    row["full"] = float(scores.full[i])
+                row["score"] = float(scores.score[i])
+                row["selected"] = i in picked
+                yield row
+
         self.round_dir(k).mkdir(parents=True, exist_ok=True)
-        write_jsonl(self.scores_path(k), rows)
+        write_jsonl(self.scores_path(k), rows())
 
     def read_scores(self, k: int) -> list[dict[str, Any]]:
         return read_jsonl(self.scores_path(k))
 
+    def iter_scores(self, k: int) -> Iterator[dict[str, Any]]:
+        """Round k's score rows one at a time (a large pool's rows are not held at once)."""
+        return iter_jsonl(self.scores_path(k))
+
     def write_predictions(self, k: int, rows: list[dict[str, Any]]) -> None:
+        if not self.writes:
+            return
         self.round_dir(k).mkdir(parents=True, exist_ok=True)
         write_jsonl(self.predictions_path(k), rows)
 
@@ -157,6 +192,8 @@ class RunFolder:
         return read_jsonl(path) if path.exists() else None
 
     def write_batch(self, batch: Batch) -> None:
+        if not self.writes:
+            return
         self.round_dir(batch.round).mkdir(parents=True, exist_ok=True)
         save_batch(batch, self.batch_path(batch.round))
 
@@ -168,6 +205,36 @@ class RunFolder:
         """The batch of the round after the last complete one, if it was written."""
         results = self.read_results()
         return self.read_batch(len(results["rounds"]) if results else 0)
+
+
+class ScoringParts:
+    """A scoring pass's finished parts, one .npz each, so a killed pass resumes where it
+    stopped. Each part carries the key of what it scored (its examples' ids); a part with
+    another key or an unreadable file is computed again."""
+
+    def __init__(self, folder: Path, *, writes: bool = True) -> None:
+        self.folder = folder
+        self.writes = writes
+
+    def path(self, part: int) -> Path:
+        return self.folder / f"{part:06d}.npz"
+
+    def read(self, part: int, key: str) -> dict[str, np.ndarray] | None:
+        arrays = read_arrays(self.path(part)) if self.path(part).exists() else None
+        if arrays is None or str(arrays.pop("key", "")) != key:
+            return None
+        return arrays
+
+    def write(self, part: int, key: str, arrays: dict[str, np.ndarray]) -> None:
+        if not self.writes:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_arrays(self.path(part), {**arrays, "key": np.array(key)})
+
+    def clear(self) -> None:
+        """Drop the parts once the pass's outcome (scores.jsonl and the batch) is written."""
+        if self.writes:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def new_results(**fields: Any) -> dict[str, Any]:

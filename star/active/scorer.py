@@ -1,24 +1,32 @@
 """Scoring a pool: the forward passes a measure needs, and the measure applied to them.
 
+A pool is scored in parts of `part_size` examples. Each finished part is saved, so a killed
+pass resumes from the parts it has; the parts of a wave are shared between processes. A part
+is computed the same way whoever computes it and whenever (its MC-dropout masks come from a
+generator of its own), so neither a resume nor more processes change a score. Memory stays
+that of one part, plus one row of numbers per example.
+
 The base model's scores μ_b are the same in every round, strategy and seed of a setup, so
 they are computed once over the whole pool (adapter off) and kept in the on-disk cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from star.active.cache import BaseScoreCache, base_score_folder
+from star.active.cache import BaseScoreCache, base_score_folder, digest
 from star.active.measures import choice_uncertainty, label_probs, needs_choice_task, response_uncertainty
+from star.active.runfolder import ScoringParts
 from star.data.batching import Encoded, encode
 from star.data.tasks import Example, Task
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
 from star.model.passes import choice_outputs, encode_pairs, generate, predict, response_stats
+from star.processes import ALONE, Processes, map_parts
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Scoring:
     passes: int = 1
     batch_size: int = 32
     max_length: int = 512
+    part_size: int = 1024
 
 
 @dataclass
@@ -83,6 +92,37 @@ def score_pool(loaded: LoadedModel, task: Task, examples: Sequence[Example], sco
     return PoolScores(uncertainty, hidden=stats.hidden if hidden is None else hidden)
 
 
+def score_in_parts(loaded: LoadedModel, task: Task, examples: Sequence[Example],
+                   scoring: Scoring, *, masks: Callable[[int], torch.Generator] | None = None,
+                   features: bool = False, processes: Processes = ALONE,
+                   store: ScoringParts | None = None, desc: str = "scoring") -> PoolScores:
+    """`score_pool` of `examples`, part by part: part p's MC-dropout masks come from
+    `masks(p)`, finished parts are kept in `store` and read back from it on a resume."""
+    size = scoring.part_size
+    spans = [examples[at:at + size] for at in range(0, len(examples), size)]
+    keys = [digest([e.id for e in span]) for span in spans]
+
+    def compute(part: int) -> PoolScores:
+        named = desc if len(spans) == 1 else f"{desc}, part {part + 1}/{len(spans)}"
+        return score_pool(loaded, task, spans[part], scoring, features=features, desc=named,
+                          masks=None if masks is None else masks(part))
+
+    def saved(part: int) -> PoolScores | None:
+        arrays = None if store is None else store.read(part, keys[part])
+        return None if arrays is None else PoolScores(**arrays)
+
+    def save(part: int, scores: PoolScores) -> None:
+        if store is not None:
+            store.write(part, keys[part], {name: value for name, value in vars(scores).items()
+                                           if value is not None})
+
+    parts = map_parts(len(spans), compute, processes=processes, saved=saved, save=save)
+    return PoolScores(
+        np.concatenate([p.passes for p in parts], axis=1),
+        probs=None if parts[0].probs is None else np.concatenate([p.probs for p in parts]),
+        hidden=None if parts[0].hidden is None else np.concatenate([p.hidden for p in parts]))
+
+
 def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],
                    scoring: Scoring, masks: torch.Generator | None = None,
                    desc: str = "scoring") -> np.ndarray:
@@ -91,14 +131,14 @@ def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],
 
 
 def base_scores(loaded: LoadedModel, task: Task, examples: Sequence[Example], scoring: Scoring,
-                cache: BaseScoreCache) -> np.ndarray:
+                cache: BaseScoreCache, processes: Processes = ALONE) -> np.ndarray:
     """μ_b of `examples` (adapter disabled): from `cache`, computing only what it lacks."""
 
     def compute(missing: list[Example]) -> np.ndarray:
         with adapter_off(loaded.model):
             return score_examples(loaded, task, missing, scoring, desc="scoring base model")[0]
 
-    return cache.get(examples, compute)
+    return cache.get(examples, compute, part_size=scoring.part_size, processes=processes)
 
 
 def _setup(loaded: LoadedModel, task: Task, max_length: int) -> dict[str, object]:
@@ -117,7 +157,8 @@ def base_score_cache(loaded: LoadedModel, task: Task, scoring: Scoring) -> BaseS
 
 
 def zero_shot_correct(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
-                      batch_size: int, max_length: int) -> np.ndarray:
+                      batch_size: int, max_length: int, part_size: int = 1024,
+                      processes: Processes = ALONE) -> np.ndarray:
     """1.0 or 0.0 per example: is the base model's answer (adapter off) right? The zero-label
     point of every learning curve; the same for every strategy and seed, so cached like μ_b."""
     cache = BaseScoreCache(base_score_folder(), {**_setup(loaded, task, max_length),
@@ -128,4 +169,4 @@ def zero_shot_correct(loaded: LoadedModel, task: Task, examples: Sequence[Exampl
             answers = predict(loaded, task, missing, batch_size=batch_size, max_length=max_length)
         return np.array([float(bool(p.correct)) for p in answers])
 
-    return cache.get(examples, compute)
+    return cache.get(examples, compute, part_size=part_size, processes=processes)

@@ -22,6 +22,7 @@ import torch
 from star.config import ModelConfig
 from star.errors import StarError
 from star.files import cache_root
+from star.processes import launched_processes, shared_device
 from star.progress import interactive
 
 
@@ -179,7 +180,7 @@ def load_model(config: ModelConfig) -> LoadedModel:
     if path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
         raise StarError(f"model folder '{path}' does not exist (model.name is an alias, a hub id "
                         "or a local folder)")
-    device = pick_device(config.device)
+    device = shared_device(launched_processes(), pick_device(config.device))
     if not interactive():  # transformers' weight-loading bar is noise in logs
         from transformers.utils import logging as hf_logging
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from star.data.batching import Encoded, encode, pad_left, pad_right, response_positions, sorted_batches
 from star.data.tasks import Example, Task
 from star.model.loading import LoadedModel
-from star.model.lora import backbone_and_head, dropout_generator, mc_dropout
+from star.model.lora import backbone_and_head, causal_lm, dropout_generator, mc_dropout
 from star.progress import progress
 
 POSITION_CHUNK = 512
@@ -214,7 +215,8 @@ class Generation:
 @torch.no_grad()
 def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, batch_size: int,
              max_length: int, features: bool = False, desc: str = "generating") -> Generation:
-    """Batched greedy decoding with the KV cache; each sequence stops at its end token.
+    """Batched greedy decoding with the KV cache, prompts sorted by length; each sequence stops
+    at its end token and leaves the batch (see `_generate_batch`).
 
     `features` keeps the hidden state at the answer position from the prompt's own forward
     pass (a hook on the backbone's first call per batch; prompts are left-padded, so it is
@@ -249,31 +251,51 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, ba
 
 def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], *,
                     into: tuple[Generation, list[int]]) -> None:
-    """Greedy responses of one batch of prompts, written into the result at the batch's rows."""
+    """Greedy responses of one batch of prompts, written into the result at the batch's rows.
+
+    One prefill over the left-padded prompts (positions counted from the attention mask, as
+    transformers' `generate` does), then one token per step for the rows still generating: a
+    row that ends (end token or `max_new_tokens`) leaves the batch, and its KV-cache rows with
+    it, so one long answer does not make the finished rows pay for its remaining steps. Only
+    the last position is projected onto the vocabulary, in fp32 and outside autocast like the
+    teacher-forced scores; each token's entropy and log-probability come from those logits.
+    """
     result, batch = into
-    tokenizer = loaded.tokenizer
-    ids, mask = pad_left(prompts, tokenizer.pad_token_id)
-    with loaded.autocast():
-        out = loaded.model.generate(
-            input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
-            max_new_tokens=task.max_new_tokens, do_sample=False, output_logits=True,
-            return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id)
-    new = out.sequences[:, ids.shape[1]:]  # [batch, steps]
-    lengths = []
-    for row in range(len(batch)):
-        tokens = new[row].tolist()
-        if tokenizer.eos_token_id in tokens:
-            tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
-        result.tokens[batch[row]] = tokens
-        lengths.append(len(tokens))
-    live = torch.arange(new.shape[1])[None, :] < torch.tensor(lengths)[:, None]
-    entropy = torch.stack([token_entropy(step) for step in out.logits], dim=1).cpu()
-    logprob = torch.stack([token_logprob(step, new[:, j]) for j, step in
-                           enumerate(out.logits)], dim=1).cpu()  # [batch, steps]
-    sums = (logprob * live).sum(1)
-    result.entropy[batch] = (entropy * live).sum(1).numpy()
-    result.mean_logprob[batch] = (sums / live.sum(1).clamp_min(1)).numpy()
+    eos, device = loaded.tokenizer.eos_token_id, loaded.device
+    backbone, head = backbone_and_head(loaded.model)
+    weight = head.weight.float()
+    ids, mask = (t.to(device) for t in pad_left(prompts, loaded.tokenizer.pad_token_id))
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    cache = DynamicCache(config=causal_lm(loaded.model).config)
+    live = torch.arange(len(prompts), device=device)  # the batch rows still generating
+    generated = torch.zeros(len(prompts), task.max_new_tokens, dtype=torch.long, device=device)
+    lengths = torch.zeros(len(prompts), dtype=torch.long, device=device)
+    entropy = torch.zeros(len(prompts), device=device)
+    logprob = torch.zeros(len(prompts), device=device)
+    for step in range(task.max_new_tokens):
+        with loaded.autocast():
+            hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=positions,
+                              cache=cache, use_cache=True).last_hidden_state[:, -1]
+        logits = hidden.float() @ weight.T  # [live, vocab]
+        token = logits.argmax(-1)
+        generated[live, step] = token
+        lengths[live] += 1
+        entropy[live] += token_entropy(logits)
+        logprob[live] += token_logprob(logits, token)
+        going = token != eos
+        if step + 1 == task.max_new_tokens or not going.any():
+            break
+        if not going.all():
+            keep = going.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            live, token, mask, positions = live[keep], token[keep], mask[keep], positions[keep]
+        ids = token[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+        positions = positions[:, -1:] + 1
+    for row, index in enumerate(batch):
+        result.tokens[index] = generated[row, : lengths[row]].tolist()
+    result.entropy[batch] = entropy.cpu().numpy()
+    result.mean_logprob[batch] = (logprob / lengths).cpu().numpy()
 
 
 @dataclass

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from star.config import TrainConfig
 from star.data.batching import Encoded, encode, pad_right, response_positions, shuffled_length_groups
 from star.data.tasks import Example, Task
 from star.model.loading import LoadedModel
 from star.model.lora import backbone_and_head, causal_lm, dropout_generator
+from star.processes import ALONE, Processes
 from star.progress import progress
 from star.seeding import numpy_rng, torch_generator
 
@@ -34,8 +36,11 @@ def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
             {"params": plain, "weight_decay": 0.0}]
 
 
-def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
-    """Mean cross-entropy over the response tokens of a batch (prompt and padding excluded)."""
+def answer_loss(loaded: LoadedModel, items: Sequence[Encoded], *,
+                tokens: int | None = None) -> torch.Tensor:
+    """Cross-entropy over the response tokens of a batch (prompt and padding excluded), summed
+    and divided by `tokens`: by default this batch's response tokens (the mean); under DDP the
+    whole batch's, of which this process holds a share."""
     backbone, head = backbone_and_head(loaded.model)
     ids, mask = pad_right([e.inputs for e in items], loaded.tokenizer.pad_token_id)
     rows, cols, targets = response_positions(items, device=loaded.device)
@@ -44,7 +49,30 @@ def answer_loss(loaded: LoadedModel, items: Sequence[Encoded]) -> torch.Tensor:
                           use_cache=False).last_hidden_state
     # The head runs in fp32 on answer tokens only: cheap there, and no cast of its weights.
     logits = head(hidden[rows, cols].float())  # [answer tokens, vocab]
-    return torch.nn.functional.cross_entropy(logits, targets)
+    total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    return total / (len(targets) if tokens is None else tokens)
+
+
+class ShareLoss(nn.Module):
+    """One process's share of a batch's loss, as a module so that DDP can wrap it.
+
+    DDP averages gradients over the processes, so each share is its summed token loss divided
+    by the whole batch's response tokens and multiplied by the number of processes: the
+    averaged gradient is then the gradient of the whole batch's mean loss, as one process
+    computes it (up to the order of float sums). A process whose share is empty still runs a
+    forward pass (a zero loss on every trainable weight), or the others would wait for it.
+    """
+
+    def __init__(self, loaded: LoadedModel, world: int) -> None:
+        super().__init__()
+        self.model = loaded.model
+        self.loaded = loaded
+        self.world = world
+
+    def forward(self, items: list[Encoded], tokens: int) -> torch.Tensor:
+        if not items:
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        return answer_loss(self.loaded, items, tokens=tokens) * self.world
 
 
 EAGER_ATTENTION_BYTES = 2 * 2**30
@@ -95,11 +123,14 @@ class TrainStats:
 
 def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], *,
                   config: TrainConfig, weight_decay_b: float, seed: int, round_index: int,
-                  max_length: int) -> TrainStats:
+                  max_length: int, processes: Processes = ALONE) -> TrainStats:
     """Fine-tune the attached adapter on `examples` with loss on response tokens only.
 
     Data order and dropout masks come from generators derived from (seed, round), so a
-    resumed run trains exactly as the uninterrupted one did.
+    resumed run trains exactly as the uninterrupted one did. Several `processes` train one
+    adapter with DDP: every batch (the same on all) is dealt out between them, gradients are
+    averaged, and every process steps its optimizer the same way, so the adapters stay equal.
+    Each process draws its dropout masks from a generator of its own (part = its rank).
 
     The LM head runs only at response positions: for a one-token answer that skips a
     full-vocabulary projection at every prompt position (a quarter of a small model's FLOPs).
@@ -123,7 +154,8 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = numpy_rng(seed, round_index, "train_order")
-    masks = torch_generator(seed, round_index, "train_dropout", loaded.device)
+    masks = torch_generator(seed, round_index, "train_dropout", loaded.device,
+                            part=processes.rank)
     tokens = padded = 0
     loss_value = float("nan")
     start = time.perf_counter()
@@ -131,18 +163,34 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
     batches = [batch for _ in range(config.epochs)
                for batch in shuffled_length_groups(lengths, config.batch_size, rng)]
     trainable = [p for p in model.parameters() if p.requires_grad]
+    share_loss: nn.Module = ShareLoss(loaded, processes.world)
+    if processes.several:
+        share_loss = DistributedDataParallel(
+            share_loss, find_unused_parameters=False, init_sync=False,
+            device_ids=[loaded.device] if loaded.device.type == "cuda" else None)
     with training_attention(loaded, config.batch_size, max(lengths)), \
             dropout_generator(model, masks):
         for batch in progress(batches, "training", unit="batch"):
             items = [encoded[i] for i in batch]
-            tokens += sum(len(e.inputs) for e in items)
-            padded += len(items) * max(len(e.inputs) for e in items)
-            loss = answer_loss(loaded, items)
+            share = items[processes.rank::processes.world]
+            if share:
+                tokens += sum(len(e.inputs) for e in share)
+                padded += len(share) * max(len(e.inputs) for e in share)
+            loss = share_loss(share, sum(len(e.response) for e in items))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_value = float(loss.detach())
+            loss_value = float(summed(loss.detach(), processes)) / processes.world
     model.eval()
+    tokens, padded = (int(v) for v in summed(torch.tensor([tokens, padded]), processes))
     return TrainStats(time.perf_counter() - start, tokens, padded, loss_value)
+
+
+def summed(value: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """`value` summed over the processes (itself when alone)."""
+    if processes.several:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+    return value

@@ -14,7 +14,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,24 @@ from star.config import StarConfig, load_config
 from star.data.batching import encode
 from star.data.sources import load_task
 from star.data.tasks import Example, Task
+from star.errors import ConfigError
 from star.files import write_json
 from star.model.flops import counts_of_model
 from star.model.loading import LoadedModel, cpu_has_fast_bf16, load_model
 from star.model.lora import adapter_off, adapter_state, attach_lora, load_adapter_state
-from star.model.passes import ENTROPY_CLIP
+from star.model.passes import ENTROPY_CLIP, generate
 from star.model.training import train_adapter
 from star.seeding import derived_seed, numpy_rng, torch_generator
 
 SST2_SETTINGS = ["task.name=sst2", "task.train_file=train.tsv", "task.test_file=test.tsv"]
 """The built-in SST-2 task on the GLUE TSV files (the default setting is sized like the
 cpu-sst2 preset; pass a config file to measure another)."""
+
+GENERATIVE_PROMPTS = {True: 8, False: 32}
+"""Prompts of the generative row, quick and full: the one-at-a-time path decodes them one by
+one, up to max_new_tokens steps each."""
+GENERATIVE_QUICK_TOKENS = 64
+"""max_new_tokens of the generative row in quick mode (the task's own otherwise)."""
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
@@ -111,7 +118,10 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
-def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
+def run_bench(config: StarConfig, quick: bool, *,
+              generative: tuple[StarConfig, Task] | None = None) -> dict[str, Any]:
+    """Every figure of the table. `generative` (a generative task and its config) adds
+    the generative ME row, measured on this bench's model."""
     sizes = {"score": 200 if quick else 1000, "reference": 30 if quick else 100,
              "train": 64 if quick else 256, "memory": (100, 1000) if quick else (1000, 10000),
              "overlap": 200 if quick else 1000, "profile": 48 if quick else 96}
@@ -159,6 +169,8 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
                          "tokens_per_s": forward_tokens / seconds,
                          "mfu": flops / seconds / peak, "seconds": seconds}
     figures["scoring"] = scoring
+    if generative is not None:
+        figures["generative"] = bench_generation(loaded, *generative, quick=quick)
     twin = fp32_twin(config, loaded)
     reference_pool = pool[: sizes["reference"]]
     _, seconds = timed(partial(reference_me, twin, reference_pool, max_length))
@@ -200,6 +212,59 @@ def run_bench(config: StarConfig, quick: bool) -> dict[str, Any]:
             weight_decay_b=config.train.weight_decay_b, seed=config.seed, round_index=1,
             max_length=max_length))}
     return figures
+
+
+def bench_generation(loaded: LoadedModel, config: StarConfig, task: Task, *,
+                     quick: bool) -> dict[str, Any]:
+    """Label-free ME on a generative task's pool prompts (GSM8K-length for gsm8k): the batched
+    greedy loop against one example at a time through the same code, in generated tokens/s.
+
+    Label-free ME is the entropy greedy decoding computes on the way, so `generate` is all
+    `score_examples` runs for it (measure "me" on the model's own answer); timing it directly
+    also says how many tokens each path produced. The task, its max_new_tokens (capped in
+    quick mode), model.max_length and uncertainty.batch_size come from `config`.
+    """
+    if quick:
+        task = replace(task, max_new_tokens=min(task.max_new_tokens, GENERATIVE_QUICK_TOKENS))
+    prompts = subsample(task.train, GENERATIVE_PROMPTS[quick], numpy_rng(config.seed, 4, "pool"))
+    max_length = config.model.max_length
+    lengths = [len(encode(loaded.tokenizer, e.prompt, "", max_length=max_length
+                          - task.max_new_tokens, add_eos=False).prompt) for e in prompts]
+    figures: dict[str, Any] = {"task": task.title or task.name, "prompts": len(prompts),
+                               "prompt_tokens_mean": float(np.mean(lengths)),
+                               "max_new_tokens": task.max_new_tokens}
+    responses = {}
+    for path, batch_size in (("batched", config.uncertainty.batch_size), ("one_at_a_time", 1)):
+        generation, seconds = timed(partial(generate, loaded, task, prompts, batch_size=batch_size,
+                                            max_length=max_length, desc=f"generating ({path})"))
+        responses[path] = generation.tokens
+        count = sum(len(tokens) for tokens in generation.tokens)
+        figures[path] = {"batch_size": batch_size, "generated_tokens": count, "seconds": seconds,
+                         "tokens_per_s": count / seconds}
+    figures["speedup"] = (figures["batched"]["tokens_per_s"]
+                          / figures["one_at_a_time"]["tokens_per_s"])
+    figures["same_responses"] = float(np.mean([a == b for a, b in zip(
+        responses["batched"], responses["one_at_a_time"], strict=True)]))
+    return figures
+
+
+def generative_lines(figures: dict[str, Any]) -> list[str]:
+    """The generative ME section of the table, or why it is missing."""
+    gen = figures.get("generative")
+    if gen is None:
+        return ["generative ME (label-free): not measured (--generative-config names a "
+                "generative task, e.g. configs/paper-gsm8k.yaml)"]
+    lines = [f"generative ME (label-free): {gen['prompts']} {gen['task']} prompts of "
+             f"{gen['prompt_tokens_mean']:.0f} tokens on average, greedy, up to "
+             f"{gen['max_new_tokens']} new tokens", "",
+             "| path | batch size | generated tokens | generated tokens/s |", "|---|---|---|---|"]
+    for path, name in (("batched", "batched loop"), ("one_at_a_time", "one at a time")):
+        row = gen[path]
+        lines.append(f"| {name} | {row['batch_size']} | {row['generated_tokens']} | "
+                     f"{row['tokens_per_s']:.1f} |")
+    lines.append(f"speed-up of batched generation over one at a time: {gen['speedup']:.1f}x "
+                 f"(the same response for {100 * gen['same_responses']:.0f} % of prompts)")
+    return lines
 
 
 def top_ops(fn: Callable[[], Any], count: int = 8) -> dict[str, float]:
@@ -260,6 +325,7 @@ def format_table(figures: dict[str, Any]) -> str:
               f"peak RSS scoring (me): {figures['sizes']['memory'][0]} examples "
               f"{figures['memory_mb']['pool_1k']:.0f} MB, {figures['sizes']['memory'][1]} "
               f"examples {figures['memory_mb']['pool_10k']:.0f} MB"]
+    lines += ["", *generative_lines(figures), ""]
     lines.append("where the time goes (share of CPU time by operator):")
     for phase, ops in figures["profile"].items():
         lines.append(f"  {phase}: " + ", ".join(f"{name} {100 * share:.0f} %"
@@ -287,7 +353,17 @@ def bench_round(config: StarConfig, out: Path, quick: bool) -> dict[str, float]:
 
 
 def main(config_path: str | None, overrides: list[str], *, quick: bool, json_path: str | None,
-         data_dir: str | None) -> dict[str, Any]:
+         data_dir: str | None, generative_config: str | None = None) -> dict[str, Any]:
+    """`generative_config`: a config whose (generative) task the generative ME row measures;
+    read before the bench starts, so a wrong one fails at once."""
+    generative = None
+    if generative_config is not None:
+        generative_settings = load_config(generative_config)
+        generative_task = load_task(generative_settings.task)
+        if not generative_task.generative:
+            raise ConfigError(f"--generative-config {generative_config}: task "
+                              f"'{generative_task.name}' is not generative")
+        generative = (generative_settings, generative_task)
     settings = list(overrides)
     if config_path is None:
         folder = data_dir or os.environ.get("STAR_SST2_DIR", "../shared/data/SST-2")
@@ -295,7 +371,7 @@ def main(config_path: str | None, overrides: list[str], *, quick: bool, json_pat
                     "loop.step=16", "loop.budget=80", "loop.pool_size=300", "loop.test_size=200",
                     "train.epochs=3", "train.batch_size=8", "train.lr=5e-4", *settings]
     config = load_config(config_path, settings)
-    figures = run_bench(config, quick)
+    figures = run_bench(config, quick, generative=generative)
     with tempfile.TemporaryDirectory() as tmp:
         figures["round"] = bench_round(config, Path(tmp) / "round", quick)
     table = format_table(figures)

@@ -52,8 +52,11 @@ def _config(args: argparse.Namespace, **fixed: object) -> StarConfig:
 def _report_run(config: StarConfig, out: Path) -> None:
     """Run or resume, then say where it stands: finished, or waiting for labels (exit 0)."""
     from star.active.loop import run_experiment
+    from star.processes import launched_processes
 
     results = run_experiment(config, out)
+    if not launched_processes().main:  # the main process of a launch speaks for all
+        return
     waiting = results.get("waiting")
     if waiting:
         print(labels.next_steps(out, waiting))
@@ -173,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from star.tools import bench
 
     bench.main(args.config, list(args.set or []), quick=args.quick, json_path=args.json,
-               data_dir=args.data_dir)
+               data_dir=args.data_dir, generative_config=args.generative_config)
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -285,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: $STAR_SST2_DIR or ../shared/data/SST-2)")
     bench_cmd.add_argument("--quick", action="store_true", help="smaller inputs, under 5 minutes")
     bench_cmd.add_argument("--json", help="also write the figures to this JSON file")
+    bench_cmd.add_argument("--generative-config", metavar="PATH",
+                           help="config of a generative task (e.g. configs/paper-gsm8k.yaml): "
+                                "adds the generative ME row, batched greedy generation against "
+                                "one example at a time, on the bench's model")
     add_set(bench_cmd)
     bench_cmd.set_defaults(func=cmd_bench)
 
