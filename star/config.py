@@ -46,6 +46,9 @@ class ModelConfig(Section):
     """`auto`: bf16 compute where the hardware has fast bf16 (CUDA, CPUs with avx512_bf16)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     trust_remote_code: bool = False
+    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    """Transformers' attention kernel: PyTorch's fused SDPA (flash or memory-efficient kernels
+    on CUDA), FlashAttention-2 (needs the `flash-attn` package and a CUDA GPU), or eager."""
     max_length: int = Field(512, gt=8)
     """Prompt + response tokens; longer prompts are cut from the left, never the answer."""
 

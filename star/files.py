@@ -3,6 +3,7 @@ folder where caches live."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from star.errors import ConfigError
 
 
 @contextmanager
@@ -85,6 +88,23 @@ def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
             return {name: stored[name] for name in stored.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
+
+
+def digest(parts: Any) -> str:
+    """The key of a cache entry or file: a hash of everything its content depends on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def check_cache_folder(folder: Path) -> None:
+    """Exit-2 error now, not a traceback rounds later, when the cache folder is unusable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cache folder '{folder}' is not usable ({exc.strerror}); "
+                          "set STAR_CACHE_DIR to a writable folder") from None
 
 
 def cache_root() -> Path:

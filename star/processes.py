@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Result = TypeVar("Result")
 
@@ -50,6 +51,7 @@ def launched_processes() -> Processes:
     """This process's place, joining the process group when a launcher started several."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ALONE
+    import torch
     from accelerate import PartialState
 
     # torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...: NCCL and one GPU per process where CUDA
@@ -69,6 +71,8 @@ def wait_for_everyone(processes: Processes) -> None:
 def shared_device(processes: Processes, device: torch.device) -> torch.device:
     """Each process's own GPU when several share a machine; the CPU stays the CPU."""
     if device.type == "cuda" and processes.several:
+        import torch
+
         return torch.device("cuda", processes.local_rank)
     return device
 

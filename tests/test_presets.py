@@ -24,3 +24,37 @@ def test_paper_presets_match_the_paper():
     obqa = load_config(Path(PRESETS[0]).parent / "paper-obqa.yaml")
     assert (obqa.loop.warm_start, obqa.loop.step, obqa.loop.budget) == (200, 200, 2000)
     assert (obqa.train.batch_size, obqa.train.lr, obqa.train.epochs) == (32, 3e-5, 15)
+
+
+@pytest.mark.parametrize("name", ["paper-gsm8k", "paper-boolq", "paper-obqa"])
+def test_paper_presets_load_onto_a_gpu_in_bf16_with_fused_attention(name, monkeypatch):
+    """No GPU here: CUDA is faked and transformers' loaders record what they are asked for.
+    On CUDA `auto` means bf16 compute; the weights go straight to the GPU with SDPA attention
+    (or FlashAttention-2 when set), and each process of a launch takes its own GPU."""
+    from unittest import mock
+
+    import torch
+    import transformers
+
+    from star.model import loading
+    from star.processes import Processes, shared_device
+
+    config = load_config(Path(PRESETS[0]).parent / f"{name}.yaml",
+                         ["model.attention=flash_attention_2"] if name == "paper-obqa" else [])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    asked = {}
+
+    def record(_path, **kwargs):
+        asked.update(kwargs)
+        return mock.MagicMock(pad_token_id=0)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", record)
+    loaded = loading.load_model(config.model)
+    assert loaded.device == torch.device("cuda") and loaded.compute_dtype == torch.bfloat16
+    assert asked["device_map"] == {"": torch.device("cuda")} and asked["dtype"] == torch.float32
+    assert asked["attn_implementation"] == ("flash_attention_2" if name == "paper-obqa" else "sdpa")
+    second = shared_device(Processes(rank=9, world=16, local_rank=1), torch.device("cuda"))
+    assert second == torch.device("cuda", 1)
+    assert shared_device(Processes(rank=1, world=2, local_rank=1), torch.device("cpu")).type == "cpu"

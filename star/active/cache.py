@@ -10,7 +10,6 @@ An unreadable file or entry is discarded with one warning line and recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,18 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from star.data.table import select
 from star.data.tasks import Example
-from star.errors import ConfigError
-from star.files import cache_root, write_text_atomic
+from star.files import cache_root, digest, write_text_atomic
 from star.processes import ALONE, Processes, map_parts
 from star.progress import log
 
 SCORING_VERSION = 2
 """Raise when a change to the scoring code changes the numbers it computes."""
-
-
-def digest(parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def entry_key(example: Example) -> str:
@@ -42,18 +37,6 @@ def entry_key(example: Example) -> str:
 def base_score_folder() -> Path:
     """Where μ_b caches live: `base_scores` under the cache root (`STAR_CACHE_DIR`)."""
     return cache_root() / "base_scores"
-
-
-def check_cache_folder(folder: Path) -> None:
-    """Exit-2 error now, not a traceback rounds later, when the cache folder is unusable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cache folder '{folder}' is not usable ({exc.strerror}); "
-                          "set STAR_CACHE_DIR to a writable folder") from None
 
 
 class BaseScoreCache:
@@ -116,7 +99,7 @@ class BaseScoreCache:
         def save(part: int, values: np.ndarray) -> None:
             self.append({keys[i]: float(v) for i, v in zip(parts[part], values, strict=True)})
 
-        computed = map_parts(len(parts), lambda part: compute([examples[i] for i in parts[part]]),
+        computed = map_parts(len(parts), lambda part: compute(list(select(examples, parts[part]))),
                              processes=processes, saved=lambda part: None, save=save)
         for part, values in zip(parts, computed, strict=True):
             stored.update({keys[i]: float(v) for i, v in zip(part, values, strict=True)})

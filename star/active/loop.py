@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import numpy as np
 
 from star.active.annotators import Annotator, People, make_annotator
 from star.active.batch import Batch, BatchItem
-from star.active.cache import base_score_folder, check_cache_folder
+from star.active.cache import base_score_folder
 from star.active.measures import base_measure
 from star.active.mixing import normalise_base, schedule_weight
 from star.active.runfolder import RunFolder, complete_rounds, new_results
@@ -49,8 +50,10 @@ from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.config import StarConfig, config_text, flatten
 from star.data.sources import load_task
+from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
 from star.errors import ConfigError
+from star.files import check_cache_folder
 from star.model.loading import load_model
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
 from star.model.passes import Prediction, drafts, predict
@@ -62,12 +65,12 @@ from star.results.metrics import auc
 from star.seeding import derived_seed, numpy_rng, torch_generator
 
 
-def subsample(examples: list[Example], size: int | None, rng: np.random.Generator) -> list[Example]:
+def subsample(examples: Sequence[Example], size: int | None,
+              rng: np.random.Generator) -> Sequence[Example]:
     """`size` examples in their file order, drawn by `rng`; all of them without a size."""
     if size is None or size >= len(examples):
         return examples
-    keep = np.sort(rng.permutation(len(examples))[:size])
-    return [examples[i] for i in keep]
+    return select(examples, np.sort(rng.permutation(len(examples))[:size]))
 
 
 def total_rounds(config: StarConfig) -> int:
@@ -90,7 +93,7 @@ def check_same_config(folder: RunFolder, config: StarConfig) -> None:
                           f"(differs in: {', '.join(changed)}); choose another --out")
 
 
-def check_setup(config: StarConfig, strategy: Strategy, pool: list[Example]) -> None:
+def check_setup(config: StarConfig, strategy: Strategy, pool: Sequence[Example]) -> None:
     if config.loop.budget > len(pool):
         raise ConfigError(f"loop.budget ({config.loop.budget}) is larger than the pool "
                           f"({len(pool)} examples)")
@@ -118,7 +121,6 @@ class Experiment:
         self.annotator: Annotator = make_annotator(config.loop.annotator, self.pool)
         if not self.processes.main:  # the main process answers into the journal
             self.annotator = People()
-        self.by_id = {e.id: e for e in self.pool}
         check_cache_folder(base_score_folder())
         self.loaded = load_model(config.model)
         _ = self.loaded.fingerprint  # the base model's caches' key: the files as loaded
@@ -207,9 +209,9 @@ class Experiment:
             picked = [self.pool[i] for i in sorted(chosen[: loop.warm_start])]
             uncertainty: list[float | None] = [None] * len(picked)
         else:
-            taken = set(self.labeled)
-            unlabeled = [e for e in self.pool if e.id not in taken]
-            scores, outputs = self.score(unlabeled, k)
+            rows = np.setdiff1d(np.arange(len(self.pool)), positions_of(self.pool, self.labeled))
+            unlabeled = select(self.pool, rows)
+            scores, outputs = self.score(unlabeled, rows, k)
             self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
             count = min(loop.step, loop.budget - len(self.labeled))
             chosen = select_batch(
@@ -217,7 +219,7 @@ class Experiment:
                 probs=outputs.probs if outputs else None, hidden=outputs.hidden if outputs else None,
                 candidates=self.config.selection.candidates, beta=self.config.selection.beta)
             top = set(chosen.tolist())
-            self.folder.write_scores(k, [e.id for e in unlabeled], scores, top)
+            self.folder.write_scores(k, example_ids(unlabeled), scores, top)
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
         items = [BatchItem(e.id, e.fields, e.prompt, guess, confidence=confidence, uncertainty=u)
@@ -230,7 +232,8 @@ class Experiment:
 
     def collect_labels(self, batch: Batch) -> dict[str, str] | None:
         """Every label so far (id -> answer), or None while the batch still waits for some."""
-        self.annotator.answer(batch, self.by_id, self.folder.journal)
+        self.annotator.answer(batch, dict(zip(batch.ids, self.examples(batch.ids), strict=True)),
+                              self.folder.journal)
         wait_for_everyone(self.processes)  # the main process's answers are in the journal
         answered = self.folder.journal.latest()
         missing = [i for i in batch.ids if i not in answered]
@@ -241,9 +244,10 @@ class Experiment:
             return None
         return {i: answered[i].value for i in [*self.labeled, *batch.ids]}
 
-    def score(self, unlabeled: list[Example], k: int) -> tuple[Scores, PoolScores | None]:
-        """Round k's acquisition scores of the unlabeled examples, and the pass's outputs
-        that the batch rule reads (None for random, which runs no pass)."""
+    def score(self, unlabeled: Sequence[Example], rows: np.ndarray,
+              k: int) -> tuple[Scores, PoolScores | None]:
+        """Round k's acquisition scores of the unlabeled examples (at `rows` of the pool), and
+        the pass's outputs that the batch rule reads (None for random, which runs no pass)."""
         strategy, settings = self.strategy, self.config.uncertainty
         if strategy.measure is None:
             draws = numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled))
@@ -257,14 +261,12 @@ class Experiment:
                                  store=self.folder.scoring_parts(k), desc=f"scoring round {k}")
         base = None
         if strategy.dynamic:
-            position = {e.id: i for i, e in enumerate(self.pool)}
             scoring = replace(self.scoring(1),
                               measure=base_measure(strategy.measure, self.task.generative))
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
                                     cache=base_score_cache(self.loaded, self.task, scoring),
                                     processes=self.processes)
-            base = normalise_base(pool_base, np.array([position[e.id] for e in unlabeled]),
-                                  settings.normalise)
+            base = normalise_base(pool_base, rows, settings.normalise)
         scores = acquisition_scores(strategy, outputs.passes, base, weight=self.weight(k),
                                     mix=settings.mix, normalise=settings.normalise)
         return scores, outputs
@@ -285,12 +287,16 @@ class Experiment:
         config = self.config
         if config.train.init == "fresh":
             load_adapter_state(self.loaded.model, self.initial_adapter)
-        examples = [self.task.with_label(self.by_id[i], labels[i]) for i in self.labeled]
+        examples = [self.task.with_label(e, labels[e.id]) for e in self.examples(self.labeled)]
         decays = self.strategy.l2_on_b or config.train.decay_b_always
         return train_adapter(self.loaded, self.task, examples, config=config.train,
                              weight_decay_b=config.train.weight_decay_b if decays else 0.0,
                              seed=config.seed, round_index=k, max_length=config.model.max_length,
                              processes=self.processes)
+
+    def examples(self, ids: list[str]) -> list[Example]:
+        """The pool's examples with these ids, in this order."""
+        return [self.pool[int(i)] for i in positions_of(self.pool, ids)]
 
     def guesses(self, examples: list[Example]) -> list[tuple[str, float]]:
         """What the batch suggests to annotators: the predicted label, or a draft response."""
@@ -298,7 +304,7 @@ class Experiment:
             return drafts(self.loaded, self.task, examples, **self.sizes())
         return [(p.prediction, p.confidence) for p in self.predict(examples)]
 
-    def predict(self, examples: list[Example]) -> list[Prediction]:
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         """The model's answers, part by part (shared between processes)."""
         size = self.config.uncertainty.part_size
         spans = [examples[at:at + size] for at in range(0, len(examples), size)]

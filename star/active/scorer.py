@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from star.active.cache import BaseScoreCache, base_score_folder, digest
+from star.active.cache import BaseScoreCache, base_score_folder
 from star.active.measures import choice_uncertainty, label_probs, needs_choice_task, response_uncertainty
 from star.active.runfolder import ScoringParts
 from star.data.batching import Encoded, encode
 from star.data.tasks import Example, Task
+from star.files import digest
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
 from star.model.passes import choice_outputs, encode_pairs, generate, predict, response_stats
@@ -99,24 +100,31 @@ def score_in_parts(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     """`score_pool` of `examples`, part by part: part p's MC-dropout masks come from
     `masks(p)`, finished parts are kept in `store` and read back from it on a resume."""
     size = scoring.part_size
-    spans = [examples[at:at + size] for at in range(0, len(examples), size)]
-    keys = [digest([e.id for e in span]) for span in spans]
+    count = -(-len(examples) // size)
+
+    def span(part: int) -> list[Example]:  # built when needed: a large pool is never held
+        return list(examples[part * size:(part + 1) * size])
+
+    def key(part: int) -> str:
+        return digest([e.id for e in span(part)])
 
     def compute(part: int) -> PoolScores:
-        named = desc if len(spans) == 1 else f"{desc}, part {part + 1}/{len(spans)}"
-        return score_pool(loaded, task, spans[part], scoring, features=features, desc=named,
+        named = desc if count == 1 else f"{desc}, part {part + 1}/{count}"
+        return score_pool(loaded, task, span(part), scoring, features=features, desc=named,
                           masks=None if masks is None else masks(part))
 
     def saved(part: int) -> PoolScores | None:
-        arrays = None if store is None else store.read(part, keys[part])
+        if store is None or not store.path(part).exists():
+            return None
+        arrays = store.read(part, key(part))
         return None if arrays is None else PoolScores(**arrays)
 
     def save(part: int, scores: PoolScores) -> None:
         if store is not None:
-            store.write(part, keys[part], {name: value for name, value in vars(scores).items()
-                                           if value is not None})
+            store.write(part, key(part), {name: value for name, value in vars(scores).items()
+                                          if value is not None})
 
-    parts = map_parts(len(spans), compute, processes=processes, saved=saved, save=save)
+    parts = map_parts(count, compute, processes=processes, saved=saved, save=save)
     return PoolScores(
         np.concatenate([p.passes for p in parts], axis=1),
         probs=None if parts[0].probs is None else np.concatenate([p.probs for p in parts]),

@@ -30,9 +30,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                                 f"{exc.start})") from None
 
 
-def json_objects(path: Path, lines: Iterable[tuple[int, str]]) -> list[Record]:
+def json_objects(path: Path, lines: Iterable[tuple[int, str]]) -> Iterator[Record]:
     """(line number, object) of JSON lines; blank lines are skipped, anything else is named."""
-    records = []
     for number, line in lines:
         if not line.strip():
             continue
@@ -42,38 +41,45 @@ def json_objects(path: Path, lines: Iterable[tuple[int, str]]) -> list[Record]:
             raise DataError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}:{number}: expected a JSON object")
-        records.append((number, record))
-    return records
+        yield number, record
 
 
-def read_records(path: Path) -> list[Record]:
-    """(line number, record) pairs from a .jsonl, .tsv or .csv file with at least one record."""
+def check_data_file(path: Path) -> None:
     if path.is_dir():
         raise DataError(f"data file '{path}' is a folder, not a file")
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """(line number, record) pairs from a .jsonl, .tsv or .csv file with at least one record,
+    read as they are consumed (a large file is never held whole)."""
+    check_data_file(path)
     if path.suffix in (".tsv", ".csv"):
-        lines = [text for _, text in _lines(path)]
         delimiter = "\t" if path.suffix == ".tsv" else ","
-        reader = csv.DictReader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-        records = [(reader.line_num, dict(row)) for row in reader]
+        reader = csv.DictReader((text for _, text in _lines(path)), delimiter=delimiter,
+                                quoting=csv.QUOTE_NONE)
+        records: Iterator[Record] = ((reader.line_num, dict(row)) for row in reader)
     else:
         records = json_objects(path, _lines(path))
-    if not records:
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
         raise DataError(f"data file '{path}' holds no examples")
-    return records
 
 
-def stable_ids(path: Path, records: list[Record]) -> list[str]:
+def stable_ids(path: Path, records: Iterable[Record]) -> Iterator[tuple[str, Record]]:
     """The `id` field when present, else a hash of the record's content.
 
     Two records with one `id` would make labels ambiguous, so they are refused with both line
     numbers. A record without an `id` repeated word for word (SST-2 and OBQA have some) stays
     in, as the datasets count it; its copies are told apart by a `#n` suffix.
+    Yields (id, record) as the records come.
     """
     first_line: dict[str, int] = {}
     copies: dict[str, int] = {}
-    ids = []
     for number, record in records:
         if "id" in record:
             example_id = str(record["id"])
@@ -85,5 +91,4 @@ def stable_ids(path: Path, records: list[Record]) -> list[str]:
             digest = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
             copies[digest] = copies.get(digest, -1) + 1
             example_id = digest if copies[digest] == 0 else f"{digest}#{copies[digest]}"
-        ids.append(example_id)
-    return ids
+        yield example_id, (number, record)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from star.config import TaskConfig
-from star.data.readers import read_records, stable_ids
+from star.data.readers import check_data_file, read_records, stable_ids
+from star.data.table import example_table
 from star.data.tasks import (
     BUILTIN_TASKS,
     Example,
@@ -66,12 +68,10 @@ def _custom_format(config: TaskConfig) -> TaskFormat:
     return TaskFormat(lambda record: template.format(**fields(record)), fields, answer, respond)
 
 
-def read_examples(path: Path, form: TaskFormat, labeled: bool) -> list[Example]:
-    """The examples of one file; with `labeled`, every record must carry its answer."""
-    records = read_records(path)
-    ids = stable_ids(path, records)
-    examples = []
-    for example_id, (number, record) in zip(ids, records, strict=True):
+def read_examples(path: Path, form: TaskFormat, labeled: bool) -> Iterator[Example]:
+    """The examples of one file, as they are read; with `labeled`, every record must carry
+    its answer."""
+    for example_id, (number, record) in stable_ids(path, read_records(path)):
         try:
             prompt, shown, answer = form.prompt(record), form.fields(record), form.answer(record)
             response, gold = form.respond(answer) if answer is not None else (None, None)
@@ -82,9 +82,8 @@ def read_examples(path: Path, form: TaskFormat, labeled: bool) -> list[Example]:
         if answer is None and labeled:
             raise DataError(f"{path}:{number}: no answer; a test file must be labeled")
         prompt, response = split_boundary(prompt, response or "")
-        examples.append(Example(example_id, prompt, response if answer is not None else None,
-                                gold, answer=answer, fields=shown))
-    return examples
+        yield Example(example_id, prompt, response if answer is not None else None, gold,
+                      answer=answer, fields=shown)
 
 
 def _hub_records(dataset: str, subset: str | None, split: str, path: Path) -> Path:
@@ -127,15 +126,18 @@ def _data_paths(config: TaskConfig) -> tuple[Path, Path | None]:
 
 
 def load_task(config: TaskConfig) -> Task:
-    """The task, its pool (train file) and its test set (empty without a test file)."""
+    """The task, its pool (train file, as a memory-mapped table) and its test set (a list;
+    empty without a test file)."""
     builtin = BUILTIN_TASKS.get(config.name)
     if builtin is None:
         form, answer_type, labels = _custom_format(config), config.answer_type, list(config.labels or [])
     else:
         form, answer_type, labels = builtin.format, builtin.answer_type, list(builtin.labels)
     train_path, test_path = _data_paths(config)
-    train = read_examples(train_path, form, labeled=False)
-    test = read_examples(test_path, form, labeled=True) if test_path is not None else []
+    check_data_file(train_path)
+    train = example_table(train_path, config.model_dump(),
+                          lambda: read_examples(train_path, form, labeled=False))
+    test = list(read_examples(test_path, form, labeled=True)) if test_path is not None else []
     choices = [split_boundary(train[0].prompt, form.respond(label)[0])[1] for label in labels]
     title = config.title or (Path(config.data_dir).name if builtin is None and config.data_dir
                              else task_display_name(config.name))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,7 +40,8 @@ class Example:
 class Task:
     name: str
     answer_type: str
-    train: list[Example]
+    train: Sequence[Example]
+    """The pool: an `ExampleTable` when read from a file (lists work as well)."""
     test: list[Example]
     labels: list[str] = field(default_factory=list)
     """Gold labels of a choice task; `choices[i]` is how the model says `labels[i]`."""

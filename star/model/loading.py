@@ -187,10 +187,16 @@ def load_model(config: ModelConfig) -> LoadedModel:
         hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        # fp32 here everywhere, so the adapter starts from the same weights on every device;
+        # `store_frozen_weights` then keeps the frozen ones in the compute dtype. On a GPU the
+        # weights go straight to it (device_map), never through host memory.
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.float32, trust_remote_code=config.trust_remote_code)
-    except OSError as exc:
-        raise StarError(f"could not load model '{config.name}': {exc}") from None
+            path, dtype=torch.float32, trust_remote_code=config.trust_remote_code,
+            attn_implementation=config.attention,
+            device_map={"": device} if device.type == "cuda" else None)
+    except (OSError, ImportError) as exc:
+        raise StarError(f"could not load model '{config.name}' (model.attention: "
+                        f"{config.attention}): {exc}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()

@@ -173,6 +173,11 @@ def cmd_probe_entropy(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.pool_sizes:
+        from star.tools import pool_memory
+
+        pool_memory.main([int(size) for size in _csv(args.pool_sizes)], Path(args.pool_work))
+        return
     from star.tools import bench
 
     bench.main(args.config, list(args.set or []), quick=args.quick, json_path=args.json,
@@ -288,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: $STAR_SST2_DIR or ../shared/data/SST-2)")
     bench_cmd.add_argument("--quick", action="store_true", help="smaller inputs, under 5 minutes")
     bench_cmd.add_argument("--json", help="also write the figures to this JSON file")
+    bench_cmd.add_argument("--pool-sizes", metavar="N,N",
+                           help="instead: peak memory of a two-round run on synthetic pools of "
+                                "these sizes, each in a fresh process (e.g. 10000,1000000)")
+    bench_cmd.add_argument("--pool-work", default="runs/pool-memory",
+                           help="folder for --pool-sizes' data, model and runs")
     bench_cmd.add_argument("--generative-config", metavar="PATH",
                            help="config of a generative task (e.g. configs/paper-gsm8k.yaml): "
                                 "adds the generative ME row, batched greedy generation against "

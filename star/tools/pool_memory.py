@@ -1,0 +1,109 @@
+"""`star bench --pool-sizes 10000,1000000`: peak memory of a whole run against the pool's size.
+
+Each size runs in a fresh process (peak RSS is per process): a synthetic SST-2-like pool of
+that many sentences (the word counts of SST-2's training sentences, drawn from a fixed word
+list, so nothing is downloaded), and a two-round `me+dynamic` run over it: the warm start,
+then μ_b over the whole pool, μ_f over the unlabeled pool, the selection and scores.jsonl.
+The model is a 2-layer Llama with the default model's tokenizer and vocabulary, so token
+counts are real and the forward passes are cheap enough for a million examples on a CPU;
+what a larger model adds is per batch, not per pool example.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from star.active.runfolder import RunFolder, complete_rounds, new_results
+
+WORDS = (
+    "the", "a", "film", "movie", "story", "is", "was", "not", "but", "and", "too", "very",
+    "good", "bad", "funny", "dull", "charming", "slow", "smart", "warm", "cold", "long", "short",
+    "best", "worst", "great", "awful", "moving", "flat", "fresh", "tired", "love", "hate",
+    "performances", "director", "script", "ending", "characters", "it", "this", "that", "with",
+    "of", "to", "in", "for", "as", "an", "its", "their", "more", "less", "never", "always",
+)
+SST2_WORDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 24, 30, 38)
+"""Word counts spread like SST-2's training sentences (median 7, mean about 9)."""
+
+
+def write_pool(folder: Path, size: int) -> None:
+    """train.tsv (`size` unlabeled-looking but labeled sentences) and a 200-line test.tsv."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train.tsv", size), ("test.tsv", 200)):
+        with (folder / name).open("w", encoding="utf-8") as handle:
+            handle.write("id\tsentence\tlabel\n")
+            for i in range(count):
+                words = rng.choices(WORDS, k=rng.choice(SST2_WORDS))
+                handle.write(f"{name[:2]}{i}\t{' '.join(words)}\t{rng.randint(0, 1)}\n")
+
+
+def write_small_model(folder: Path) -> None:
+    """A 2-layer Llama (hidden 64) with the default model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from star.model.loading import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def settings(model: Path, data: Path) -> list[str]:
+    return [f"model.name={model}", "model.dtype=float32", "model.max_length=128",
+            "task.name=custom", f"task.data_dir={data}", "task.train_file=train.tsv",
+            "task.test_file=test.tsv", "task.prompt='Review: {sentence}\\nSentiment:'",
+            "task.answer_field=label", "task.labels=[0, 1]",
+            "task.verbalizer={0: negative, 1: positive}", "lora.r=4", "train.epochs=1",
+            "loop.warm_start=16", "loop.step=16", "loop.budget=32",
+            "uncertainty.batch_size=64", "uncertainty.part_size=4096"]
+
+
+CHILD = """
+import atexit, resource, sys
+from pathlib import Path
+peak_file = Path(sys.argv[1])
+atexit.register(lambda: peak_file.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+from star.tools.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""The child: `star` itself, writing its own peak RSS (KiB) to a file as it exits."""
+
+
+def measure(size: int, work: Path) -> dict[str, Any]:
+    """Peak RSS and wall time of one run over a pool of `size`, in a child process."""
+    data, model = work / f"pool-{size}", work / "model"
+    write_pool(data, size)
+    if not (model / "config.json").exists():
+        write_small_model(model)
+    peak_file = work / f"peak-{size}"
+    args = ["run", "--strategy", "me+dynamic", "--out", str(work / f"run-{size}")]
+    args += [part for item in settings(model, data) for part in ("--set", item)]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", CHILD, str(peak_file), *args], check=True)
+    seconds = time.perf_counter() - start
+    peak = int(peak_file.read_text()) / 1024
+    rounds = complete_rounds(RunFolder(work / f"run-{size}").read_results() or new_results())
+    return {"pool": size, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 1),
+            "score_seconds": rounds[-1]["score_seconds"]}
+
+
+def main(sizes: list[int], work: Path) -> list[dict[str, Any]]:
+    """One fresh child process per size, smallest first (the children's peak only grows)."""
+    rows = [measure(size, work) for size in sorted(sizes)]
+    print(f"{'pool':>10} {'peak RSS MB':>12} {'wall s':>8} {'round-1 scoring s':>18}")
+    for row in rows:
+        print(f"{row['pool']:>10} {row['peak_rss_mb']:>12} {row['seconds']:>8} "
+              f"{row['score_seconds']:>18}")
+    return rows
