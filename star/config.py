@@ -56,7 +56,9 @@ class ModelConfig(Section):
 class TaskConfig(Section):
     name: str = "sst2"
     title: str | None = None
-    """How tables and figures name the task; default: a built-in's title, else the folder's name."""
+    """How tables and figures name the task. Default: a built-in's title; a custom task read
+    from a config file takes the file's name (`reviews.yaml` -> `reviews`), else its data
+    folder's name. Only a name: a run resumes under another title."""
     data_dir: str | None = None
     """Folder with the train/test files; null for a built-in task loads it from the hub."""
     train_file: str = "train.jsonl"
@@ -289,7 +291,13 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(_describe(exc, tree)) from None
     if config.task.data_dir is not None:
         config.task.data_dir = str(Path(config.task.data_dir).expanduser().resolve())
+    if path is not None and config.task.title is None and config.task.name == "custom":
+        config.task.title = path.stem
     return config
+
+
+NAMES_ONLY = frozenset({"task.title"})
+"""Keys that only name things: they change no number, so a run may resume under new ones."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ helper here reduces to the plain loop.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 Result = TypeVar("Result")
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -78,24 +79,37 @@ def shared_device(processes: Processes, device: torch.device) -> torch.device:
 
 
 def map_parts(count: int, compute: Callable[[int], Result], *, processes: Processes,
-              saved: Callable[[int], Result | None],
-              save: Callable[[int, Result], None]) -> list[Result]:
+              saved: Callable[[int], Result | None] | None = None,
+              save: Callable[[int, Result], None] | None = None) -> list[Result]:
     """The results of parts 0..count-1, in order, on every process.
 
     Parts `saved` returns are read back, not recomputed. The others are computed in waves of
     one part per process; after each wave every process holds every result of the wave, and
     the main process `save`s them, so a pass killed mid-way loses at most one wave.
     """
-    results: list[Result | None] = [saved(part) for part in range(count)]
+    results: list[Result | None] = [saved(part) if saved else None for part in range(count)]
     todo = [part for part, result in enumerate(results) if result is None]
     for start in range(0, len(todo), processes.world):
         wave = todo[start:start + processes.world]
         done = _share(wave, compute, processes)
         for part, result in done:
             results[part] = result
-            if processes.main:
+            if processes.main and save:
                 save(part, result)
     return results  # type: ignore[return-value]  # every part was saved or computed
+
+
+def map_spans(items: Sequence[Item], size: int, compute: Callable[[int, list[Item]], Result], *,
+              processes: Processes, saved: Callable[[int], Result | None] | None = None,
+              save: Callable[[int, Result], None] | None = None) -> list[Result]:
+    """`map_parts` over `items` cut into spans of `size`: part p is computed from
+    `items[p * size:(p + 1) * size]`, built only when that part is computed, so a pass over a
+    large table holds one span at a time."""
+    def computed(part: int) -> Result:
+        return compute(part, list(items[part * size:(part + 1) * size]))
+
+    return map_parts(-(-len(items) // size), computed, processes=processes, saved=saved,
+                     save=save)
 
 
 def _share(wave: list[int], compute: Callable[[int], Result],

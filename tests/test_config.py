@@ -60,3 +60,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_a_custom_task_is_titled_by_its_config_file(tmp_path):
+    """A data folder named `data` once headed tables "data AUC"; the config file names the
+    task now, unless task.title does (a built-in keeps its own title)."""
+    (tmp_path / "movie-reviews.yaml").write_text("task: {name: custom, data_dir: data}\n")
+    assert load_config(tmp_path / "movie-reviews.yaml").task.title == "movie-reviews"
+    assert load_config(tmp_path / "movie-reviews.yaml", ["task.title=Reviews"]).task.title == "Reviews"
+    assert load_config(None, ["task.name=custom"]).task.title is None  # then the folder's name
+    (tmp_path / "obqa.yaml").write_text("task: {name: obqa}\n")
+    assert load_config(tmp_path / "obqa.yaml").task.title is None  # the built-in's "OBQA"

@@ -78,22 +78,24 @@ def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
     assert star(["run", "--out", str(out), "--strategy", "random", *sets(tiny_overrides)]) == 0
     assert star(["run", "--out", str(out), "--strategy", "me", *sets(tiny_overrides)]) == 2
     assert "differs in: strategy" in capsys.readouterr().err
+    renamed = sets([*tiny_overrides, "task.title=Renamed"])
+    assert star(["run", "--out", str(out), "--strategy", "random", *renamed]) == 0  # a name only
 
 
 def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert star(["compare", "none.yaml", "--out", str(out)]) == 2  # missing config: one line
-    config = tmp_path / "c.yaml"
+    config = tmp_path / "toy.yaml"  # a custom task is titled by its config file's name
     config.write_text("# test\nloop:\n  budget: 16\n")
     assert star(["compare", str(config), "--strategies", "random,pe-star", "--seeds", "0,1",
                 "--out", str(out), *sets([o for o in tiny_overrides if "budget" not in o])]) == 0
-    summary = json.loads((out / "summary.json").read_text())[toy_data_dir.name]
+    summary = json.loads((out / "summary.json").read_text())["toy"]
     assert set(summary) == {"random", "pe-star"}
     assert summary["pe-star"]["seeds"] == [0, 1]
     assert summary["random"]["ripl_mean"] is None
     assert summary["pe-star"]["ripl_mean"] is not None
     table = (out / "table.md").read_text()
-    assert "| pe-star |" in table and f"{toy_data_dir.name} AUC" in table
+    assert "| pe-star |" in table and "toy AUC" in table
     assert (out / "learning_curves.png").stat().st_size > 1000
     assert "learning_curves.png" in capsys.readouterr().out
 

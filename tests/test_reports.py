@@ -141,3 +141,30 @@ def test_report_leaves_out_unfinished_runs(runs_dir, tmp_path, capsys):
     assert ("me", 0) not in kept and ("me", 1) in kept and len(kept) == 7
     captured = capsys.readouterr()
     assert "skipping unfinished run" in captured.err + captured.out
+
+
+def test_selection_figure_keeps_measures_apart_and_names_shared_schedules(tmp_path, monkeypatch):
+    """ME and PE get their own panels (their scales differ); me-star and pe-star follow the
+    same λ(t), drawn once under both names; μ_b is dashed in the plot and in its legend."""
+    from star.results import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"setup": "SST-2", "strategy": name, "seed": seed, "round": k, "lambda": 1 - 0.1 * k,
+             "base_mean": scale * k, "full_mean": scale * (k + 1), "overlap_base_full": 0.5,
+             "overlap_base_mixed": 0.75, "overlap_full_mixed": 0.25}
+            for name, scale in (("me-star", 1.0), ("pe-star", 40.0)) for seed in (0, 1)
+            for k in (1, 2, 3)]
+    figures.plot_selection(rows, "SST-2", tmp_path / "selection.png")
+    pe, me, schedule, overlap = drawn[0].axes  # in the tables' order: PE first
+    assert "ME" in me.get_title() and me.get_ylabel() == "mean ME (nats)"
+    assert "PE" in pe.get_title() and pe.get_ylabel() == "mean PE (nats)"
+    assert [line.get_ydata().tolist() for line in pe.lines] == [[40.0, 80.0, 120.0],
+                                                                [80.0, 120.0, 160.0]]
+    assert [line.get_label() for line in schedule.lines] == ["pe-star, me-star"]
+    assert schedule.lines[0].get_ydata() == pytest.approx([0.9, 0.8, 0.7])
+    legend = {text.get_text(): handle for text, handle
+              in zip(me.get_legend().get_texts(), me.get_legend().legend_handles, strict=True)}
+    assert legend["me-star μ_b"].get_linestyle() == "--"
+    assert legend["me-star μ_f"].get_linestyle() == "-"
+    assert len(overlap.lines) == 6 and overlap.get_ylabel() == "overlap (%)"

@@ -10,7 +10,7 @@ import pytest
 import star.data.sources as sources
 from star.config import TaskConfig
 from star.data.sources import load_task, read_examples
-from star.data.table import ExampleTable, positions_of, select
+from star.data.table import ExampleTable, positions_of, select, unanswered_ids
 from tests.conftest import write_jsonl
 
 RECORDS = [{"question": "cat dog", "answer": "yes"}, {"question": "red sun", "answer": None},
@@ -67,13 +67,23 @@ def test_views_slices_and_id_lookups_agree_with_a_list(folder):
     ids = [e.id for e in plain]
     view = select(table, [1, 3, 4])
     assert isinstance(view, ExampleTable)
-    assert list(view) == [plain[1], plain[3], plain[4]] and view.ids() == [ids[1], ids[3], ids[4]]
+    assert list(view) == [plain[1], plain[3], plain[4]] and list(view.ids()) == [ids[1], ids[3], ids[4]]
     assert list(select(view, [2, 0])) == [plain[4], plain[1]]
     for examples in (table, plain):
         np.testing.assert_array_equal(positions_of(examples, [ids[4], ids[0]]), [4, 0])
     np.testing.assert_array_equal(positions_of(view, [ids[4], ids[1]]), [2, 0])
     with pytest.raises(KeyError):
         positions_of(view, [ids[0]])  # in the table, not in the view
+
+
+
+def test_unanswered_ids_come_from_the_answer_column_of_a_table_or_a_view(folder):
+    table = load_task(config(folder)).train
+    plain = list(table)
+    unlabeled = plain[1].id  # the record whose answer is None
+    assert unanswered_ids(table) == unanswered_ids(plain) == [unlabeled]
+    assert unanswered_ids(select(table, [4, 1, 0])) == [unlabeled]
+    assert unanswered_ids(select(table, [0, 2, 3])) == []
 
 
 def test_pool_memory_measures_a_run_in_a_child_process(tmp_path, tiny_model_dir, monkeypatch,
@@ -89,6 +99,8 @@ def test_pool_memory_measures_a_run_in_a_child_process(tmp_path, tiny_model_dir,
     rows = pool_memory.main([300, 100], tmp_path)
     assert [row["pool"] for row in rows] == [100, 300]
     assert all(50 < row["peak_rss_mb"] < 5000 and row["score_seconds"] > 0 for row in rows)
+    assert all(0 < row[part] <= row["peak_rss_mb"] + 1 for row in rows
+               for part in ("peak_anon_mb", "peak_file_mb"))  # Linux: sampled, under the mark
     lines = (tmp_path / "pool-300" / "train.tsv").read_text().splitlines()
     assert len(lines) == 301 and lines[0] == "id\tsentence\tlabel"
     assert "peak RSS MB" in capsys.readouterr().out

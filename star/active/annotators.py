@@ -4,10 +4,12 @@ journal, so a simulated and a real run go through one code path."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from star.active.batch import Batch
 from star.active.journal import Answer, Journal, now
+from star.data.table import unanswered_ids
 from star.data.tasks import Example
 from star.errors import ConfigError
 
@@ -33,10 +35,10 @@ class People:
         return None
 
 
-def make_annotator(kind: str, pool: list[Example]) -> Annotator:
+def make_annotator(kind: str, pool: Sequence[Example]) -> Annotator:
     if kind == "people":
         return People()
-    unlabeled = [e.id for e in pool if e.answer is None]
+    unlabeled = unanswered_ids(pool)
     if unlabeled:
         raise ConfigError(f"the pool has {len(unlabeled)} examples without an answer (e.g. id "
                           f"{unlabeled[0]!r}); the oracle annotator needs every one labeled: "

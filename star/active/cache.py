@@ -22,7 +22,7 @@ import numpy as np
 from star.data.table import select
 from star.data.tasks import Example
 from star.files import atomic_file, cache_root, digest
-from star.processes import ALONE, Processes, map_parts
+from star.processes import ALONE, Processes, map_spans
 from star.progress import log
 
 SCORING_VERSION = 3
@@ -100,8 +100,8 @@ class BaseScoreCache:
         def save(part: int, values: np.ndarray) -> None:
             self.append(wanted[parts[part]], values)
 
-        computed = map_parts(len(parts), lambda part: compute(list(select(examples, parts[part]))),
-                             processes=processes, saved=lambda part: None, save=save)
+        computed = map_spans(select(examples, missing), part_size,
+                             lambda part, span: compute(span), processes=processes, save=save)
         if parts:
             new_keys = wanted[np.concatenate(parts)]
             order = np.argsort(new_keys)

@@ -48,7 +48,7 @@ from star.active.scorer import (
 )
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
-from star.config import StarConfig, config_text, flatten
+from star.config import NAMES_ONLY, StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
@@ -58,7 +58,7 @@ from star.model.loading import load_model
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
 from star.model.passes import Prediction, drafts, predict
 from star.model.training import TrainStats, train_adapter
-from star.processes import launched_processes, map_parts, wait_for_everyone
+from star.processes import launched_processes, map_spans, wait_for_everyone
 from star.progress import log
 from star.results.forecast import backtest, forecast
 from star.results.metrics import auc
@@ -79,15 +79,15 @@ def total_rounds(config: StarConfig) -> int:
 
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
     """A run resumes only under the config it started with; a key added to STAR since, at its
-    default value, is no difference."""
+    default value, is no difference, nor is a new name (`NAMES_ONLY`)."""
     saved = folder.read_config()
     if saved is None:
         return
     before, now = flatten(saved), flatten(config.model_dump())
     defaults = flatten(StarConfig().model_dump())
     added = {key for key in now.keys() - before.keys() if now[key] == defaults.get(key)}
-    changed = sorted(key for key in before.keys() | now.keys() - added
-                     if before.get(key) != now.get(key))
+    compared = (before.keys() | (now.keys() - added)) - NAMES_ONLY
+    changed = sorted(key for key in compared if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
                           f"(differs in: {', '.join(changed)}); choose another --out")
@@ -306,12 +306,9 @@ class Experiment:
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
         """The model's answers, part by part (shared between processes)."""
-        size = self.config.uncertainty.part_size
-        spans = [examples[at:at + size] for at in range(0, len(examples), size)]
-        parts = map_parts(len(spans), lambda part: predict(self.loaded, self.task, spans[part],
-                                                           **self.sizes()),
-                          processes=self.processes, saved=lambda part: None,
-                          save=lambda part, answers: None)
+        parts = map_spans(examples, self.config.uncertainty.part_size,
+                          lambda part, span: predict(self.loaded, self.task, span, **self.sizes()),
+                          processes=self.processes)
         return [answer for part in parts for answer in part]
 
     def sizes(self) -> dict[str, int]:

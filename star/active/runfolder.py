@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -154,13 +154,13 @@ class RunFolder:
         write_json(self.results_path, results)
 
     # -- per-round files ----------------------------------------------------------------------
-    def write_scores(self, k: int, ids: list[str], scores: Scores, picked: set[int]) -> None:
+    def write_scores(self, k: int, ids: Iterable[str], scores: Scores, picked: set[int]) -> None:
         """One row per unlabeled example: id, base (μ_b), passes (μ_f per pass), full (their
         mean), score (what was ranked), selected."""
         if not self.writes:
             return
         def rows() -> Iterator[dict[str, Any]]:
-            for i, example_id in enumerate(ids):
+            for i, example_id in zip(range(len(scores.score)), ids, strict=True):
                 row: dict[str, Any] = {"id": example_id}
                 if scores.base is not None:
                     row["base"] = float(scores.base[i])

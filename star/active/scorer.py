@@ -27,7 +27,7 @@ from star.files import digest
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
 from star.model.passes import choice_outputs, encode_pairs, generate, predict, response_stats
-from star.processes import ALONE, Processes, map_parts
+from star.processes import ALONE, Processes, map_spans
 
 
 @dataclass(frozen=True)
@@ -102,29 +102,29 @@ def score_in_parts(loaded: LoadedModel, task: Task, examples: Sequence[Example],
     size = scoring.part_size
     count = -(-len(examples) // size)
 
-    def span(part: int) -> list[Example]:  # built when needed: a large pool is never held
-        return list(examples[part * size:(part + 1) * size])
+    def key(span: Sequence[Example]) -> str:
+        return digest([e.id for e in span])
 
-    def key(part: int) -> str:
-        return digest([e.id for e in span(part)])
-
-    def compute(part: int) -> PoolScores:
+    def compute(part: int, span: list[Example]) -> tuple[str, PoolScores]:
         named = desc if count == 1 else f"{desc}, part {part + 1}/{count}"
-        return score_pool(loaded, task, span(part), scoring, features=features, desc=named,
-                          masks=None if masks is None else masks(part))
+        return key(span), score_pool(loaded, task, span, scoring, features=features, desc=named,
+                                     masks=None if masks is None else masks(part))
 
-    def saved(part: int) -> PoolScores | None:
+    def saved(part: int) -> tuple[str, PoolScores] | None:
         if store is None or not store.path(part).exists():
             return None
-        arrays = store.read(part, key(part))
-        return None if arrays is None else PoolScores(**arrays)
+        span_key = key(examples[part * size:(part + 1) * size])
+        arrays = store.read(part, span_key)
+        return None if arrays is None else (span_key, PoolScores(**arrays))
 
-    def save(part: int, scores: PoolScores) -> None:
+    def save(part: int, keyed: tuple[str, PoolScores]) -> None:
+        span_key, scores = keyed
         if store is not None:
-            store.write(part, key(part), {name: value for name, value in vars(scores).items()
-                                          if value is not None})
+            store.write(part, span_key, {name: value for name, value in vars(scores).items()
+                                         if value is not None})
 
-    parts = map_parts(count, compute, processes=processes, saved=saved, save=save)
+    parts = [scores for _, scores in map_spans(examples, size, compute, processes=processes,
+                                               saved=saved, save=save)]
     return PoolScores(
         np.concatenate([p.passes for p in parts], axis=1),
         probs=None if parts[0].probs is None else np.concatenate([p.probs for p in parts]),

@@ -135,7 +135,7 @@ def load_task(config: TaskConfig) -> Task:
         form, answer_type, labels = builtin.format, builtin.answer_type, list(builtin.labels)
     train_path, test_path = _data_paths(config)
     check_data_file(train_path)
-    train = example_table(train_path, config.model_dump(),
+    train = example_table(train_path, config.model_dump(exclude={"title"}),
                           lambda: read_examples(train_path, form, labeled=False))
     test = list(read_examples(test_path, form, labeled=True)) if test_path is not None else []
     choices = [split_boundary(train[0].prompt, form.respond(label)[0])[1] for label in labels]

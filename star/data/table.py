@@ -114,9 +114,19 @@ class ExampleTable(Sequence[Example]):
             raise KeyError(ids[int(np.flatnonzero(result < 0)[0])])
         return result
 
-    def ids(self) -> list[str]:
-        """Every example's id, in order, without building the examples."""
-        return [row["id"] for row in self._read(range(len(self)), self.table.select(["id"]))]
+    def ids(self) -> Iterator[str]:
+        """Every example's id, in order, a batch of rows at a time (a million ids as Python
+        strings would take 63 MB)."""
+        column = self.table.select(["id"])
+        for start in range(0, len(self), ROWS_PER_BATCH):
+            rows = self._read(range(start, min(start + ROWS_PER_BATCH, len(self))), column)
+            yield from (row["id"] for row in rows)
+
+    def unanswered_ids(self) -> list[str]:
+        """The ids of the examples without an answer, found from the answer column's nulls."""
+        rows = np.flatnonzero(self.table.column("answer").is_null().to_numpy(zero_copy_only=False))
+        positions = rows if self.rows is None else np.flatnonzero(np.isin(self.rows, rows))
+        return [row["id"] for row in self._read(positions, self.table.select(["id"]))]
 
 
 def select(examples: Sequence[Example], positions: Sequence[int] | np.ndarray) -> Sequence[Example]:
@@ -126,8 +136,16 @@ def select(examples: Sequence[Example], positions: Sequence[int] | np.ndarray) -
     return [examples[i] for i in positions]
 
 
-def example_ids(examples: Sequence[Example]) -> list[str]:
-    return examples.ids() if isinstance(examples, ExampleTable) else [e.id for e in examples]
+def example_ids(examples: Sequence[Example]) -> Iterator[str]:
+    """Each example's id, in order, without building the examples of a table."""
+    return examples.ids() if isinstance(examples, ExampleTable) else (e.id for e in examples)
+
+
+def unanswered_ids(examples: Sequence[Example]) -> list[str]:
+    """The ids of the examples that carry no answer (which an oracle cannot give)."""
+    if isinstance(examples, ExampleTable):
+        return examples.unanswered_ids()
+    return [e.id for e in examples if e.answer is None]
 
 
 def positions_of(examples: Sequence[Example], ids: Sequence[str]) -> np.ndarray:

@@ -6,7 +6,7 @@ Each function takes plain data (no model) and writes one PNG.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from star.active.strategies import display_order, strategy_color
+from star.active.strategies import display_order, get_strategy, strategy_color
 from star.results.metrics import reliability_bins
 from star.results.summary import baseline_levels
 
@@ -129,36 +129,57 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
 
 
 def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
-    """λ(t), pool means of μ_b and μ_f, and top-k overlaps over the rounds (seed-averaged)."""
-    strategies = _order({r["strategy"] for r in rows if r["setup"] == setup})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    """Seed-averaged over the rounds: the pool means of μ_b and μ_f (one panel per measure,
+    since ME and PE are on different scales), λ(t) (one line per distinct schedule, named by
+    every strategy that follows it) and the overlaps of the top-k sets."""
+    mine = [r for r in rows if r["setup"] == setup]
+    strategies = _order({r["strategy"] for r in mine})
+    measures = list(dict.fromkeys(get_strategy(name).measure or "" for name in strategies))
+    fig, axes = plt.subplots(1, len(measures) + 2, figsize=(4.7 * (len(measures) + 2), 3.8))
+    by_measure = dict(zip(measures, axes, strict=False))
+    schedules: dict[tuple[float, ...], list[str]] = {}
     for strategy in strategies:
-        mine = [r for r in rows if r["setup"] == setup and r["strategy"] == strategy]
-        rounds = sorted({r["round"] for r in mine})
-
-        def mean(key: str, mine: list[dict[str, Any]] = mine,
-                 rounds: list[int] = rounds) -> list[float]:
-            return [float(np.mean([r[key] for r in mine if r["round"] == k
-                                   and r[key] is not None] or [np.nan])) for k in rounds]
-
+        rounds, mean = _round_means([r for r in mine if r["strategy"] == strategy])
         style = {"marker": "o", "markersize": 3, "color": strategy_color(strategy)}
-        axes[0].plot(rounds, mean("base_mean"), "--", label=f"{strategy} μ_b", **style)
-        axes[0].plot(rounds, mean("full_mean"), "-", label=f"{strategy} μ_f", **style)
-        axes[1].plot(rounds, mean("lambda"), label=strategy, **style)
-        for key, line, pair in (("overlap_base_full", "-", "base & full"),
-                                ("overlap_base_mixed", "--", "base & mixed"),
-                                ("overlap_full_mixed", ":", "full & mixed")):
-            axes[2].plot(rounds, [100 * v for v in mean(key)], line, label=f"{strategy} {pair}",
-                         **style)
-    axes[0].set_title(_title(f"{setup}: mean uncertainty of the pool"), fontsize=10)
-    axes[1].set_title("λ(t), weight of the base model")
-    axes[2].set_title("overlap of top-k selections (%)")
+        ax = by_measure[get_strategy(strategy).measure or ""]
+        ax.plot(rounds, mean("base_mean"), linestyle="--", label=f"{strategy} μ_b", **style)
+        ax.plot(rounds, mean("full_mean"), linestyle="-", label=f"{strategy} μ_f", **style)
+        schedules.setdefault(tuple(mean("lambda")), []).append(strategy)
+        for key, line, pair in (("overlap_base_full", "-", "μ_b & μ_f"),
+                                ("overlap_base_mixed", "--", "μ_b & mixed"),
+                                ("overlap_full_mixed", ":", "μ_f & mixed")):
+            axes[-1].plot(rounds, [100 * v for v in mean(key)], linestyle=line,
+                          label=f"{strategy} {pair}", **style)
+    for measure, ax in by_measure.items():
+        ax.set_title(_title(f"{setup}: {measure.upper()} of the unlabeled pool"), fontsize=10)
+        ax.set_ylabel(f"mean {measure.upper()} (nats)")
+    rounds = sorted({r["round"] for r in mine})
+    for weights, names in schedules.items():
+        axes[-2].plot(rounds, weights, marker="o", markersize=3, label=", ".join(names),
+                      color=strategy_color(names[0]))
+    axes[-2].set_title("λ(t), the base model's weight", fontsize=10)
+    axes[-2].set_ylabel("λ(t)")
+    axes[-2].set_ylim(0, 1.05)
+    axes[-1].set_title("overlap of the top-k sets", fontsize=10)
+    axes[-1].set_ylabel("overlap (%)")
     for ax in axes:
         ax.set_xlabel("round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, handlelength=3.5)
     _save(fig, path)
+
+
+def _round_means(rows: list[dict[str, Any]]) -> tuple[list[int], Callable[[str], list[float]]]:
+    """The rounds these rows cover, and a function giving a key's mean over seeds per round
+    (NaN for a round where no seed has it)."""
+    rounds = sorted({r["round"] for r in rows})
+
+    def mean(key: str) -> list[float]:
+        return [float(np.mean([r[key] for r in rows if r["round"] == k and r[key] is not None]
+                              or [np.nan])) for k in rounds]
+
+    return rounds, mean
 
 
 def reflected_density(values: Sequence[float], grid: np.ndarray,

@@ -11,6 +11,7 @@ what a larger model adds is per batch, not per pool example.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -71,39 +72,64 @@ def settings(model: Path, data: Path) -> list[str]:
 
 
 CHILD = """
-import atexit, resource, sys
+import atexit, json, resource, sys, threading, time
 from pathlib import Path
-peak_file = Path(sys.argv[1])
-atexit.register(lambda: peak_file.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+peak_file, peaks = Path(sys.argv[1]), {}
+status = Path("/proc/self/status")
+
+
+def sample():
+    while True:
+        for line in status.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "RssFile"):
+                peaks[name] = max(peaks.get(name, 0), int(value.split()[0]))
+        time.sleep(0.1)
+
+
+if status.exists():
+    threading.Thread(target=sample, daemon=True).start()
+atexit.register(lambda: peak_file.write_text(json.dumps(
+    {"VmHWM": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **peaks})))
 from star.tools.cli import main
 sys.exit(main(sys.argv[2:]))
 """
-"""The child: `star` itself, writing its own peak RSS (KiB) to a file as it exits."""
+"""The child: `star` itself, writing its own peaks (KiB) to a file as it exits: the resident
+high-water mark, and on Linux, sampled every 0.1 s, the memory it owns (RssAnon) and the
+pages of mapped files it holds (RssFile: the pool's table among them, which the system can
+drop and read again)."""
 
 
 def measure(size: int, work: Path) -> dict[str, Any]:
-    """Peak RSS and wall time of one run over a pool of `size`, in a child process."""
+    """Peak memory and wall time of one run over a pool of `size`, in a child process."""
     data, model = work / f"pool-{size}", work / "model"
     write_pool(data, size)
     if not (model / "config.json").exists():
         write_small_model(model)
-    peak_file = work / f"peak-{size}"
+    peak_file = work / f"peak-{size}.json"
     args = ["run", "--strategy", "me+dynamic", "--out", str(work / f"run-{size}")]
     args += [part for item in settings(model, data) for part in ("--set", item)]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", CHILD, str(peak_file), *args], check=True)
     seconds = time.perf_counter() - start
-    peak = int(peak_file.read_text()) / 1024
+    peaks = json.loads(peak_file.read_text())
     rounds = complete_rounds(RunFolder(work / f"run-{size}").read_results() or new_results())
-    return {"pool": size, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 1),
+
+    def megabytes(name: str) -> float | None:
+        return round(peaks[name] / 1024, 1) if name in peaks else None
+
+    return {"pool": size, "peak_rss_mb": megabytes("VmHWM"), "peak_anon_mb": megabytes("RssAnon"),
+            "peak_file_mb": megabytes("RssFile"), "seconds": round(seconds, 1),
             "score_seconds": rounds[-1]["score_seconds"]}
 
 
 def main(sizes: list[int], work: Path) -> list[dict[str, Any]]:
     """One fresh child process per size, smallest first (the children's peak only grows)."""
     rows = [measure(size, work) for size in sorted(sizes)]
-    print(f"{'pool':>10} {'peak RSS MB':>12} {'wall s':>8} {'round-1 scoring s':>18}")
+    columns = (("pool", "pool"), ("peak RSS MB", "peak_rss_mb"), ("owned MB", "peak_anon_mb"),
+               ("file pages MB", "peak_file_mb"), ("wall s", "seconds"),
+               ("round-1 scoring s", "score_seconds"))
+    print(" ".join(f"{title:>{len(title) + 2}}" for title, _ in columns))
     for row in rows:
-        print(f"{row['pool']:>10} {row['peak_rss_mb']:>12} {row['seconds']:>8} "
-              f"{row['score_seconds']:>18}")
+        print(" ".join(f"{row[key]!s:>{len(title) + 2}}" for title, key in columns))
     return rows
