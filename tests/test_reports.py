@@ -155,16 +155,18 @@ def test_selection_figure_keeps_measures_apart_and_names_shared_schedules(tmp_pa
              "overlap_base_mixed": 0.75, "overlap_full_mixed": 0.25}
             for name, scale in (("me-star", 1.0), ("pe-star", 40.0)) for seed in (0, 1)
             for k in (1, 2, 3)]
+    rows += [{**row, "strategy": "margin+dynamic", "seed": 0} for row in rows[:2]]  # unfinished
     figures.plot_selection(rows, "SST-2", tmp_path / "selection.png")
-    pe, me, schedule, overlap = drawn[0].axes  # in the tables' order: PE first
+    pe, me, margin, schedule, overlap = drawn[0].axes  # in the tables' order: PE first
     assert "ME" in me.get_title() and me.get_ylabel() == "mean ME (nats)"
     assert "PE" in pe.get_title() and pe.get_ylabel() == "mean PE (nats)"
     assert [line.get_ydata().tolist() for line in pe.lines] == [[40.0, 80.0, 120.0],
                                                                 [80.0, 120.0, 160.0]]
-    assert [line.get_label() for line in schedule.lines] == ["pe-star, me-star"]
+    assert margin.get_ylabel() == "mean MARGIN"  # a difference of probabilities, no nats
+    assert [line.get_label() for line in schedule.lines] == ["pe-star, me-star", "margin+dynamic"]
     assert schedule.lines[0].get_ydata() == pytest.approx([0.9, 0.8, 0.7])
     legend = {text.get_text(): handle for text, handle
               in zip(me.get_legend().get_texts(), me.get_legend().legend_handles, strict=True)}
     assert legend["me-star μ_b"].get_linestyle() == "--"
     assert legend["me-star μ_f"].get_linestyle() == "-"
-    assert len(overlap.lines) == 6 and overlap.get_ylabel() == "overlap (%)"
+    assert len(overlap.lines) == 9 and overlap.get_ylabel() == "overlap (%)"

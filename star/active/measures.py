@@ -16,6 +16,9 @@ LABEL_MEASURES = ("lc", "margin", "entropy")
 """Least confidence 1 − max p, margin 1 − (p₁ − p₂) and label entropy −Σ p log p: they read a
 label distribution, so they need a choice task."""
 MEASURES = ("pe", "me", *LABEL_MEASURES, "bald")
+IN_NATS = ("pe", "me", "entropy", "bald")
+"""The measures that are entropies or log-likelihoods (natural log), so in nats; lc and margin
+are differences of probabilities."""
 RESPONSES = ("own", "gold")
 """Which response ME reads: the model's own answer (label-free), or the teacher-forced gold
 one as the paper's code does (which lets the label leak into a label-free criterion)."""

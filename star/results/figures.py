@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from star.active.measures import IN_NATS
 from star.active.strategies import display_order, get_strategy, strategy_color
 from star.results.metrics import reliability_bins
 from star.results.summary import baseline_levels
@@ -137,14 +138,14 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     measures = list(dict.fromkeys(get_strategy(name).measure or "" for name in strategies))
     fig, axes = plt.subplots(1, len(measures) + 2, figsize=(4.7 * (len(measures) + 2), 3.8))
     by_measure = dict(zip(measures, axes, strict=False))
-    schedules: dict[tuple[float, ...], list[str]] = {}
+    schedules: dict[tuple[tuple[int, ...], tuple[float, ...]], list[str]] = {}
     for strategy in strategies:
         rounds, mean = _round_means([r for r in mine if r["strategy"] == strategy])
         style = {"marker": "o", "markersize": 3, "color": strategy_color(strategy)}
         ax = by_measure[get_strategy(strategy).measure or ""]
         ax.plot(rounds, mean("base_mean"), linestyle="--", label=f"{strategy} μ_b", **style)
         ax.plot(rounds, mean("full_mean"), linestyle="-", label=f"{strategy} μ_f", **style)
-        schedules.setdefault(tuple(mean("lambda")), []).append(strategy)
+        schedules.setdefault((tuple(rounds), tuple(mean("lambda"))), []).append(strategy)
         for key, line, pair in (("overlap_base_full", "-", "μ_b & μ_f"),
                                 ("overlap_base_mixed", "--", "μ_b & mixed"),
                                 ("overlap_full_mixed", ":", "μ_f & mixed")):
@@ -152,9 +153,8 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
                           label=f"{strategy} {pair}", **style)
     for measure, ax in by_measure.items():
         ax.set_title(_title(f"{setup}: {measure.upper()} of the unlabeled pool"), fontsize=10)
-        ax.set_ylabel(f"mean {measure.upper()} (nats)")
-    rounds = sorted({r["round"] for r in mine})
-    for weights, names in schedules.items():
+        ax.set_ylabel(f"mean {measure.upper()}" + (" (nats)" if measure in IN_NATS else ""))
+    for (rounds, weights), names in schedules.items():
         axes[-2].plot(rounds, weights, marker="o", markersize=3, label=", ".join(names),
                       color=strategy_color(names[0]))
     axes[-2].set_title("λ(t), the base model's weight", fontsize=10)
