@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the reproduction study in docs/reproduction/ (issues 3 and 15) on 2 CPU cores.
-# Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15); every command resumes
+# Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15), the probes and the
+# report to $STUDY_DOCS (default docs/reproduction); every command resumes
 # where it stopped, so the script can be stopped and started again (one process at a time).
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
 #
@@ -15,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
 RUNS=${STUDY_RUNS:-runs/study15}
+DOCS=${STUDY_DOCS:-docs/reproduction}  # where the probes and the report go
 MAIN=random,me,pe,me-star,pe-star
 SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
       --set model.dtype=float32)
@@ -24,4 +26,19 @@ for seed in 0 1 2 3 4; do
   "${STAR[@]}" compare "${SST2[@]}" --strategies $MAIN --seeds $seed --out $RUNS/sst2
 done
 
-"${STAR[@]}" report $RUNS --out docs/reproduction --title "STAR reproduction study (2 CPU cores)"
+# The probes of Sec. 4.2 (Fig. 2) and 4.3 (Fig. 3) on the `me` run of seed 0.
+"${STAR[@]}" probe confidence --run $RUNS/sst2/me/seed0 --shots 4 \
+  --out $DOCS/probes/sst2-confidence
+"${STAR[@]}" probe entropy $RUNS/sst2/me/seed0 --top 200 --out $DOCS/probes/sst2-entropy
+
+# OBQA and BoolQ at their presets' size, three seeds: the 135M model does not learn them (it
+# stays at chance and at the majority class), so they show only whether a strategy breaks
+# training, next to their chance, majority and zero-shot lines.
+for seed in 0 1 2; do
+  "${STAR[@]}" compare configs/cpu-obqa.yaml --set model.dtype=float32 --strategies $MAIN \
+    --seeds $seed --out $RUNS/obqa
+  "${STAR[@]}" compare configs/cpu-boolq.yaml --set model.dtype=float32 --strategies $MAIN \
+    --seeds $seed --out $RUNS/boolq
+done
+
+"${STAR[@]}" report $RUNS --out $DOCS --title "STAR reproduction study (2 CPU cores)"
