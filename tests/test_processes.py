@@ -135,3 +135,28 @@ def test_a_process_dying_mid_round_fails_the_launch_and_the_run_resumes(settings
             {k: v for k, v in b.items() if not k.endswith("_seconds")}
     assert read_jsonl(out / "rounds" / "1" / "scores.jsonl") == \
         read_jsonl(tmp_path / "whole" / "rounds" / "1" / "scores.jsonl")
+
+
+def test_map_spans_cuts_spans_builds_only_what_it_computes_and_saves_on_main():
+    """Items 0..9 in spans of 4: [0-3], [4-7], [8-9]. Part 1 is saved, so only parts 0 and 2
+    are computed (and their spans built), each result is saved, and results come in order."""
+    from star.processes import ALONE, Processes, map_spans
+
+    sliced: list[slice] = []
+
+    class Items(list):
+        def __getitem__(self, index):
+            if isinstance(index, slice):
+                sliced.append(index)
+            return super().__getitem__(index)
+
+    items, saved_now = Items(range(10)), {}
+    results = map_spans(items, 4, lambda part, span: (part, sum(span)), processes=ALONE,
+                        saved=lambda part: (1, -1) if part == 1 else None,
+                        save=lambda part, result: saved_now.update({part: result}))
+    assert results == [(0, 6), (1, -1), (2, 17)]
+    assert sliced == [slice(0, 4), slice(8, 12)]
+    assert saved_now == {0: (0, 6), 2: (2, 17)}
+    helper = Processes(rank=1, world=1)  # a process other than the main one never saves
+    map_spans(items, 4, lambda part, span: part, processes=helper,
+              save=lambda part, result: pytest.fail("saved off the main process"))
