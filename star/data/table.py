@@ -117,16 +117,20 @@ class ExampleTable(Sequence[Example]):
     def ids(self) -> Iterator[str]:
         """Every example's id, in order, a batch of rows at a time (a million ids as Python
         strings would take 63 MB)."""
-        column = self.table.select(["id"])
         for start in range(0, len(self), ROWS_PER_BATCH):
-            rows = self._read(range(start, min(start + ROWS_PER_BATCH, len(self))), column)
+            rows = self._read(range(start, min(start + ROWS_PER_BATCH, len(self))), self._ids)
             yield from (row["id"] for row in rows)
 
     def unanswered_ids(self) -> list[str]:
         """The ids of the examples without an answer, found from the answer column's nulls."""
         rows = np.flatnonzero(self.table.column("answer").is_null().to_numpy(zero_copy_only=False))
         positions = rows if self.rows is None else np.flatnonzero(np.isin(self.rows, rows))
-        return [row["id"] for row in self._read(positions, self.table.select(["id"]))]
+        return [row["id"] for row in self._read(positions, self._ids)]
+
+    @property
+    def _ids(self) -> pa.Table:
+        """The id column alone, for reading ids without the texts."""
+        return self.table.select(["id"])
 
 
 def select(examples: Sequence[Example], positions: Sequence[int] | np.ndarray) -> Sequence[Example]:

@@ -135,14 +135,15 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     every strategy that follows it) and the overlaps of the top-k sets."""
     mine = [r for r in rows if r["setup"] == setup]
     strategies = _order({r["strategy"] for r in mine})
-    measures = list(dict.fromkeys(get_strategy(name).measure or "" for name in strategies))
+    measure_of = {name: get_strategy(name).measure or "" for name in strategies}
+    measures = list(dict.fromkeys(measure_of.values()))
     fig, axes = plt.subplots(1, len(measures) + 2, figsize=(4.7 * (len(measures) + 2), 3.8))
     by_measure = dict(zip(measures, axes, strict=False))
     schedules: dict[tuple[tuple[int, ...], tuple[float, ...]], list[str]] = {}
     for strategy in strategies:
         rounds, mean = _round_means([r for r in mine if r["strategy"] == strategy])
         style = {"marker": "o", "markersize": 3, "color": strategy_color(strategy)}
-        ax = by_measure[get_strategy(strategy).measure or ""]
+        ax = by_measure[measure_of[strategy]]
         ax.plot(rounds, mean("base_mean"), linestyle="--", label=f"{strategy} μ_b", **style)
         ax.plot(rounds, mean("full_mean"), linestyle="-", label=f"{strategy} μ_f", **style)
         schedules.setdefault((tuple(rounds), tuple(mean("lambda"))), []).append(strategy)
