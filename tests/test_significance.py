@@ -7,6 +7,7 @@ import math
 import pytest
 
 from star.results.significance import describe, paired, seeds_for_power
+from star.results.tables import comparisons_table
 
 
 def test_the_studys_me_minus_random_by_hand():
@@ -54,3 +55,22 @@ def test_a_constant_difference_is_significant():
     result = paired({0: 0.8, 1: 0.7, 2: 0.6}, {0: 0.7, 1: 0.6, 2: 0.5})
     assert result.p_value == 0.0 and result.significant
     assert result.low == pytest.approx(0.1) and result.high == pytest.approx(0.1)
+
+
+def test_the_comparisons_table_pairs_by_seed_and_counts_its_tests():
+    """Each strategy against random, then the named pair; the note says how many p-values
+    were computed and what Bonferroni would ask of them."""
+    def entry(aucs: list[float]) -> dict:
+        return {"seeds": [0, 1, 2], "auc_per_seed": aucs}
+
+    summary = {"SST-2": {"random": entry([0.70, 0.70, 0.70]), "me": entry([0.7038, 0.7231, 0.7125]),
+                         "me-star": entry([0.71, 0.72, 0.73])}}
+    table = comparisons_table(summary, [("me-star", "me"), ("bald", "me")])  # bald never ran
+    assert [row[1].text for row in table.rows] == ["me − random", "me-star − random",
+                                                   "me-star − me"]
+    me = table.rows[0]
+    assert (me[3].text, me[5].text, me[6].text, me[7].text) == ("+1.31", "0.143",
+                                                                 "not significant", "7")
+    assert table.rows[2][3].text == "+0.69"  # (0.0062 − 0.0031 + 0.0175) / 3 = 0.00687
+    assert "of 3 tests, about 0.1 would fall below 0.05" in table.note
+    assert "Bonferroni: p < 0.0167" in table.note

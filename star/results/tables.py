@@ -384,4 +384,9 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                   "t-interval of the mean difference; p: two-sided paired t-test; seeds for 80 % "
                   "power: how many seeds a paired t-test needs to detect the observed mean "
                   "difference given the observed spread (α = 0.05).")
+    tests = sum(row[5].value is not None for row in table.rows)
+    if tests > 1:
+        table.note += (f" Each p is the test's own, uncorrected: of {tests} tests, about "
+                       f"{0.05 * tests:.1f} would fall below 0.05 by chance if no strategy "
+                       f"differed (Bonferroni: p < {0.05 / tests:.4f}).")
     return table
