@@ -72,5 +72,5 @@ def test_the_comparisons_table_pairs_by_seed_and_counts_its_tests():
     assert (me[3].text, me[5].text, me[6].text, me[7].text) == ("+1.31", "0.143",
                                                                  "not significant", "7")
     assert table.rows[2][3].text == "+0.69"  # (0.0062 − 0.0031 + 0.0175) / 3 = 0.00687
-    assert "of 3 tests, about 0.1 would fall below 0.05" in table.note
-    assert "Bonferroni: p < 0.0167" in table.note
+    assert "any of these 3 tests falls below 0.05 could be as high as 15 %" in table.note
+    assert "Bonferroni: p < 0.0167 for all 3 together" in table.note

@@ -386,7 +386,8 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                   "difference given the observed spread (α = 0.05).")
     tests = sum(row[5].value is not None for row in table.rows)
     if tests > 1:
-        table.note += (f" Each p is the test's own, uncorrected: of {tests} tests, about "
-                       f"{0.05 * tests:.1f} would fall below 0.05 by chance if no strategy "
-                       f"differed (Bonferroni: p < {0.05 / tests:.4f}).")
+        table.note += (f" Each p is uncorrected: if no strategy differed, the chance that any "
+                       f"of these {tests} tests falls below 0.05 could be as high as "
+                       f"{min(100, 5 * tests)} % (Bonferroni: p < {0.05 / tests:.4f} for all "
+                       f"{tests} together).")
     return table
