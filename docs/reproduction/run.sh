@@ -41,6 +41,12 @@ for seed in 0 1 2; do
     --seeds $seed --out $RUNS/boolq
 done
 
+# The paper ran both probes on BoolQ. Here they show what a model that has not learned the
+# task looks like: the predicted-class counts of the confidence probe make a collapse visible.
+"${STAR[@]}" probe confidence --run $RUNS/boolq/me/seed0 --shots 4 \
+  --out $DOCS/probes/boolq-confidence
+"${STAR[@]}" probe entropy $RUNS/boolq/me/seed0 --top 200 --out $DOCS/probes/boolq-entropy
+
 # Table 2's ablations on SST-2, the ME family at three seeds (seeds 0-2 of its rows are the
 # same runs as above): each STAR component added on its own. The PE family is left out for
 # time; pe against pe-star is in the main comparison at five seeds.
