@@ -55,9 +55,9 @@ for seed in 0 1 2; do
   "${STAR[@]}" compare "${SST2[@]}" --strategies $ABLATIONS --seeds $seed --out $RUNS/sst2
 done
 
-# Besides each strategy against random: what STAR adds to its measure, and each component
-# against the step before it.
+# Besides each strategy against random: what STAR adds to its measure, each component
+# against the step before it, and the two STAR variants against each other.
 PAIRS=me-star:me,pe-star:pe,me+dynamic:me,me+dynamic+mc:me+dynamic,me+dynamic+l2:me+dynamic
-PAIRS+=,me-star:me+dynamic
+PAIRS+=,me-star:me+dynamic,me-star:pe-star
 "${STAR[@]}" report $RUNS --out $DOCS --title "STAR reproduction study (2 CPU cores)" \
   --pairs "$PAIRS"
