@@ -170,3 +170,41 @@ def test_selection_figure_keeps_measures_apart_and_names_shared_schedules(tmp_pa
     assert legend["me-star μ_b"].get_linestyle() == "--"
     assert legend["me-star μ_f"].get_linestyle() == "-"
     assert len(overlap.lines) == 9 and overlap.get_ylabel() == "overlap (%)"
+
+
+def test_selection_rows_by_hand(tmp_path):
+    """Four pool examples, k = 2, three MC passes: the overlaps of the top-k sets, and what
+    the passes changed (their mean correlation, the first pass's top k against the mean's)."""
+    from star.active.runfolder import RunFolder
+    from star.results.summary import selection_rows
+    from star.results.tables import selection_table
+
+    passes = [[1, 4, 3, 2], [1, 2, 3, 4], [1, 2, 3, 4]]  # μ_f = their mean: 1, 8/3, 3, 10/3
+    rows = [{"id": name, "base": base, "passes": [p[i] for p in passes],
+             "full": float(np.mean([p[i] for p in passes])), "score": score, "selected": picked}
+            for i, (name, base, score, picked) in enumerate(
+                [("a", 4, 0.1, False), ("b", 3, 0.9, True), ("c", 2, 0.8, True),
+                 ("d", 1, 0.2, False)])]
+    folder = RunFolder(tmp_path)
+    folder.scores_path(1).parent.mkdir(parents=True)
+    folder.scores_path(1).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = {"task": "T", "setup": "T", "strategy": "me-star", "seed": 0, "path": str(tmp_path),
+           "rounds": [{"round": 0}, {"round": 1}], "lambda": {"1": 0.8}}
+    [row] = selection_rows([run])
+    # top 2: base {a, b}, full {c, d}, mixed {b, c}
+    assert (row["overlap_base_full"], row["overlap_base_mixed"], row["overlap_full_mixed"]) == (
+        0.0, 0.5, 0.5)
+    # centred passes: (-1.5, 1.5, .5, -.5) and (-1.5, -.5, .5, 1.5) twice; r = 1/5, 1/5, 1
+    assert row["mc_pass_r"] == pytest.approx(1.4 / 3)
+    assert row["overlap_pass_mean"] == 0.5  # pass 1 ranks {b, c}, the mean {c, d}
+    assert row["lambda"] == 0.8
+
+    for r in rows:
+        r["passes"] = r["passes"][:1]
+        r["full"] = r["passes"][0]
+    folder.scores_path(1).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [one_pass] = selection_rows([run])
+    assert one_pass["mc_pass_r"] is None and one_pass["overlap_pass_mean"] is None
+    table = selection_table([row, {**one_pass, "strategy": "me+dynamic"}])
+    assert [cell.text for cell in table.rows[0][-2:]] == ["–", "–"]  # me+dynamic comes first
+    assert [cell.text for cell in table.rows[1][-2:]] == ["0.467", "50 %"]

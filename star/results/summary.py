@@ -206,8 +206,20 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pearson_base_full": float(np.corrcoef(base, full)[0, 1]),
                 "overlap_base_full": len(top_b & top_f) / k,
                 "overlap_base_mixed": len(top_b & top_m) / k,
-                "overlap_full_mixed": len(top_f & top_m) / k})
+                "overlap_full_mixed": len(top_f & top_m) / k,
+                **_mc_effect(ids, np.array([s["passes"] for s in scores]).T, top_f, k)})
     return rows
+
+
+def _mc_effect(ids: list[str], passes: np.ndarray, top_f: set[str], k: int
+               ) -> dict[str, float | None]:
+    """What the MC-dropout passes ([passes, examples]) changed: the mean correlation between
+    two passes, and the share of μ_f's top k (ranked by the passes' mean) that the first pass
+    alone would also rank there. None for a single pass."""
+    if len(passes) < 2:
+        return {"mc_pass_r": None, "overlap_pass_mean": None}
+    r = np.corrcoef(passes)[np.triu_indices(len(passes), 1)]
+    return {"mc_pass_r": float(r.mean()), "overlap_pass_mean": len(_top(ids, passes[0], k) & top_f) / k}
 
 
 

@@ -10,7 +10,7 @@ import csv
 import html
 import io
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,12 +237,17 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
         groups[(row["setup"], row["strategy"], row["round"])].append(row)
     table = Table("selection", "What the dynamic score selected",
                   ["Task", "Method", "Round", "λ(t)", "mean μ_b", "mean μ_f", "r(μ_b, μ_f)",
-                   "top-k base∩full", "base∩mixed", "full∩mixed"])
+                   "top-k base∩full", "base∩mixed", "full∩mixed", "MC: r(passes)",
+                   "top-k pass 1∩full"])
     for (setup, strategy, k) in sorted(groups, key=lambda g: (g[0], display_order(g[1]), g[2])):
         group = groups[(setup, strategy, k)]
 
         def avg(key: str, rows: list[dict[str, Any]] = group) -> float:
             return float(np.mean([r[key] for r in rows]))
+
+        def mc(key: str, text: Callable[[float], str], rows: list[dict[str, Any]] = group) -> Cell:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            return Cell(text(float(np.mean(values))), float(np.mean(values))) if values else Cell("–")
 
         weight = group[0]["lambda"]
         table.rows.append([
@@ -252,12 +257,14 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
             Cell(f"{avg('full_mean'):.3f}", avg("full_mean")),
             Cell(f"{avg('pearson_base_full'):.2f}", avg("pearson_base_full")),
             *[Cell(f"{100 * avg(key):.0f} %", avg(key)) for key in
-              ("overlap_base_full", "overlap_base_mixed", "overlap_full_mixed")]])
+              ("overlap_base_full", "overlap_base_mixed", "overlap_full_mixed")],
+            mc("mc_pass_r", lambda v: f"{v:.3f}"), mc("overlap_pass_mean", lambda v: f"{100 * v:.0f} %")])
     table.note = ("Means over the unlabeled pool before the round's selection, averaged over seeds; "
                   "overlaps are between the top-k sets (k = labels taken that round) ranked by "
-                  "μ_b alone, μ_f alone and the mixed score.")
+                  "μ_b alone, μ_f alone and the mixed score. With MC dropout: the mean correlation "
+                  "of μ_f between two passes, and how much of μ_f's top k (ranked by the mean of "
+                  "the passes) the first pass alone would have ranked there.")
     return table
-
 
 
 
