@@ -74,3 +74,31 @@ def test_the_comparisons_table_pairs_by_seed_and_counts_its_tests():
     assert table.rows[2][3].text == "+0.69"  # (0.0062 − 0.0031 + 0.0175) / 3 = 0.00687
     assert "any of these 3 tests falls below 0.05 could be as high as 15 %" in table.note
     assert "Bonferroni: p < 0.0167 for all 3 together" in table.note
+
+
+def test_the_last_rounds_ece_is_compared_by_seed_too(tmp_path):
+    """ECE from a predictions file by hand, kept per seed in the summary and compared like AUC:
+    a seed without predictions drops out of the pairs."""
+    from star.active.runfolder import RunFolder
+    from star.results.summary import calibration_at
+
+    folder = RunFolder(tmp_path)
+    folder.predictions_path(1).parent.mkdir(parents=True)
+    folder.predictions_path(1).write_text(
+        '{"confidence": 0.9, "correct": true}\n{"confidence": 0.6, "correct": false}\n')
+    run = {"path": str(tmp_path)}
+    ece, brier = calibration_at(run, {"round": 1, "accuracy": 0.5})
+    assert ece == pytest.approx(0.5 * 0.1 + 0.5 * 0.6)  # two bins: |1 − 0.9|, |0 − 0.6|
+    assert brier == pytest.approx((0.1 ** 2 + 0.6 ** 2) / 2)
+    assert calibration_at(run, {"round": 1, "accuracy": None}) is None  # no test set
+    assert calibration_at(run, {"round": 2, "accuracy": 0.5}) is None  # no predictions
+
+    def entry(eces: list[float | None]) -> dict:
+        return {"seeds": [0, 1, 2], "ece_last_per_seed": eces}
+
+    summary = {"SST-2": {"random": entry([0.05, 0.06, 0.07]), "me": entry([0.08, None, 0.10])}}
+    table = comparisons_table(summary, metric="ece_last")
+    assert table.name == "comparisons_ece" and "ECE" in table.title
+    [row] = table.rows
+    assert (row[2].text, row[3].text, row[5].text) == ("2", "+3.00", "0.000")  # +3 on seeds 0, 2
+    assert "below 0: the first is better calibrated" in table.note

@@ -158,7 +158,7 @@ def _curves_section(summary: dict, out: Path) -> Section:
 
 
 def _calibration_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
-                         out: Path) -> Section:
+                         out: Path, pairs: Sequence[tuple[str, str]]) -> Section:
     runs = scored(runs)
     rows = calibration_rows(runs)
     section = Section("Calibration", "Expected calibration error (15 equal-width bins) and "
@@ -171,6 +171,9 @@ def _calibration_section(runs: list[dict], summary: dict, groups: list[SetupGrou
         part = {key: value for key, value in rows.items() if key[0] in group.names}
         if part:
             section.tables += [group.retitle(t) for t in calibration_tables(part)]
+    comparisons = comparisons_table(summary, pairs, "ece_last")
+    if comparisons.rows:
+        section.tables.append(comparisons)
     for suffix, strategies, shown, caption in _figure_sets(summary):
         part = {key: value for key, value in rows.items()
                 if key[0] in shown and key[1] in strategies}
@@ -227,7 +230,7 @@ def build_sections(runs: list[dict], out: Path,
     summary = summarize(runs)
     groups = setup_groups({run["setup"]: run["task"] for run in runs})
     sections = [_results_section(runs, summary, groups, pairs), _curves_section(summary, out),
-                _calibration_section(runs, summary, groups, out),
+                _calibration_section(runs, summary, groups, out, pairs),
                 _selection_section(runs, groups, out)]
     advice = advice_table(runs)
     if advice.rows:

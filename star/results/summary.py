@@ -60,10 +60,12 @@ BASELINES = ("chance", "majority", "zero_shot")
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{setup: {strategy: {task, setup, seeds, auc_per_seed, auc_mean, auc_std, ripl_per_seed,
-    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std, curve,
-    vs_random}}} over the runs with a test set. `gain` is AUC minus the zero-shot accuracy: what fine-tuning
-    bought over not fine-tuning at all. The curve starts at 0 labels with the zero-shot point.
-    `vs_random` is the AUC difference to random paired by seed (see `significance.paired`).
+    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std,
+    ece_last_per_seed, curve, vs_random}}} over the runs with a test set. `ece_last` is the ECE
+    of the last round all the strategy's seeds reached. `gain` is AUC minus the zero-shot
+    accuracy: what fine-tuning bought over not fine-tuning at all. The curve starts at 0 labels
+    with the zero-shot point. `vs_random` is the AUC difference to random paired by seed (see
+    `significance.paired`).
 
     `setup` holds the config keys that set the setup apart from the other setups of its task.
     RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
@@ -92,6 +94,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         gains = [None if z is None else a - z for a, z in zip(aucs, zero_shot, strict=True)]
         gain_mean, gain_std = mean_std(gains) if None not in gains else (None, None)
         n_labeled = [x["n_labeled"] for x in complete_rounds(group[0])[:length]]
+        last_ece = [calibration_at(r, complete_rounds(r)[length - 1]) for r in group]
         if None not in zero_shot:  # the curve starts at the base model, before any label
             n_labeled = [0, *n_labeled]
             accuracy = np.column_stack([zero_shot, accuracy])
@@ -102,6 +105,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             "ripl_per_seed": ripls, "ripl_mean": ripl_mean, "ripl_std": ripl_std,
             "baselines_per_seed": baselines,
             "gain_per_seed": gains, "gain_mean": gain_mean, "gain_std": gain_std,
+            "ece_last_per_seed": [None if c is None else c[0] for c in last_ece],
             "curve": {"n_labeled": n_labeled,
                       "accuracy_mean": accuracy.mean(axis=0).tolist(),
                       "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
@@ -149,6 +153,19 @@ def matched_seeds(runs: list[dict[str, Any]], strategies: list[str]) -> list[dic
             and (run["strategy"] in strategies or run["strategy"] == "random")]
 
 
+def calibration_at(run: dict[str, Any], entry: dict[str, Any]) -> tuple[float, float] | None:
+    """(ECE, Brier) of a round's test predictions; None for a round without a test set or
+    without its predictions file."""
+    if entry.get("accuracy") is None:
+        return None
+    predictions = RunFolder(Path(run["path"])).read_predictions(entry["round"])
+    if predictions is None:
+        return None
+    confidence = [p["confidence"] for p in predictions]
+    correct = [p["correct"] for p in predictions]
+    return expected_calibration_error(confidence, correct), brier_score(confidence, correct)
+
+
 def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Per (setup, strategy): per round, ECE and Brier averaged over seeds (rounds evaluated on
     a test set only: without one, predictions have nothing to be right about)."""
@@ -156,16 +173,10 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
     tasks = {run["setup"]: run["task"] for run in runs}
     for run in runs:
         for entry in complete_rounds(run):
-            if entry.get("accuracy") is None:
-                continue
-            predictions = RunFolder(Path(run["path"])).read_predictions(entry["round"])
-            if predictions is None:
-                continue
-            confidence = [p["confidence"] for p in predictions]
-            correct = [p["correct"] for p in predictions]
-            per_round[(run["setup"], run["strategy"], entry["round"])].append(
-                (expected_calibration_error(confidence, correct), brier_score(confidence, correct),
-                 entry["accuracy"], entry["n_labeled"]))
+            calibration = calibration_at(run, entry)
+            if calibration is not None:
+                per_round[(run["setup"], run["strategy"], entry["round"])].append(
+                    (*calibration, entry["accuracy"], entry["n_labeled"]))
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (setup, strategy, k), values in sorted(per_round.items()):
         ece, brier, accuracy, n = np.array(values).T

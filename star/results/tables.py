@@ -358,13 +358,22 @@ def advice_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
+COMPARED = {"auc": ("comparisons", "AUC", "AUC", "above 0: the first learned more per label"),
+            "ece_last": ("comparisons_ece", "the last round's ECE", "ECE",
+                         "below 0: the first is better calibrated")}
+"""What `comparisons_table` can compare: summary metric -> (table name, title, short name,
+how to read the sign)."""
+
+
 def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
-                      pairs: Sequence[tuple[str, str]] = ()) -> Table:
+                      pairs: Sequence[tuple[str, str]] = (), metric: str = "auc") -> Table:
     """Every strategy against random, and each named pair, paired by seed within a setup: the
-    mean AUC difference, its 95 % t-interval, the paired t-test's p-value and verdict, and how
-    many seeds would detect a difference this large at 80 % power."""
-    table = Table("comparisons", "Paired comparisons of AUC (by seed)",
-                  ["Setup", "Comparison", "Seeds", "Δ AUC", "95 % CI", "p", "verdict",
+    mean difference of `metric` (see `COMPARED`), its 95 % t-interval, the paired t-test's
+    p-value and verdict, and how many seeds would detect a difference this large at 80 %
+    power."""
+    name, title, short, sign = COMPARED[metric]
+    table = Table(name, f"Paired comparisons of {title} (by seed)",
+                  ["Setup", "Comparison", "Seeds", f"Δ {short}", "95 % CI", "p", "verdict",
                    "seeds for 80 % power"])
     for setup in sorted(summary):
         entries = summary[setup]
@@ -373,7 +382,7 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
         for first, second in wanted:
             if first not in entries or second not in entries:
                 continue
-            result = paired(per_seed(entries[first], "auc"), per_seed(entries[second], "auc"))
+            result = paired(per_seed(entries[first], metric), per_seed(entries[second], metric))
             if result is None:
                 continue
             tested = result.p_value is not None
@@ -387,10 +396,10 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                      else "one seed: no test"),
                 Cell(str(result.seeds_for_power) if result.seeds_for_power else "–",
                      result.seeds_for_power)])
-    table.note = ("AUC differences in points, over the seeds both strategies ran; 95 % CI: "
-                  "t-interval of the mean difference; p: two-sided paired t-test; seeds for 80 % "
-                  "power: how many seeds a paired t-test needs to detect the observed mean "
-                  "difference given the observed spread (α = 0.05).")
+    table.note = (f"{short} differences in points ({sign}), over the seeds both strategies "
+                  "ran; 95 % CI: t-interval of the mean difference; p: two-sided paired t-test; "
+                  "seeds for 80 % power: how many seeds a paired t-test needs to detect the "
+                  "observed mean difference given the observed spread (α = 0.05).")
     tests = sum(row[5].value is not None for row in table.rows)
     if tests > 1:
         table.note += (f" Each p is uncorrected: if no strategy differed, the chance that any "
