@@ -9,7 +9,7 @@ import pytest
 
 from star.results.figures import reflected_density
 from star.results.metrics import ripl
-from star.results.summary import collect_runs, matched_seeds, summarize
+from star.results.summary import calibration_at, collect_runs, matched_seeds, summarize
 from star.results.tables import _marks
 from star.tools.cli import main
 from tests.conftest import tiny_settings
@@ -53,6 +53,8 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
         assert len(calibration) == 1 + 4  # four strategies, four rounds each (8 to 32 labels)
     selection = list(csv.reader((out / "selection.csv").open()))
     assert {r[1] for r in selection[1:]} == {"me-star", "me+dynamic"}
+    ece = list(csv.reader((out / "comparisons_ece.csv").open()))
+    assert [r[1] for r in ece[1:]] == ["me − random", "me-star − random", "me+dynamic − random"]
     assert "<b>" in html
 
 
@@ -65,6 +67,9 @@ def test_summary_ripl_uses_random_of_the_same_seed(runs_dir):
     assert summary[task]["me"]["ripl_mean"] == pytest.approx(sum(expected) / 2)
     assert summary[task]["me"]["ripl_per_seed"] == pytest.approx(expected)
     assert summary[task]["me"]["auc_per_seed"] == pytest.approx([by[("me", s)] for s in (0, 1)])
+    last_ece = {(r["strategy"], r["seed"]): calibration_at(r, r["rounds"][-1])[0] for r in runs}
+    assert summary[task]["me"]["ece_last_per_seed"] == pytest.approx(
+        [last_ece[("me", s)] for s in (0, 1)])
 
 
 def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):

@@ -65,15 +65,22 @@ def test_the_comparisons_table_pairs_by_seed_and_counts_its_tests():
 
     summary = {"SST-2": {"random": entry([0.70, 0.70, 0.70]), "me": entry([0.7038, 0.7231, 0.7125]),
                          "me-star": entry([0.71, 0.72, 0.73])}}
+    summary["SST-2"]["pe"] = {**entry([0.60, 0.60, 0.60]), "curve": {"n_labeled": [0, 16, 32]}}
+    summary["SST-2"]["margin"] = entry([0.65, 0.65, 0.65])  # a constant −5 points
+    summary["SST-2"]["lc"] = entry([0.710, 0.7101, 0.7099])  # t = 0.01 / (1e-4 / √3) = 173
     table = comparisons_table(summary, [("me-star", "me"), ("bald", "me")])  # bald never ran
     assert [row[1].text for row in table.rows] == ["me − random", "me-star − random",
+                                                   "lc − random", "margin − random",
                                                    "me-star − me"]
+    # pe ran to other label counts (its curve says so, the others' says nothing): no pair
+    assert table.rows[2][5].text == "3.3e-05"  # 2 df: p = 1 − t/√(t² + 2) ≈ 1/t²
+    assert table.rows[3][5].text == "0" and table.rows[3][6].text == "significant"
     me = table.rows[0]
     assert (me[3].text, me[5].text, me[6].text, me[7].text) == ("+1.31", "0.143",
                                                                  "not significant", "7")
-    assert table.rows[2][3].text == "+0.69"  # (0.0062 − 0.0031 + 0.0175) / 3 = 0.00687
-    assert "any of these 3 tests falls below 0.05 could be as high as 15 %" in table.note
-    assert "Bonferroni: p < 0.0167 for all 3 together" in table.note
+    assert table.rows[4][3].text == "+0.69"  # (0.0062 − 0.0031 + 0.0175) / 3 = 0.00687
+    assert "any of these 5 tests falls below 0.05 could be as high as 25 %" in table.note
+    assert "Bonferroni: p < 0.01 for all 5 together" in table.note
 
 
 def test_the_last_rounds_ece_is_compared_by_seed_too(tmp_path):
@@ -100,5 +107,5 @@ def test_the_last_rounds_ece_is_compared_by_seed_too(tmp_path):
     table = comparisons_table(summary, metric="ece_last")
     assert table.name == "comparisons_ece" and "ECE" in table.title
     [row] = table.rows
-    assert (row[2].text, row[3].text, row[5].text) == ("2", "+3.00", "0.000")  # +3 on seeds 0, 2
+    assert (row[2].text, row[3].text, row[5].text) == ("2", "+3.00", "0")  # +3 on seeds 0, 2
     assert "below 0: the first is better calibrated" in table.note

@@ -117,8 +117,9 @@ class ExampleTable(Sequence[Example]):
     def ids(self) -> Iterator[str]:
         """Every example's id, in order, a batch of rows at a time (a million ids as Python
         strings would take 63 MB)."""
+        column = self._ids
         for start in range(0, len(self), ROWS_PER_BATCH):
-            rows = self._read(range(start, min(start + ROWS_PER_BATCH, len(self))), self._ids)
+            rows = self._read(range(start, min(start + ROWS_PER_BATCH, len(self))), column)
             yield from (row["id"] for row in rows)
 
     def unanswered_ids(self) -> list[str]:

@@ -193,7 +193,8 @@ def _top(ids: list[str], values: np.ndarray, k: int) -> set[str]:
 
 
 def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For runs that record μ_b and μ_f: per round, their pool means, λ(t) and top-set overlaps."""
+    """For runs that record μ_b and μ_f: per round, their pool means, λ(t), top-set overlaps
+    and, with MC dropout, how much the passes agree (see `_mc_effect`)."""
     rows = []
     for run in runs:
         for entry in complete_rounds(run)[1:]:
@@ -224,15 +225,14 @@ def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _mc_effect(ids: list[str], passes: np.ndarray, top_f: set[str], k: int
                ) -> dict[str, float | None]:
-    """What the MC-dropout passes ([passes, examples]) changed: the mean correlation between
-    two passes, and the share of μ_f's top k (ranked by the passes' mean) that the first pass
-    alone would also rank there. None for a single pass."""
-    if len(passes) < 2:
+    """How much K MC-dropout passes ([passes, examples]) agree: their mean pairwise
+    correlation, and the share of μ_f's top k (ranked by the mean of the K passes) that one
+    pass alone would also rank there. None for a single pass (or passes without spread)."""
+    r = np.corrcoef(passes)[np.triu_indices(len(passes), 1)] if len(passes) > 1 else []
+    if not len(r) or not np.isfinite(r).all():
         return {"mc_pass_r": None, "overlap_pass_mean": None}
-    r = np.corrcoef(passes)[np.triu_indices(len(passes), 1)]
-    return {"mc_pass_r": float(r.mean()), "overlap_pass_mean": len(_top(ids, passes[0], k) & top_f) / k}
-
-
+    return {"mc_pass_r": float(np.mean(r)),
+            "overlap_pass_mean": len(_top(ids, passes[0], k) & top_f) / k}
 
 
 def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

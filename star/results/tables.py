@@ -267,7 +267,6 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-
 def _kappa(value: float | None) -> Cell:
     return Cell("–") if value is None else Cell(f"{value:.3f}", round(value, 5))
 
@@ -358,6 +357,19 @@ def advice_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _labels(entry: dict[str, Any]) -> list[int]:
+    """The label counts of an entry's learning curve, without the zero-shot point."""
+    return [n for n in entry.get("curve", {}).get("n_labeled", []) if n]
+
+
+def _p_text(p: float) -> str:
+    """Three decimals, or two significant digits below 0.001 (where thresholds such as
+    Bonferroni's for many tests lie); 0 where the differences have no spread at all."""
+    if p == 0:
+        return "0"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 COMPARED = {"auc": ("comparisons", "AUC", "AUC", "above 0: the first learned more per label"),
             "ece_last": ("comparisons_ece", "the last round's ECE", "ECE",
                          "below 0: the first is better calibrated")}
@@ -380,8 +392,9 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
         wanted = [(s, "random") for s in sorted(entries, key=display_order) if s != "random"]
         wanted += [pair for pair in pairs if pair not in wanted]
         for first, second in wanted:
-            if first not in entries or second not in entries:
-                continue
+            if first not in entries or second not in entries or (
+                    _labels(entries[first]) != _labels(entries[second])):
+                continue  # not run here, or at other label counts: nothing to pair
             result = paired(per_seed(entries[first], metric), per_seed(entries[second], metric))
             if result is None:
                 continue
@@ -391,19 +404,19 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                                                                len(result.seeds)),
                 Cell(f"{100 * result.mean:+.2f}", round(100 * result.mean, 4)),
                 Cell(f"{100 * result.low:+.2f} to {100 * result.high:+.2f}" if tested else "–"),
-                Cell(f"{result.p_value:.3f}" if tested else "–", result.p_value),
+                Cell(_p_text(result.p_value) if tested else "–", result.p_value),
                 Cell(("significant" if result.significant else "not significant") if tested
                      else "one seed: no test"),
                 Cell(str(result.seeds_for_power) if result.seeds_for_power else "–",
                      result.seeds_for_power)])
     table.note = (f"{short} differences in points ({sign}), over the seeds both strategies "
-                  "ran; 95 % CI: t-interval of the mean difference; p: two-sided paired t-test; "
+                  "have a value for; 95 % CI: t-interval of the mean difference; p: two-sided paired t-test; "
                   "seeds for 80 % power: how many seeds a paired t-test needs to detect the "
                   "observed mean difference given the observed spread (α = 0.05).")
     tests = sum(row[5].value is not None for row in table.rows)
     if tests > 1:
         table.note += (f" Each p is uncorrected: if no strategy differed, the chance that any "
                        f"of these {tests} tests falls below 0.05 could be as high as "
-                       f"{min(100, 5 * tests)} % (Bonferroni: p < {0.05 / tests:.4f} for all "
+                       f"{min(100, 5 * tests)} % (Bonferroni: p < {0.05 / tests:.3g} for all "
                        f"{tests} together).")
     return table
