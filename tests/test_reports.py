@@ -54,7 +54,7 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
     selection = list(csv.reader((out / "selection.csv").open()))
     assert {r[1] for r in selection[1:]} == {"me-star", "me+dynamic"}
     ece = list(csv.reader((out / "comparisons_ece.csv").open()))
-    assert [r[1] for r in ece[1:]] == ["me − random", "me-star − random", "me+dynamic − random"]
+    assert [r[1] for r in ece[1:]] == ["me − random", "me+dynamic − random", "me-star − random"]
     assert "<b>" in html
 
 
