@@ -222,12 +222,13 @@ def _labels_section(records: list[dict]) -> Section:
     return section
 
 
-def build_sections(runs: list[dict], out: Path,
+def build_sections(runs: list[dict], summary: dict, out: Path,
                    pairs: Sequence[tuple[str, str]] = ()) -> list[Section]:
     """Compute every table and figure, writing PNG and CSV files into `out`. Each table covers
     one group of setups (see `setup_groups`): all of them while no task has two setups.
-    `pairs` are strategy pairs compared by seed besides each strategy against random."""
-    summary = summarize(runs)
+    `pairs` are strategy pairs compared by seed besides each strategy against random;
+    `summary` is `summarize(runs)`, computed once by the caller (it reads every last round's
+    predictions)."""
     groups = setup_groups({run["setup"]: run["task"] for run in runs})
     sections = [_results_section(runs, summary, groups, pairs), _curves_section(summary, out),
                 _calibration_section(runs, summary, groups, out, pairs),
@@ -286,8 +287,9 @@ def write_report(runs_dir: Path, out: Path, title: str = "STAR report",
     if not runs:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
     out.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(runs, out, pairs)
-    write_json(out / "summary.json", json.loads(json.dumps(summarize(runs))))
+    summary = summarize(runs)
+    sections = build_sections(runs, summary, out, pairs)
+    write_json(out / "summary.json", json.loads(json.dumps(summary)))
     write_text_atomic(out / "report.md", render_markdown(sections, runs, title))
     write_text_atomic(out / "report.html", render_html(sections, runs, title))
     return out / "report.html"
