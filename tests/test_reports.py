@@ -212,4 +212,5 @@ def test_selection_rows_by_hand(tmp_path):
     assert one_pass["mc_pass_r"] is None and one_pass["overlap_pass_mean"] is None
     table = selection_table([row, {**one_pass, "strategy": "me+dynamic"}])
     assert [cell.text for cell in table.rows[0][-2:]] == ["–", "–"]  # me+dynamic comes first
-    assert [cell.text for cell in table.rows[1][-2:]] == ["0.467", "50 %"]
+    assert [cell.text for cell in table.rows[1][4:]] == [
+        "2.500", "2.500", "-0.91", "0 %", "50 %", "50 %", "0.467", "50 %"]  # r: -3.67/√(5·3.22)

@@ -242,23 +242,22 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
     for (setup, strategy, k) in sorted(groups, key=lambda g: (g[0], display_order(g[1]), g[2])):
         group = groups[(setup, strategy, k)]
 
-        def avg(key: str, rows: list[dict[str, Any]] = group) -> float:
-            return float(np.mean([r[key] for r in rows]))
-
-        def mc(key: str, text: Callable[[float], str], rows: list[dict[str, Any]] = group) -> Cell:
+        def mean(key: str, text: Callable[[float], str], rows: list[dict[str, Any]] = group) -> Cell:
             values = [r[key] for r in rows if r.get(key) is not None]
             return Cell(text(float(np.mean(values))), float(np.mean(values))) if values else Cell("–")
+
+        def percent(value: float) -> str:
+            return f"{100 * value:.0f} %"
 
         weight = group[0]["lambda"]
         table.rows.append([
             Cell(group[0]["task"]), Cell(strategy), Cell(str(k), k),
             Cell("–" if weight is None else f"{weight:.2f}", weight),
-            Cell(f"{avg('base_mean'):.3f}", avg("base_mean")),
-            Cell(f"{avg('full_mean'):.3f}", avg("full_mean")),
-            Cell(f"{avg('pearson_base_full'):.2f}", avg("pearson_base_full")),
-            *[Cell(f"{100 * avg(key):.0f} %", avg(key)) for key in
+            mean("base_mean", lambda v: f"{v:.3f}"), mean("full_mean", lambda v: f"{v:.3f}"),
+            mean("pearson_base_full", lambda v: f"{v:.2f}"),
+            *[mean(key, percent) for key in
               ("overlap_base_full", "overlap_base_mixed", "overlap_full_mixed")],
-            mc("mc_pass_r", lambda v: f"{v:.3f}"), mc("overlap_pass_mean", lambda v: f"{100 * v:.0f} %")])
+            mean("mc_pass_r", lambda v: f"{v:.3f}"), mean("overlap_pass_mean", percent)])
     table.note = ("Means over the unlabeled pool before the round's selection, averaged over seeds; "
                   "overlaps are between the top-k sets (k = labels taken that round) ranked by "
                   "μ_b alone, μ_f alone and the mixed score. With MC dropout: the mean correlation "
