@@ -181,7 +181,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                   f"{'/'.join(map(str, seeds))} seed(s); one seed gives one number and no spread, "
                   "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
                   "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
-                  "Best bold, second underlined; RIPL against random of the same setup and seed; "
+                  "Best bold, second underlined; RIPL: each seed's against random of the same setup "
+                  "and seed, then averaged (the paper's Table 1 takes the RIPL of the mean AUCs); "
                   "gain: AUC minus the zero-shot accuracy of the same seed's test set. Baseline "
                   "rows (chance, majority class of the test set, zero-shot base model) give the "
                   "accuracy in the AUC column.")
