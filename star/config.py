@@ -129,7 +129,8 @@ class UncertaintyConfig(Section):
     constant: float = Field(0.5, ge=0, le=1)
     mix: Literal["weighted", "subtract"] = "weighted"
     """`weighted`: Eq. 5; `subtract`: μ_f − μ_b, after the paper code's
-    `Entropy_subtract_get_value` (which subtracts raw values)."""
+    `Entropy_subtract_get_value` (raw μ_f minus μ_b normalised over the whole pool: with
+    `normalise: paper`)."""
     normalise: Literal["pool", "paper"] = "pool"
     """`pool`: μ_b and μ_f min-max normalised over the unlabeled pool; `paper`: as the paper's
     code, μ_b normalised over the whole pool and μ_f raw."""

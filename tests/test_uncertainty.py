@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from star.active.mixing import dynamic_score, minmax, schedule_weight
+from star.active.mixing import dynamic_score, minmax, normalise_base, schedule_weight
 from star.active.strategies import STRATEGIES, acquisition_scores, get_strategy, select_top
 from star.errors import ConfigError
 from star.model.passes import token_entropy, token_logprob
@@ -63,6 +63,16 @@ def test_dynamic_score_mixes_normalised_lists():
     mixed = dynamic_score(base, full, weight=0.9)
     assert mixed.tolist() == pytest.approx([0.1, 0.9 + 0.05, 0.45])
     assert dynamic_score(base, full, 0.9, mix="subtract").tolist() == pytest.approx([1, -0.5, -0.5])
+
+
+def test_paper_normalisation_is_the_paper_codes():
+    """μ_b min-max over the whole pool, then the unlabeled part; μ_f raw (`normalise: paper`)."""
+    base = normalise_base(np.array([0.0, 10.0, 5.0, 20.0]), np.array([1, 2]), "paper")
+    assert base.tolist() == [0.5, 0.25]
+    full = np.array([4.0, 2.0])
+    assert dynamic_score(base, full, 0.9, normalise="paper").tolist() == pytest.approx(
+        [0.9 * 0.5 + 0.1 * 4, 0.9 * 0.25 + 0.1 * 2])
+    assert dynamic_score(base, full, 0.9, mix="subtract", normalise="paper").tolist() == [3.5, 1.75]
 
 
 def test_acquisition_scores_average_passes_then_mix():
