@@ -56,6 +56,17 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
     ece = list(csv.reader((out / "comparisons_ece.csv").open()))
     assert [r[1] for r in ece[1:]] == ["me − random", "me+dynamic − random", "me-star − random"]
     assert "<b>" in html
+    runs = {(r["strategy"], r["seed"]): r for r in collect_runs(runs_dir)}
+    each = list(csv.reader((out / "per_seed.csv").open()))
+    assert each[0] == ["Setup", "Method", "Seed", "AUC", "RIPL", "gain over zero-shot",
+                       "last-round ECE"]
+    assert [(r[1], r[2]) for r in each[1:]] == [
+        (s, seed) for s in ("random", "me", "me+dynamic", "me-star") for seed in ("0", "1")]
+    me, random = runs[("me", 1)], runs[("random", 1)]
+    assert [float(v) for v in each[4][3:6]] == pytest.approx(
+        [100 * me["auc"], 100 * ripl(me["auc"], random["auc"]),
+         100 * (me["auc"] - me["baselines"]["zero_shot"])], abs=1e-4)
+    assert each[1][4] == "–"  # random has no RIPL against itself
 
 
 def test_summary_ripl_uses_random_of_the_same_seed(runs_dir):

@@ -42,6 +42,7 @@ from star.results.tables import (
     calibration_tables,
     comparisons_table,
     labels_table,
+    per_seed_table,
     results_table,
     selection_table,
     setup_groups,
@@ -136,6 +137,8 @@ def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
     comparisons = comparisons_table(summary, pairs)
     if comparisons.rows:
         section.tables.append(comparisons)
+    if summary:
+        section.tables.append(per_seed_table(summary))
     left_out = [run for run in runs if run.get("auc") is None]
     if left_out:
         section.text = (f"Left out of the tables, learning curves and calibration for want of a "
