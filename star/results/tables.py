@@ -245,7 +245,10 @@ def selection_table(rows: list[dict[str, Any]]) -> Table:
 
         def mean(key: str, text: Callable[[float], str], rows: list[dict[str, Any]] = group) -> Cell:
             values = [r[key] for r in rows if r.get(key) is not None]
-            return Cell(text(float(np.mean(values))), float(np.mean(values))) if values else Cell("–")
+            if not values:
+                return Cell("–")
+            value = float(np.mean(values))
+            return Cell(text(value), value)
 
         def percent(value: float) -> str:
             return f"{100 * value:.0f} %"
