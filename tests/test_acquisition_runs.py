@@ -158,7 +158,7 @@ def test_every_run_records_the_zero_label_point_once_per_setup(tiny_overrides, t
     assert main(["status", str(second)]) == 0
     status = capsys.readouterr().out
     assert "before training: chance 50.00 %" in status and "zero-shot" in status
-    assert "forecast from 3 points" in status and "stopping not yet advised" in status
+    assert "no forecast from 3 points (it needs 4)" in status and "stopping not yet advised" in status
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Stopping advice and forecast" in report and "| zero-shot |" in report

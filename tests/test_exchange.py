@@ -19,7 +19,6 @@ from star.annotate.exchange import (
     labelstudio_tasks,
     read_labels,
     write_batch,
-    write_labels_csv,
 )
 from star.errors import ConfigError, DataError
 
@@ -229,9 +228,9 @@ def test_labelstudio_export_writes_tasks_and_config_beside(tmp_path):
         write_batch(batch, tmp_path / "x", "xlsx")
 
 
-def test_labels_csv_round_trip(tmp_path):
+def test_a_labels_csv_with_quoted_fields(tmp_path):
     path = tmp_path / "labels.csv"
-    write_labels_csv({"g1": "Paris,\n\"the\" capitale née", "r2": "0"}, path)
+    path.write_text('id,label\ng1,"Paris,\n""the"" capitale née"\nr2,0\n', encoding="utf-8")
     assert [(label.id, label.value) for label in read_labels(path)] == [
         ("g1", "Paris,\n\"the\" capitale née"), ("r2", "0")]
 

@@ -35,6 +35,16 @@ def test_too_few_points_or_no_labels_give_no_fit():
     assert fit([0, 16, 32], [0.3, 0.5, 0.6]) is None  # the law is undefined at n = 0
 
 
+def test_three_points_fit_but_give_no_forecast():
+    """Three points fix a, b and c exactly: no residual is left to bootstrap, and an interval of
+    zero width would claim a certainty the curve does not have."""
+    n, accuracy = [16, 32, 48], [0.5, 0.6, 0.64]
+    assert fit(n, accuracy) is not None
+    assert forecast(n, accuracy, budget=100, target=0.8, rng=np.random.default_rng(0)) is None
+    assert forecast([*n, 64], [*accuracy, 0.67], budget=100, target=0.8,
+                    rng=np.random.default_rng(0), draws=20) is not None
+
+
 def test_exact_curve_gives_a_zero_width_interval():
     result = forecast(N, EXACT, budget=320, target=0.85, rng=np.random.default_rng(0), draws=20)
     assert result is not None

@@ -186,9 +186,9 @@ SERVE = """
 import sys
 from pathlib import Path
 from star.active.batch import load_batch
-from star.active.journal import Answer, Journal, now
-from star.annotate.server import serve
-serve(load_batch(Path(sys.argv[1])), Journal(Path(sys.argv[2])), "alice")
+from star.active.journal import Journal
+from star.annotate.server import LabelingServer, serve
+serve(LabelingServer(load_batch(Path(sys.argv[1])), Journal(Path(sys.argv[2])), "alice"))
 """
 
 

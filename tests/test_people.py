@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from star.active.journal import Answer, now
 from star.active.runfolder import RunFolder
 from star.annotate.server import LabelingServer
 from star.tools.cli import main
+from star.tools.labels import page_server
 from tests.conftest import toy_records, write_jsonl
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "reviews"
@@ -43,22 +49,33 @@ def write_labels_csv(path: Path, labels: dict[str, str]) -> Path:
     return path
 
 
-def label_through_the_page(run: Path, labels: dict[str, str]) -> None:
-    """What the browser page does, through the same HTTP API: one POST per answer."""
-    folder = RunFolder(run)
-    server = LabelingServer(folder.pending_batch(), folder.journal, "bob")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@contextmanager
+def open_page(run: Path) -> Iterator[LabelingServer]:
+    """`star label`'s server for the batch waiting in `run`, serving until the block ends."""
+    server = page_server(run, "bob")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for example_id, value in labels.items():
-            request = urllib.request.Request(
-                server.url + "api/answer", method="POST",
-                data=json.dumps({"id": example_id, "value": value}).encode(),
-                headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request) as response:
-                assert response.status == 200
+        yield server
     finally:
         server.shutdown()
+
+
+def post(url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """What the browser page sends: a JSON POST; the status and the JSON reply."""
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def label_through_the_page(run: Path, labels: dict[str, str]) -> None:
+    """What the browser page does, through the same HTTP API: one POST per answer."""
+    with open_page(run) as page:
+        for example_id, value in labels.items():
+            assert post(page.url + "api/answer", {"id": example_id, "value": value})[0] == 200
 
 
 def test_the_readme_cycle_on_the_sample_for_two_rounds(tiny_model_dir, tmp_path, capsys):
@@ -148,6 +165,77 @@ def test_an_id_of_an_earlier_round_is_refused(waiting_run, tmp_path, capsys):
                  str(write_labels_csv(tmp_path / "b.csv", {old: "positive"}))]) == 2
     assert f"id '{old}' belongs to round 0, not to round 1" in capsys.readouterr().err
     assert RunFolder(waiting_run).journal.answers() == before
+
+
+def test_a_page_left_open_cannot_change_the_labels_its_round_trained_on(waiting_run):
+    """Round 0 is labeled on a page that stays open while `star next` trains on its answers:
+    from then on that page refuses both a new answer and an undo, and the journal stays as it
+    was, so round 1 still replays what round 0 trained on."""
+    first = {i: sample_label(i) for i in waiting_ids(waiting_run)}
+    old = next(iter(first))
+    flipped = "negative" if first[old] == "positive" else "positive"
+    with open_page(waiting_run) as page:
+        for example_id, value in first.items():
+            assert post(page.url + "api/answer", {"id": example_id, "value": value})[0] == 200
+        assert star(["next", str(waiting_run)]) == 0
+        journal = RunFolder(waiting_run).journal.answers()
+        for path, body in (("api/answer", {"id": old, "value": flipped}), ("api/undo", {})):
+            status, reply = post(page.url + path, body)
+            assert status == 400
+            assert reply["error"] == (f"page: round 0 has ended and trained on these answers, which "
+                                      f"can no longer change; close this page (the run goes on "
+                                      f"with: star next {waiting_run})")
+        assert RunFolder(waiting_run).journal.answers() == journal
+    second = {i: sample_label(i) for i in waiting_ids(waiting_run)}
+    label_through_the_page(waiting_run, second)
+    assert star(["next", str(waiting_run)]) == 0
+    rounds = json.loads((waiting_run / "results.json").read_text())["rounds"]
+    assert [r["n_labeled"] for r in rounds] == [4, 8]
+
+
+def test_a_label_retracted_behind_stars_back_is_named(waiting_run, tmp_path, capsys):
+    """The journal edited by hand so that a trained label has no answer in force: the next
+    round and the export stop with one line naming the example, not a KeyError."""
+    first = {i: sample_label(i) for i in waiting_ids(waiting_run)}
+    star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "a.csv", first))])
+    assert star(["next", str(waiting_run)]) == 0
+    old = next(iter(first))
+    journal = RunFolder(waiting_run).journal
+    journal.append([Answer(old, None, "mallory", 0, source="page", time=now())])
+    label_through_the_page(waiting_run, {i: sample_label(i) for i in waiting_ids(waiting_run)})
+    capsys.readouterr()
+    expected = (f"{journal.path}: 1 labeled examples have no answer in force (first: '{old}'): "
+                "their answers were retracted after a round trained on them, so the run cannot "
+                "replay its rounds")
+    for command in (["next", str(waiting_run)], ["export", str(waiting_run), "--out", str(tmp_path / "x")]):
+        assert star(command) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+
+
+def test_a_damaged_journal_line_is_named_with_its_number(waiting_run, capsys):
+    journal = RunFolder(waiting_run).journal
+    journal.path.write_text('{"id": "r01", "value": "positive", "annotator": "a", "round": 0, '
+                            '"source": "page"}\n{"id": "r02", "valu\n')
+    assert star(["status", str(waiting_run)]) == 2
+    assert f"{journal.path}:2: not a journal line" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("strategy", "response", "why"), [
+    ("pe-star", "own", "its measure is PE"),
+    ("me-star", "gold", "uncertainty.response is 'gold'"),
+])
+def test_a_strategy_that_reads_gold_answers_is_refused_for_people(tiny_model_dir, tmp_path, capsys,
+                                                                  strategy, response, why):
+    """People label what the loop picks, so nothing the loop scores has a gold answer yet."""
+    run = tmp_path / "run"
+    assert star(["run", str(SAMPLE / "config.yaml"), "--out", str(run), "--strategy", strategy,
+                 *sets([f"model.name={tiny_model_dir}", f"task.data_dir={SAMPLE}",
+                        f"uncertainty.response={response}", *TINY])]) == 2
+    err = capsys.readouterr().err
+    assert (f"strategy '{strategy}' scores the gold answers of unlabeled examples ({why}), which "
+            "people have not given yet; use a label-free strategy (e.g. me-star) with "
+            "uncertainty.response: own") in err and "Traceback" not in err
 
 
 def test_later_answer_wins_and_agreement_is_shown(waiting_run, tmp_path, capsys):

@@ -7,6 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from star.config import load_config
+from star.data.sources import load_task
+from star.model.loading import load_model
+from star.model.passes import choice_outputs
 from star.results.figures import reflected_density
 from star.results.metrics import ripl
 from star.results.summary import calibration_at, collect_runs, matched_seeds, summarize
@@ -106,6 +110,26 @@ def test_entropy_probe(runs_dir, tmp_path, capsys):
     assert "random run" in capsys.readouterr().err
 
 
+def test_entropy_probe_scores_the_base_model_with_the_runs_measure(runs_dir, tmp_path):
+    """A run without a base column: the probe scores the base model itself, with the run's own
+    measure (here the `me` run relabelled `lc`), not ME for every strategy that is not PE."""
+    run = tmp_path / "lc"
+    shutil.copytree(runs_dir / "me" / "seed0", run)
+    config_path = run / "config.yaml"
+    config_path.write_text(config_path.read_text().replace("strategy: me\n", "strategy: lc\n"))
+    assert main(["probe", "entropy", str(run), "--top", "20", "--out", str(tmp_path / "p")]) == 0
+    result = json.loads((tmp_path / "p" / "probe_entropy.json").read_text())
+    config = load_config(config_path)
+    task, loaded = load_task(config.task), load_model(config.model)
+    by_id = {e.id: e for e in task.train}
+    lc = choice_outputs(loaded, task, [by_id[i] for i in result["ids"]], batch_size=16,
+                        max_length=config.model.max_length)
+    probs = np.exp(lc.label_logprob[0])
+    expected = 1 - (probs / probs.sum(axis=1, keepdims=True)).max(axis=1)  # 1 − max p over labels
+    assert result["measure"] == "lc"
+    assert result["uncertainty"][0] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
 def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
     out = tmp_path / "conf"
     assert main(["probe", "confidence", "--run", str(runs_dir / "me-star" / "seed0"),
@@ -124,6 +148,10 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
                  "--out", str(tmp_path / "conf2")]) == 0
     raw = json.loads((tmp_path / "conf2" / "probe_confidence.json").read_text())
     assert raw["confidence"] == "raw" and raw["lora_source"] == "LoRA trained on 8 random labels"
+    # the demonstrations have their own draw: training a LoRA first does not change them, and
+    # 2 shots are the first 2 of the default number
+    assert len(result["demonstrations"]) == 2 and len(set(raw["demonstrations"])) > 2
+    assert raw["demonstrations"][:2] == result["demonstrations"]
 
 
 def test_confidence_density_keeps_its_mass_inside_the_support():

@@ -1,6 +1,7 @@
 """Tasks: templates, the prompt/answer boundary, parsing and bad data."""
 
 import json
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -101,6 +102,31 @@ def test_tsv_with_verbalizer(tmp_path):
     assert task.train[0].prompt == 'Review: it\'s "fine" \nSentiment:'
     assert task.train[0].response == " positive" and task.train[0].gold == "1"
     assert task.choices == [" negative", " positive"]
+
+
+def test_csv_reads_quoted_fields_as_spreadsheets_write_them(tmp_path):
+    (tmp_path / "train.csv").write_text('id,review,label\nr1,"Great, fun",1\n'
+                                        'r2,"two\nlines, ""quoted""",0\nr3,plain,1\n')
+    task = load_task(custom(tmp_path, train_file="train.csv", test_file=None,
+                            prompt="Review: {review}\nSentiment:", answer_field="label",
+                            labels=["0", "1"]))
+    assert [e.prompt for e in task.train] == ["Review: Great, fun\nSentiment:",
+                                              'Review: two\nlines, "quoted"\nSentiment:',
+                                              "Review: plain\nSentiment:"]
+    assert [e.gold for e in task.train] == ["1", "0", "1"]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("train.csv", "review,label\nok,1\nGreat, fun,1\n",
+     ":3: the row has 3 fields, the header 2 (quote a field that holds a comma)"),
+    ("train.csv", "review,label\nok\n", ":2: the row has 1 of the header's 2 fields"),
+    ("train.tsv", "review\tlabel\nok\t1\textra\n", ":2: the row has 3 fields, the header 2"),
+])
+def test_a_row_with_the_wrong_number_of_fields_is_refused(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=re.escape(f"{name}{message}")):
+        load_task(custom(tmp_path, train_file=name, test_file=None, prompt="{review}",
+                         answer_field="label", labels=["0", "1"]))
 
 
 def test_number_task_parses_gold(tmp_path):

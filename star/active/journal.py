@@ -4,22 +4,25 @@ An answer is acknowledged only after its line is flushed and fsynced, so a crash
 power loss) never loses an answer the annotator saw accepted. The latest line per id wins;
 undo appends a retraction (`value: null`), so the history of every label stays readable.
 A torn last line (a crash in the middle of a write) is ignored when read: it was never
-acknowledged.
+acknowledged. Writers hold an exclusive lock on the file (the page's threads, `star import`
+and the loop may append at once), so no writer cuts or interleaves another's line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import threading
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from star.active.stopping import cohen_kappa
+from star.errors import DataError
+from star.files import fsync_folder
 
 SOURCES = ("page", "import", "oracle")
 
@@ -42,56 +45,40 @@ class Answer:
 
 
 class Journal:
-    """Append-only JSONL file of answers; safe for the threads of one labeling server."""
+    """Append-only JSONL file of answers; safe for threads and processes that write at once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
 
     def append(self, answers: list[Answer]) -> None:
         """Write `answers` and return only once they are on disk (flush + fsync)."""
         if not answers:
             return
         text = "".join(json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in answers)
-        with self._lock:
-            new = not self.path.exists()
-            if not new:
-                self._cut_torn_tail()
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if new:  # the file's directory entry must reach the disk too
-                folder = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(folder)
-                finally:
-                    os.close(folder)
-
-    def _cut_torn_tail(self) -> None:
-        """Drop what follows the last newline: a write cut short by a crash, never acknowledged.
-        Appending after it would glue the next answer to it and make that line unreadable."""
-        with self.path.open("rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            handle.seek(0)
-            handle.truncate(handle.read().rfind(b"\n") + 1)
+        new = not self.path.exists()
+        with self.path.open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+            _cut_torn_tail(handle)
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
+        if new:  # the file's directory entry must reach the disk too
+            fsync_folder(self.path.parent)
 
     def answers(self) -> list[Answer]:
-        """Every acknowledged answer in the order given."""
+        """Every acknowledged answer in the order given; a damaged line is named, not skipped."""
         if not self.path.exists():
             return []
         lines = self.path.read_text(encoding="utf-8").split("\n")
         result = []
-        for line in lines[:-1]:  # the part after the last newline was never acknowledged
-            if line.strip():
+        for number, line in enumerate(lines[:-1], start=1):  # after the last newline: never acknowledged
+            if not line.strip():
+                continue
+            try:
                 result.append(Answer(**json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"{self.path}:{number}: not a journal line ({exc}); the journal is "
+                                "only ever appended to by star, so this line was edited by hand") from None
         return result
 
     def latest(self) -> dict[str, Answer]:
@@ -103,6 +90,34 @@ class Journal:
             else:
                 current[answer.id] = answer
         return current
+
+    def in_force(self, ids: list[str]) -> dict[str, Answer]:
+        """The answers in force for `ids`, examples a round trains on, each of which has one.
+
+        Writers refuse to touch the ids of finished rounds, so one without an answer means the
+        journal was changed behind star's back (or by a write racing the end of a round); the
+        run cannot then replay what it trained on, and names the id instead of a KeyError.
+        """
+        answered = self.latest()
+        missing = [i for i in ids if i not in answered]
+        if missing:
+            raise DataError(f"{self.path}: {len(missing)} labeled examples have no answer in force "
+                            f"(first: {missing[0]!r}): their answers were retracted after a round "
+                            "trained on them, so the run cannot replay its rounds")
+        return {i: answered[i] for i in ids}
+
+
+def _cut_torn_tail(handle: BinaryIO) -> None:
+    """Drop what follows the last newline: a write cut short by a crash, never acknowledged.
+    Appending after it would glue the next answer to it and make that line unreadable."""
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
+        return
+    handle.seek(0)
+    handle.truncate(handle.read().rfind(b"\n") + 1)
 
 
 def annotator_agreement(journal: Journal) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ import numpy as np
 from star.active.annotators import Annotator, People, make_annotator
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder
-from star.active.measures import base_measure
+from star.active.measures import base_measure, reads_gold
 from star.active.mixing import normalise_base, schedule_weight
 from star.active.runfolder import RunFolder, complete_rounds, new_results
 from star.active.scorer import (
@@ -97,9 +97,13 @@ def check_setup(config: StarConfig, strategy: Strategy, pool: Sequence[Example])
     if config.loop.budget > len(pool):
         raise ConfigError(f"loop.budget ({config.loop.budget}) is larger than the pool "
                           f"({len(pool)} examples)")
-    if strategy.measure == "pe" and config.loop.annotator == "people":
+    if (config.loop.annotator == "people" and strategy.measure is not None
+            and reads_gold(strategy.measure, config.uncertainty.response)):
+        why = ("its measure is PE" if strategy.measure == "pe"
+               else "uncertainty.response is 'gold'")
         raise ConfigError(f"strategy '{strategy.name}' scores the gold answers of unlabeled "
-                          "examples (PE), which people have not given yet; use an ME strategy")
+                          f"examples ({why}), which people have not given yet; use a label-free "
+                          "strategy (e.g. me-star) with uncertainty.response: own")
 
 
 class Experiment:
@@ -242,7 +246,8 @@ class Experiment:
                                        "batch": len(batch.ids)}
             self.folder.write_results(self.results)
             return None
-        return {i: answered[i].value for i in [*self.labeled, *batch.ids]}
+        labels = self.folder.journal.in_force([*self.labeled, *batch.ids])
+        return {i: answer.value for i, answer in labels.items()}
 
     def score(self, unlabeled: Sequence[Example], rows: np.ndarray,
               k: int) -> tuple[Scores, PoolScores | None]:

@@ -19,9 +19,6 @@ MEASURES = ("pe", "me", *LABEL_MEASURES, "bald")
 IN_NATS = ("pe", "me", "entropy", "bald")
 """The measures that are entropies or log-likelihoods (natural log), so in nats; lc and margin
 are differences of probabilities."""
-RESPONSES = ("own", "gold")
-"""Which response ME reads: the model's own answer (label-free), or the teacher-forced gold
-one as the paper's code does (which lets the label leak into a label-free criterion)."""
 PROB_CLIP = 1e-12
 """Probabilities are clipped at this value inside the log only, so p = 0 adds 0."""
 
@@ -33,6 +30,13 @@ def base_measure(measure: str, generative: bool) -> str:
     if measure != "bald":
         return measure
     return "me" if generative else "entropy"
+
+
+def reads_gold(measure: str, response: str) -> bool:
+    """Whether scoring reads the gold answers of the examples it scores: PE always (it is their
+    likelihood), any measure told to score the teacher-forced gold response instead of the
+    model's own (`uncertainty.response: gold`, as the paper's code does for ME)."""
+    return measure == "pe" or response == "gold"
 
 
 def needs_choice_task(measure: str | None) -> bool:
@@ -84,7 +88,7 @@ def choice_uncertainty(label_logprob: np.ndarray, entropy: np.ndarray, gold: np.
     if measure == "bald":
         return bald(label_probs(label_logprob))[None, :]
     rows = np.arange(label_logprob.shape[1])
-    if measure == "pe" or response == "gold":
+    if reads_gold(measure, response):
         if gold is None:
             raise ValueError(f"{measure} on the gold response needs gold labels")
         if measure == "pe":

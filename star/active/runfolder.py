@@ -33,6 +33,7 @@ import yaml
 from star.active.batch import Batch, load_batch, save_batch
 from star.active.journal import Journal
 from star.active.strategies import Scores
+from star.config import read_yaml
 from star.errors import ConfigError, DataError
 from star.files import (
     iter_jsonl,
@@ -126,7 +127,7 @@ class RunFolder:
         if not self.config_path.exists():
             return None
         try:
-            tree = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+            tree = read_yaml(self.config_path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"'{self.config_path}' is not valid YAML ({exc}); delete it to "
                               "start this run afresh") from None

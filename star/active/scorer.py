@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from star.active.cache import BaseScoreCache, base_score_folder
-from star.active.measures import choice_uncertainty, label_probs, needs_choice_task, response_uncertainty
+from star.active.measures import (
+    choice_uncertainty,
+    label_probs,
+    needs_choice_task,
+    reads_gold,
+    response_uncertainty,
+)
 from star.active.runfolder import ScoringParts
 from star.data.batching import Encoded, encode
 from star.data.tasks import Example, Task
@@ -64,15 +70,15 @@ def score_pool(loaded: LoadedModel, task: Task, examples: Sequence[Example], sco
     if not task.generative:
         out = choice_outputs(loaded, task, examples, passes=scoring.passes, masks=masks,
                              max_length=scoring.max_length, **common)
-        needs_gold = scoring.measure == "pe" or scoring.response == "gold"
-        gold = np.array([task.labels.index(e.gold) for e in examples]) if needs_gold else None
+        gold = (np.array([task.labels.index(e.gold) for e in examples])
+                if reads_gold(scoring.measure, scoring.response) else None)
         uncertainty = choice_uncertainty(out.label_logprob, out.entropy, gold, scoring.measure,
                                          response=scoring.response)
         return PoolScores(uncertainty, label_probs(out.label_logprob).mean(axis=0), out.hidden)
     if needs_choice_task(scoring.measure):
         raise ValueError(f"'{scoring.measure}' needs a choice task (a label set)")
     hidden = None
-    if scoring.measure == "pe" or scoring.response == "gold":
+    if reads_gold(scoring.measure, scoring.response):
         encoded = encode_pairs(loaded, task, [(e.prompt, e.response) for e in examples],
                                scoring.max_length)
     else:

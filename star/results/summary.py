@@ -12,7 +12,7 @@ import numpy as np
 
 from star.active.journal import annotator_agreement
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
-from star.active.strategies import display_order
+from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
 from star.progress import log
 from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
@@ -189,7 +189,8 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
 
 
 def _top(ids: list[str], values: np.ndarray, k: int) -> set[str]:
-    return {ids[i] for i in np.argsort(-values, kind="stable")[:k]}
+    """The ids of the k highest values, ties broken as the loop's selection breaks them."""
+    return {ids[i] for i in select_top(values, k)}
 
 
 def selection_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

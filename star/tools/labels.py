@@ -17,13 +17,13 @@ from star.active.journal import Answer, annotator_agreement, now
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
-from star.annotate.server import serve
+from star.annotate.server import LabelingServer, serve
 from star.config import load_config
 from star.data.sources import load_task
 from star.errors import DataError
 from star.files import write_json, write_jsonl
 from star.progress import interactive
-from star.results.forecast import describe
+from star.results.forecast import PARAMETERS, describe
 
 
 def open_run(run: Path) -> RunFolder:
@@ -94,8 +94,12 @@ def status(run: Path) -> str:
     elif done:
         lines.append(f"stopping not yet advised (needs mean κ ≥ {STOP_KAPPA} over the last "
                      f"{STOP_WINDOW} rounds)")
+    points = sum(entry.get("accuracy") is not None for entry in done)
     if results.get("forecast"):
         lines.append(describe(results["forecast"]))
+    elif points:
+        lines.append(f"no forecast from {points} points" + (
+            f" (it needs {PARAMETERS + 1})" if points <= PARAMETERS else " (the curve did not fit)"))
     check = results.get("forecast_check")
     if check:
         lines.append(f"forecast check on this run: fitted on its first {check['fitted_on']} "
@@ -118,10 +122,22 @@ def status(run: Path) -> str:
     return "\n".join(lines)
 
 
-def label_page(run: Path, host: str, port: int, annotator: str) -> None:
+def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 0) -> LabelingServer:
+    """The labeling page of the batch that waits in `run`. It takes answers only while that
+    batch still waits: once `star next` has trained on them, an open page cannot change them."""
     folder = open_run(run)
-    serve(waiting_batch(folder), folder.journal, annotator, host, port=port,
-          done_hint=f"star next {run}")
+    batch = waiting_batch(folder)
+
+    def still_waiting() -> bool:
+        waiting = folder.pending_batch()
+        return waiting is not None and waiting.round == batch.round
+
+    return LabelingServer(batch, folder.journal, annotator, host, port=port,
+                          done_hint=f"star next {run}", is_open=still_waiting)
+
+
+def label_page(run: Path, host: str, port: int, annotator: str) -> None:
+    serve(page_server(run, annotator, host, port))
 
 
 def export_batch(run: Path, fmt: str, out: Path) -> Path:
@@ -151,7 +167,8 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> int:
 
 
 def export_labeled(run: Path, out: Path) -> dict[str, Any]:
-    """The labeled set as JSONL and as a `datasets` dataset, and the last round's adapter."""
+    """The labeled set as JSONL and as a `datasets` dataset, and the last round's adapter.
+    `export.json` is written last, so a folder without it holds an export that was cut short."""
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
 
@@ -163,8 +180,8 @@ def export_labeled(run: Path, out: Path) -> dict[str, Any]:
         raise DataError(f"'{run}' has no complete round yet")
     task = load_task(load_config(folder.config_path).task)
     by_id = {e.id: e for e in task.train}
-    answers = folder.journal.latest()
     ids = [i for r in complete_rounds(results) for i in r["selected_ids"]]
+    answers = folder.journal.in_force(ids)
     rows = []
     for i in ids:
         labeled = task.with_label(by_id[i], answers[i].value)
@@ -172,6 +189,7 @@ def export_labeled(run: Path, out: Path) -> dict[str, Any]:
                      "response": labeled.response, "annotator": answers[i].annotator,
                      "round": answers[i].round, "source": answers[i].source})
     out.mkdir(parents=True, exist_ok=True)
+    (out / "export.json").unlink(missing_ok=True)  # written last: without it, the export is partial
     write_jsonl(out / "labeled.jsonl", rows)
     Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
     last = complete_rounds(results)[-1]["round"]

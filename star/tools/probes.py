@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from star.active.loop import subsample
+from star.active.measures import base_measure
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.scorer import Scoring, base_score_cache, base_scores
+from star.active.strategies import get_strategy, select_top
 from star.config import StarConfig, load_config
 from star.data.sources import load_task
 from star.data.tasks import Example, Task
@@ -50,6 +52,21 @@ def few_shot(examples: list[Example], demos: list[Example]) -> list[Example]:
     return [replace(e, prompt=prefix + e.prompt) for e in examples]
 
 
+def labeled_sample(task: Task, count: int, rng: np.random.Generator, purpose: str) -> list[Example]:
+    """`count` labeled pool examples in the order of a permutation drawn from `rng`; a pool
+    labeled in part (or not at all, for people to label) offers only its labeled ones."""
+    chosen: list[Example] = []
+    for i in rng.permutation(len(task.train)):
+        if len(chosen) == count:
+            break
+        if (example := task.train[int(i)]).response is not None:
+            chosen.append(example)
+    if len(chosen) < count:
+        raise DataError(f"the probe's {purpose} needs {count} labeled pool examples; the pool of "
+                        f"'{task.title}' has {len(chosen)}")
+    return chosen
+
+
 def _stats(task: Task, examples: list[Example], predicted: np.ndarray,
            confidence: np.ndarray) -> dict[str, Any]:
     correct = np.array([task.labels[p] == e.gold for p, e in zip(predicted, examples, strict=True)])
@@ -69,7 +86,7 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         raise DataError(f"the confidence probe needs a choice task; '{config.task.name}' is "
                         f"'{task.answer_type}'")
     test = subsample(task.test, config.loop.test_size, numpy_rng(config.seed, 0, "test"))
-    rng = numpy_rng(config.seed, 0, "warm_start")
+    demos = labeled_sample(task, shots, numpy_rng(config.seed, 0, "probe_demos"), "demonstrations")
     loaded = load_model(config.model)
     attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
     if run is not None:
@@ -81,20 +98,21 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         load_adapter(loaded.model, folder)
         source = f"adapter of {folder}"
     else:
-        labeled = [task.train[i] for i in rng.permutation(len(task.train))[:train_size]]
+        labeled = labeled_sample(task, train_size, numpy_rng(config.seed, 0, "probe_train"),
+                                 "training set")
         log(f"training a LoRA adapter on {len(labeled)} random labels")
         train_adapter(loaded, task, labeled, config=config.train, weight_decay_b=0.0,
                       seed=config.seed, round_index=0, max_length=config.model.max_length)
         source = f"LoRA trained on {len(labeled)} random labels"
     lora = _stats(task, test, *label_confidence(loaded, task, test, raw, config=config))
-    demos = [task.train[i] for i in rng.permutation(len(task.train))[:shots]]
     with adapter_off(loaded.model):
         base = _stats(task, few_shot(test, demos), *label_confidence(
             loaded, task, few_shot(test, demos), raw, config=config))
     names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
     result = {"task": task.title, "model": config.model.name, "shots": shots,
               "confidence": "raw" if raw else "renormalised over labels",
-              "test_size": len(test), "lora_source": source, "few_shot": base, "lora": lora}
+              "test_size": len(test), "lora_source": source,
+              "demonstrations": [d.id for d in demos], "few_shot": base, "lora": lora}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "probe_confidence.json", result)
     plot_confidence_density({f"{shots}-shot base": base["wrong_confidence"],
@@ -134,18 +152,18 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
     common = sorted(set.intersection(*(set(rows) for rows in scores.values())))
     first = scores[rounds[0]]
     config = load_config(folder.config_path)
-    measure = "pe" if config.strategy.startswith("pe") else "me"
+    measure = str(get_strategy(config.strategy).measure)  # a random run was refused above
     if all("base" in first[i] for i in common):
         base = np.array([first[i]["base"] for i in common])
-    else:
+    else:  # what a dynamic run would have mixed in: the base model under the base measure
         task = load_task(config.task)
         by_id = {e.id: e for e in task.train}
         loaded = load_model(config.model)
-        scoring = Scoring(measure, config.uncertainty.response, 1, config.uncertainty.batch_size,
-                          max_length=config.model.max_length)
+        scoring = Scoring(base_measure(measure, task.generative), config.uncertainty.response, 1,
+                          config.uncertainty.batch_size, max_length=config.model.max_length)
         base = base_scores(loaded, task, [by_id[i] for i in common], scoring,
                            cache=base_score_cache(loaded, task, scoring))
-    keep = np.argsort(-base, kind="stable")[:top]
+    keep = select_top(base, top)
     ids = [common[i] for i in keep]
     columns = [base[keep].tolist()] + [[scores[k][i]["full"] for i in ids] for k in rounds]
     labels = ["iter 0 (base)"] + [f"iter {k}" for k in rounds]
@@ -158,7 +176,7 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
         plot_scatter(columns[a], columns[a + 1], labels[a], labels[a + 1],
                      title=f"{name}: {labels[a]} vs {labels[a + 1]}",
                      path=out / f"entropy_scatter_{a}_{a + 1}.png")
-    result = {"run": str(run), "top": len(ids), "iterations": labels,
-              "correlation": matrix.tolist(), "ids": ids}
+    result = {"run": str(run), "measure": measure, "top": len(ids), "iterations": labels,
+              "correlation": matrix.tolist(), "ids": ids, "uncertainty": columns}
     write_json(out / "probe_entropy.json", result)
     return result
