@@ -41,7 +41,7 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name: str = "smollm2-135m"
-    """An alias (see `star.models.ALIASES`), a Hugging Face hub id or a local folder."""
+    """An alias (see `star.model.loading.ALIASES`), a Hugging Face hub id or a local folder."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """`auto`: bf16 compute where the hardware has fast bf16 (CUDA, CPUs with avx512_bf16)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -126,6 +126,10 @@ def test_the_readme_cycle_on_the_sample_for_two_rounds(tiny_model_dir, tmp_path,
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                       exported / "adapter")
     assert any("lora_B" in name for name, _ in model.named_parameters())
+    weights = "adapter/adapter_model.safetensors"
+    assert (exported / weights).read_bytes() == (run / "rounds" / "1" / weights).read_bytes()
+    assert json.loads((exported / "export.json").read_text()) == {
+        "labels": 8, "complete_rounds": 2, "adapter_round": 1}
 
 
 @pytest.fixture

@@ -75,3 +75,22 @@ def test_star_plan_prints_rounds_and_totals(tiny_overrides, capsys):
     assert "| 2 | 24 |" in out and "device-hours" in out and "2 × 0.001 TFLOP/s" in out
     with pytest.raises(SystemExit):
         main(["plan", "--gpus", "0", *sets])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["plan", "--gpus", "0"], "argument --gpus: must be at least 1, got 0"),
+    (["plan", "--mfu", "2"], "argument --mfu: must be at most 1, got 2"),
+    (["plan", "--gpu-flops", "0"], "argument --gpu-flops: must be above 0, got 0"),
+    (["probe", "confidence", "--shots", "-1", "--out", "x"], "argument --shots: must be at least 0, got -1"),
+    (["probe", "entropy", "run", "--top", "1", "--out", "x"], "argument --top: must be at least 2, got 1"),
+    (["label", "run", "--port", "70000"], "argument --port: must be at most 65535, got 70000"),
+])
+def test_out_of_range_numbers_are_usage_errors_that_name_the_bound(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_list_that_is_not_integers_is_one_line(capsys):
+    assert main(["bench", "--pool-sizes", "10000,abc"]) == 2
+    assert "--pool-sizes '10000,abc' is not a comma-separated list of integers" in capsys.readouterr().err

@@ -15,7 +15,8 @@ from star.active.journal import Answer
 from star.active.runfolder import RunFolder
 from star.results.metrics import auc
 from star.results.setups import name_setups
-from star.results.summary import collect_runs, summarize
+from star.results.summary import calibration_rows, collect_runs, summarize
+from star.results.tables import calibration_tables, results_table
 from star.tools.cli import main
 from star.tools.compare import write_comparison
 
@@ -206,3 +207,28 @@ def test_baselines_start_the_curves_and_fill_their_rows(tmp_path):
     # 12.706 · 0.10607 / √2 = 0.953; t = 0.125 / 0.075 = 1.667, p = 1 − 2·atan(1.667)/π = 0.344
     assert ("| SST-2 | me − random | 2 | +12.50 | -82.80 to +107.80 | 0.344 | not significant |"
             in table)
+    # calibration: confidence 0.8 throughout, so ECE = |accuracy − 0.8| and the top-label Brier
+    # score = accuracy · 0.2² + (1 − accuracy) · 0.8². me at 8 labels: 0.7 and 0.7; at 16: 0.9, 0.8
+    ece, brier = calibration_tables(calibration_rows(collect_runs(root)))
+    me_ece = next(row for row in ece.rows if row[1].text == "me")
+    assert [cell.text for cell in me_ece] == ["SST-2", "me", "2", "10.0 ± 0.0", "5.0 ± 7.1"]
+    me_brier = next(row for row in brier.rows if row[1].text == "me")
+    # 16 labels: 0.9·0.04 + 0.1·0.64 = 0.100 and 0.8·0.04 + 0.2·0.64 = 0.160: std 0.06/√2
+    assert [cell.text for cell in me_brier[3:]] == ["0.220 ± 0.000", "0.130 ± 0.042"]
+    assert me["curve"]["accuracy_std"] == pytest.approx([0.0707107, 0.0, 0.0707107], abs=1e-6)
+
+
+def test_ripl_spread_counts_the_seeds_random_ran(tmp_path):
+    """me at seeds 0 and 1, random at seed 0 only: the AUC has two seeds, the RIPL one, so the
+    RIPL cell is one number, without a "± 0.00" that would claim a spread of zero."""
+    root = tmp_path / "runs"
+    for strategy, seed, accuracy in (("random", 0, [0.5, 0.7]), ("me", 0, [0.7, 0.9]),
+                                     ("me", 1, [0.7, 0.8])):
+        config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"}}
+        rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a, "selected_ids": []}
+                  for k, a in enumerate(accuracy)]
+        make_run(root / strategy / f"seed{seed}", config, rounds, auc=auc([8, 16], accuracy))
+    table = results_table(summarize(collect_runs(root)))
+    me = next(row for row in table.rows if row[0].text == "me")
+    # AUC 0.8 and 0.75; RIPL of seed 0: (0.8 − 0.6) / 0.4 = 0.5
+    assert [cell.text for cell in me[1:]] == ["77.50 ± 3.54", "50.00"]

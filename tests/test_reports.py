@@ -98,9 +98,16 @@ def test_entropy_probe(runs_dir, tmp_path, capsys):
                  "--out", str(out)]) == 0
     result = json.loads((out / "probe_entropy.json").read_text())
     assert result["iterations"] == ["iter 0 (base)", "iter 1", "iter 2", "iter 3"]
-    matrix = result["correlation"]
-    assert len(matrix) == 4 and all(abs(matrix[i][i] - 1) < 1e-9 for i in range(4))
-    assert result["top"] == 20
+    # rebuilt from the run's scores: the 20 most base-uncertain of the examples every scored
+    # round left unlabeled (ties by id), then Pearson's r between the columns
+    run = runs_dir / "me-star" / "seed0"
+    scores = {k: {row["id"]: row for row in map(json.loads, (run / "rounds" / str(k) / "scores.jsonl")
+                                                .read_text().splitlines())} for k in (1, 2, 3)}
+    common = sorted(set(scores[1]) & set(scores[2]) & set(scores[3]))
+    ids = sorted(common, key=lambda i: -scores[1][i]["base"])[:20]
+    assert result["top"] == 20 and result["ids"] == ids
+    columns = [[scores[1][i]["base"] for i in ids], *[[scores[k][i]["full"] for i in ids] for k in (1, 2, 3)]]
+    assert np.array(result["correlation"]) == pytest.approx(np.corrcoef(columns), abs=1e-9)
     assert (out / "entropy_correlation.png").exists() and (out / "entropy_scatter_0_1.png").exists()
     # a plain `me` run has no base column in its scores: the probe computes it
     assert main(["probe", "entropy", str(runs_dir / "me" / "seed0"), "--top", "20",
@@ -143,6 +150,12 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
         assert set(stats["predicted_counts"]) == {"yes", "no"}  # every label, answered or not
         assert sum(stats["predicted_counts"].values()) == 16
     assert (out / "confidence_density.png").exists() and (out / "predicted_classes.png").exists()
+    # the LoRA row is the run's last adapter on the run's test subsample: its accuracy and ECE
+    # are those the run recorded for its last round
+    (run,) = [r for r in collect_runs(runs_dir) if r["strategy"] == "me-star" and r["seed"] == 0]
+    last = run["rounds"][-1]
+    assert result["lora"]["accuracy"] == pytest.approx(last["accuracy"])
+    assert result["lora"]["ece"] == pytest.approx(calibration_at(run, last)[0])
     config = runs_dir / "me" / "seed0" / "config.yaml"
     assert main(["probe", "confidence", str(config), "--train-size", "8", "--raw",
                  "--out", str(tmp_path / "conf2")]) == 0

@@ -25,7 +25,8 @@ def schedule_weight(t: int, schedule: str, rate: float = 0.1, total: int = 10,
     """λ(t), the weight of the base model's uncertainty at acquisition round t (t = 0, 1, ...).
 
     linear: 1 − rate·(t+1) as in the paper's code; exp: exp(−rate·(t+1));
-    cosine: from 1 to 0 over `total` rounds; constant: `constant`. Clipped to [0, 1].
+    cosine: 0.5·(1 + cos(π(t+1)/total)), 0 at the last of `total` rounds; constant: `constant`.
+    Clipped to [0, 1].
     """
     if schedule == "linear":
         value = 1.0 - rate * (t + 1)

@@ -181,10 +181,11 @@ def calibration_rows(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[d
     for (setup, strategy, k), values in sorted(per_round.items()):
         ece, brier, accuracy, n = np.array(values).T
         ece_mean, ece_std = mean_std(ece)  # the sample std, as for AUC
+        brier_mean, brier_std = mean_std(brier)
         rows[(setup, strategy)].append({"task": tasks[setup], "round": k, "n_labeled": int(n[0]),
                                         "seeds": len(values), "accuracy": accuracy.mean(),
                                         "ece": ece_mean, "ece_std": ece_std,
-                                        "brier": brier.mean()})
+                                        "brier": brier_mean, "brier_std": brier_std})
     return dict(rows)
 
 

@@ -117,9 +117,11 @@ def setup_tasks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]
     return {setup: next(iter(entries.values()))["task"] for setup, entries in summary.items()}
 
 
-def _spread(mean: float, std: float, n: int) -> str:
-    """`mean ± std` in %, or the mean alone for one seed (a spread of one value is no spread)."""
-    return f"{100 * mean:.2f}" if n < 2 else f"{100 * mean:.2f} ± {100 * std:.2f}"
+def _spread(mean: float, std: float, n: int, digits: int = 2, scale: float = 100.0) -> str:
+    """`mean ± std` (in % by default), or the mean alone for one seed (a spread of one value is
+    no spread)."""
+    text = f"{scale * mean:.{digits}f}"
+    return text if n < 2 else f"{text} ± {scale * std:.{digits}f}"
 
 
 def _verdict(comparison: dict[str, Any] | None) -> str:
@@ -155,7 +157,7 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 if mean is None:
                     row.append(Cell("–"))
                     continue
-                text = _spread(mean, entry[f"{metric}_std"], len(entry["seeds"]))
+                text = _spread(mean, entry[f"{metric}_std"], len(per_seed(entry, metric)))
                 if metric == "auc":
                     text += _verdict(entry.get("vs_random"))
                 row.append(Cell(text, round(100 * mean, 4),
@@ -182,7 +184,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                   "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
                   "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
                   "Best bold, second underlined; RIPL: each seed's against random of the same setup "
-                  "and seed, then averaged (the paper's Table 1 takes the RIPL of the mean AUCs); "
+                  "and seed, then averaged over the seeds random ran too (the paper's Table 1 takes "
+                  "the RIPL of the mean AUCs); "
                   "gain: AUC minus the zero-shot accuracy of the same seed's test set. Baseline "
                   "rows (chance, majority class of the test set, zero-shot base model) give the "
                   "accuracy in the AUC column.")
@@ -212,11 +215,11 @@ def calibration_tables(rows: dict[tuple[str, str], list[dict[str, Any]]]) -> lis
     for name, title, show in (
             ("calibration_ece", "Expected calibration error (%) per round, mean ± sample std "
              "over seeds",
-             lambda r: Cell(f"{100 * r['ece']:.1f}" if r["seeds"] < 2 else
-                            f"{100 * r['ece']:.1f} ± {100 * r['ece_std']:.1f}",
+             lambda r: Cell(_spread(r["ece"], r["ece_std"], r["seeds"], digits=1),
                             round(100 * r["ece"], 3))),
-            ("calibration_brier", "Brier score per round, mean over seeds",
-             lambda r: Cell(f"{r['brier']:.3f}", round(r["brier"], 5)))):
+            ("calibration_brier", "Brier score per round, mean ± sample std over seeds",
+             lambda r: Cell(_spread(r["brier"], r["brier_std"], r["seeds"], digits=3, scale=1.0),
+                            round(r["brier"], 5)))):
         table = Table(name, title, ["Task", "Method", "Seeds", *[f"{n} labels" for n in labels]])
         for setup, strategy in keys:
             by_labels = {r["n_labeled"]: r for r in rows[(setup, strategy)]}

@@ -24,20 +24,24 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _seeds(text: str) -> list[int]:
+def _integers(text: str, option: str) -> list[int]:
     try:
         return [int(part) for part in _csv(text)]
     except ValueError:
-        raise ConfigError(f"--seeds '{text}' is not a comma-separated list of integers") from None
+        raise ConfigError(f"{option} '{text}' is not a comma-separated list of integers") from None
 
 
-def _positive(kind: type) -> Any:
-    """An argparse type: a number of `kind` above 0, else a one-line usage error."""
+def _number(kind: type, low: float, high: float | None = None, *, above: bool = False) -> Any:
+    """An argparse type: a number of `kind` at least `low` (above it, with `above`) and at most
+    `high`, else a one-line usage error naming the bound."""
 
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low}, "
+                                             f"got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
         return value
 
     return parse
@@ -120,7 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     strategies = _csv(args.strategies)
     for name in strategies:
         get_strategy(name)  # all names checked before the first run starts
-    print(compare(args.config, list(args.set or []), strategies, _seeds(args.seeds), out=out))
+    print(compare(args.config, list(args.set or []), strategies, _integers(args.seeds, "--seeds"), out=out))
     print(f"learning curves: {out / 'learning_curves.png'}")
 
 
@@ -176,7 +180,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.pool_sizes:
         from star.tools import pool_memory
 
-        pool_memory.main([int(size) for size in _csv(args.pool_sizes)], Path(args.pool_work))
+        pool_memory.main(_integers(args.pool_sizes, "--pool-sizes"), Path(args.pool_work))
         return
     from star.tools import bench
 
@@ -228,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_folder(label)
     label.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default loopback; another host is reachable by others)")
-    label.add_argument("--port", type=int, default=8765)
+    label.add_argument("--port", type=_number(int, 0, 65535), default=8765)
     label.add_argument("--annotator", default="annotator", help="your name, kept with each label")
     label.set_defaults(func=cmd_label)
 
@@ -271,10 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     conf = probes.add_parser("confidence", help="few-shot base vs LoRA confidence (Fig. 2)")
     conf.add_argument("config", nargs="?", help="YAML config (default: the run's config.yaml)")
     conf.add_argument("--run", help="run folder whose adapter is the LoRA model")
-    conf.add_argument("--round", type=int, help="which round's adapter (default: the last)")
-    conf.add_argument("--train-size", type=int, default=200,
+    conf.add_argument("--round", type=_number(int, 0), help="which round's adapter (default: the last)")
+    conf.add_argument("--train-size", type=_number(int, 1), default=200,
                       help="without --run: random labels to train the LoRA model on")
-    conf.add_argument("--shots", type=int, default=4, help="in-context demonstrations")
+    conf.add_argument("--shots", type=_number(int, 0), default=4, help="in-context demonstrations")
     conf.add_argument("--raw", action="store_true",
                       help="CF from raw label-token probabilities, not renormalised over labels")
     conf.add_argument("--out", required=True)
@@ -282,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     conf.set_defaults(func=cmd_probe_confidence)
     ent = probes.add_parser("entropy", help="uncertainty correlation across rounds (Fig. 3)")
     ent.add_argument("run", help="run folder of an uncertainty strategy")
-    ent.add_argument("--top", type=int, default=1000, help="examples with the top base uncertainty")
+    ent.add_argument("--top", type=_number(int, 2), default=1000,
+                     help="examples with the top base uncertainty (a correlation needs 2)")
     ent.add_argument("--out", required=True)
     ent.set_defaults(func=cmd_probe_entropy)
 
@@ -308,15 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="FLOPs, time and GPU-hours of a run, per round")
     plan.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
     plan.add_argument("--strategy", help="overrides the config's strategy")
-    plan.add_argument("--gpus", type=_positive(int), default=1, help="devices (data parallel)")
-    plan.add_argument("--gpu-flops", type=_positive(float), default=989e12,
+    plan.add_argument("--gpus", type=_number(int, 1), default=1, help="devices (data parallel)")
+    plan.add_argument("--gpu-flops", type=_number(float, 0, above=True), default=989e12,
                       help="peak FLOP/s of one device at the compute dtype (default: H100 SXM "
                       "dense bf16, 989e12)")
-    plan.add_argument("--mfu", type=_positive(float), default=0.4,
+    plan.add_argument("--mfu", type=_number(float, 0, 1, above=True), default=0.4,
                       help="model FLOPs utilisation of inference (scoring, evaluation)")
-    plan.add_argument("--train-mfu", type=_positive(float),
+    plan.add_argument("--train-mfu", type=_number(float, 0, 1, above=True),
                       help="utilisation of training (default: --mfu)")
-    plan.add_argument("--generation-mfu", type=_positive(float),
+    plan.add_argument("--generation-mfu", type=_number(float, 0, 1, above=True),
                       help="utilisation of token-by-token decoding (default: --mfu)")
     plan.add_argument("--architecture", help="the model's config.json, if not on this machine")
     add_set(plan)
