@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 PHASES = ("pool", "test", "stop", "warm_start", "lora_init", "train_order", "train_dropout",
-          "mc_dropout", "random_scores", "batch_rule", "forecast", "probe_train", "probe_demos")
+          "mc_dropout", "random_scores", "batch_rule", "forecast", "probe_train", "probe_demos",
+          "base_dropout")
 """Every phase that draws random numbers; a name outside this list is a bug."""
 
 

@@ -11,7 +11,14 @@ from star.config import load_config
 from star.data.batching import encode
 from star.data.sources import load_task
 from star.model.loading import load_model
-from star.model.lora import adapter_off, attach_lora, mc_dropout
+from star.model.lora import (
+    adapter_off,
+    adapter_state,
+    attach_lora,
+    backbone_and_head,
+    load_adapter_state,
+    mc_dropout,
+)
 from star.model.passes import predict, response_stats
 from star.model.training import optimizer_groups, train_adapter
 from tests.conftest import MC_MASKS
@@ -35,8 +42,15 @@ def full_logits(loaded, ids):
         return loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
 
 
-def test_pe_and_me_equal_hand_computation_on_full_logits(setup):
+@pytest.mark.parametrize("head_bias", [False, True])
+def test_pe_and_me_equal_hand_computation_on_full_logits(setup, head_bias):
+    """The model's own forward is the reference; with a biased LM head (some hub models have
+    one) scoring must add the bias as the forward and training do."""
     _config, task, loaded = setup
+    if head_bias:
+        head = backbone_and_head(loaded.model)[1]
+        bias = torch.randn(head.out_features, generator=torch.Generator().manual_seed(0))
+        head.bias = torch.nn.Parameter(bias, requires_grad=False)
     example = task.train[0]
     enc = encode(loaded.tokenizer, example.prompt, example.response, max_length=64, add_eos=False)
     logits = full_logits(loaded, enc.ids)
@@ -160,6 +174,31 @@ def test_training_lowers_the_loss_on_answer_tokens(setup):
     after = -score_examples(loaded, task, examples, Scoring("pe", batch_size=16, max_length=64)).mean()
     assert after > before and math.isfinite(stats.final_loss)
     assert 0.0 <= stats.padding_fraction < 0.5
+
+
+def test_dropout_of_the_base_model_draws_from_the_rounds_seed(setup):
+    """A model with attention dropout (not SmolLM2's, but some hub models'): training twice
+    from the same adapter with the same seed and round gives the same adapter whatever state
+    torch's global generator is in, and leaves that state as it was."""
+    config, task, loaded = setup
+    attention = [m for name, m in loaded.model.named_modules() if name.endswith("self_attn")]
+    assert attention
+
+    def trained(dropout: float, global_seed: int) -> dict[str, torch.Tensor]:
+        for module in attention:
+            module.attention_dropout = dropout
+        load_adapter_state(loaded.model, start)
+        torch.manual_seed(global_seed)
+        before = torch.random.get_rng_state()
+        train_adapter(loaded, task, task.train[:16], config=config.train, weight_decay_b=0.5,
+                      seed=0, round_index=1, max_length=64)
+        assert torch.equal(torch.random.get_rng_state(), before)
+        return adapter_state(loaded.model)
+
+    start = adapter_state(loaded.model)
+    first, second, without = trained(0.5, 1), trained(0.5, 2), trained(0.0, 1)
+    assert all(torch.equal(first[name], second[name]) for name in start)
+    assert not all(torch.equal(first[name], without[name]) for name in start)  # dropout acted
 
 
 def test_bf16_scores_rank_like_fp32(setup):

@@ -27,12 +27,19 @@ from star.active.measures import (
     response_uncertainty,
 )
 from star.active.runfolder import ScoringParts
-from star.data.batching import Encoded, encode
+from star.data.batching import Encoded
 from star.data.tasks import Example, Task
 from star.files import digest
 from star.model.loading import LoadedModel
 from star.model.lora import adapter_off
-from star.model.passes import choice_outputs, encode_pairs, generate, predict, response_stats
+from star.model.passes import (
+    choice_outputs,
+    encode_pairs,
+    generate,
+    generation_prompt,
+    predict,
+    response_stats,
+)
 from star.processes import ALONE, Processes, map_spans
 
 
@@ -89,8 +96,8 @@ def score_pool(loaded: LoadedModel, task: Task, examples: Sequence[Example], sco
             return PoolScores(np.repeat(generation.entropy[None, :], scoring.passes, axis=0),
                               hidden=hidden)
         eos = loaded.tokenizer.eos_token_id
-        encoded = [Encoded(encode(loaded.tokenizer, e.prompt, "", max_length=scoring.max_length,
-                                  add_eos=False).prompt, tokens or [eos])
+        encoded = [Encoded(generation_prompt(loaded, task, e.prompt, scoring.max_length),
+                           tokens or [eos])
                    for e, tokens in zip(examples, generation.tokens, strict=True)]
     common["features"] = features and hidden is None
     stats = response_stats(loaded, encoded, passes=scoring.passes, masks=masks, **common)

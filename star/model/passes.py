@@ -8,12 +8,14 @@ the K passes run as one batch of K copies, each row drawing its own dropout mask
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import DynamicCache
 
 from star.data.batching import Encoded, encode, pad_left, pad_right, response_positions, sorted_batches
@@ -86,7 +88,7 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
     mc = masks is not None
     model = loaded.model
     backbone, head = backbone_and_head(model)
-    weight = head.weight.float()
+    project = fp32_head(head)
     runs = passes if mc else 1
     entropy = np.zeros((runs, len(encoded)))
     logprob = np.zeros((runs, len(encoded)))
@@ -117,7 +119,7 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
             for lo in range(0, per_pass, step):  # each chunk holds its positions in all passes
                 local = torch.arange(lo, min(lo + step, per_pass), device=device)
                 at = (torch.arange(runs, device=device)[:, None] * per_pass + local).reshape(-1)
-                logits = hidden[rows_t[at], cols_t[at]].float() @ weight.T  # [runs·m, vocab]
+                logits = project(hidden[rows_t[at], cols_t[at]])  # [runs·m, vocab]
                 ent[at] = token_entropy(logits)
                 lp[at] = token_logprob(logits, targets_t[at])
                 if mc:
@@ -149,6 +151,21 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
             slot_logprob = np.repeat(slot_logprob, passes, 0)
     return ResponseStats(entropy, logprob, slot_logprob, mutual_information=information,
                          hidden=kept_hidden)
+
+
+def fp32_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The LM head as an fp32 projection, its weight (and bias, where the head has one, as
+    training's forward uses it) cast once: hidden states [..., d] -> logits [..., vocab]."""
+    weight = head.weight.float()
+    bias = None if getattr(head, "bias", None) is None else head.bias.float()
+    return lambda hidden: F.linear(hidden.float(), weight, bias)
+
+
+def generation_prompt(loaded: LoadedModel, task: Task, prompt: str, max_length: int) -> list[int]:
+    """The prompt's token ids as generation reads them: cut from the left to leave room for
+    `max_new_tokens`; the passes that rescore a generated answer must read the same ones."""
+    return encode(loaded.tokenizer, prompt, "", max_length=max_length - task.max_new_tokens,
+                  add_eos=False).prompt
 
 
 def encode_pairs(loaded: LoadedModel, task: Task, pairs: Sequence[tuple[str, str]],
@@ -221,9 +238,7 @@ def generate(loaded: LoadedModel, task: Task, examples: Sequence[Example], *, ba
     `features` keeps the hidden state at the answer position from the prompt's own forward
     pass (a hook on the backbone's first call per batch; prompts are left-padded, so it is
     the last position): the batch rules' embedding without a second pass."""
-    tokenizer = loaded.tokenizer
-    prompts = [encode(tokenizer, e.prompt, "", max_length=max_length - task.max_new_tokens,
-                      add_eos=False).prompt for e in examples]
+    prompts = [generation_prompt(loaded, task, e.prompt, max_length) for e in examples]
     result = Generation([[] for _ in examples], np.zeros(len(examples)), np.zeros(len(examples)))
     loaded.model.eval()
     prefill: list[torch.Tensor] = []
@@ -263,7 +278,7 @@ def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], *
     result, batch = into
     eos, device = loaded.tokenizer.eos_token_id, loaded.device
     backbone, head = backbone_and_head(loaded.model)
-    weight = head.weight.float()
+    project = fp32_head(head)
     ids, mask = (t.to(device) for t in pad_left(prompts, loaded.tokenizer.pad_token_id))
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     cache = DynamicCache(config=causal_lm(loaded.model).config)
@@ -276,7 +291,7 @@ def _generate_batch(loaded: LoadedModel, task: Task, prompts: list[list[int]], *
         with loaded.autocast():
             hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=positions,
                               cache=cache, use_cache=True).last_hidden_state[:, -1]
-        logits = hidden.float() @ weight.T  # [live, vocab]
+        logits = project(hidden)  # [live, vocab]
         token = logits.argmax(-1)
         generated[live, step] = token
         lengths[live] += 1

@@ -23,7 +23,7 @@ from star.model.loading import LoadedModel
 from star.model.lora import backbone_and_head, causal_lm, dropout_generator
 from star.processes import ALONE, Processes
 from star.progress import progress
-from star.seeding import numpy_rng, torch_generator
+from star.seeding import derived_seed, numpy_rng, torch_generator
 
 
 def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
@@ -168,8 +168,13 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
         share_loss = DistributedDataParallel(
             share_loss, find_unused_parameters=False, init_sync=False,
             device_ids=[loaded.device] if loaded.device.type == "cuda" else None)
+    # LoRA's dropout draws from `masks`; any dropout of the base model (attention, residual:
+    # 0 in SmolLM2 and LLaMA-2, not in every model) draws from torch's global generator, so it
+    # runs in a forked global state seeded for this round, as every other draw is.
+    devices = [loaded.device] if loaded.device.type == "cuda" else []
     with training_attention(loaded, config.batch_size, max(lengths)), \
-            dropout_generator(model, masks):
+            dropout_generator(model, masks), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derived_seed(seed, round_index, "base_dropout", part=processes.rank))
         for batch in progress(batches, "training", unit="batch"):
             items = [encoded[i] for i in batch]
             share = items[processes.rank::processes.world]
