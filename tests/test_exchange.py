@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,7 @@ def test_given_annotator_replaces_the_author():
     assert {label.annotator for label in read_labels(RECORDED / "choice-min.json", "carol")} == {"carol"}
 
 
-def test_newest_annotation_wins_by_update_time_then_id(tmp_path):
+def test_annotations_come_oldest_first_by_update_time_then_id(tmp_path):
     def annotation(id_, choice, created, updated=None, cancelled=False):
         return {"id": id_, "completed_by": {"id": 1, "email": "a@x"}, "was_cancelled": cancelled,
                 "created_at": created, "updated_at": updated or created,
@@ -177,7 +178,35 @@ def test_newest_annotation_wins_by_update_time_then_id(tmp_path):
         annotation(4, "1", "2025-01-01T10:00:00Z"), annotation(5, "0", "2025-01-01T10:00:00Z")]}]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(tasks))
-    assert [(label.id, label.value) for label in read_labels(path)] == [("r1", "0"), ("r2", "0")]
+    # every annotation but the cancelled one, oldest first: the last per id is the newest
+    assert [(label.id, label.value) for label in read_labels(path)] == [
+        ("r2", "1"), ("r2", "0"), ("r1", "1"), ("r1", "0")]
+
+
+def test_ground_truth_comes_last_and_other_controls_are_not_the_answer(tmp_path):
+    def annotation(id_, choice, updated, ground_truth=False):
+        return {"id": id_, "completed_by": id_, "ground_truth": ground_truth,
+                "created_at": updated, "updated_at": updated,
+                "result": [{"from_name": "note", "to_name": "review", "type": "textarea",
+                            "value": {"text": ["not sure"]}},
+                           {"from_name": "star_label", "to_name": "review", "type": "choices",
+                            "value": {"choices": [choice]}}]}
+
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([{"id": 1, "data": {"star_id": "r1"}, "annotations": [
+        annotation(1, "1", "2025-01-01T10:00:00Z", ground_truth=True),
+        annotation(2, "0", "2025-01-02T10:00:00Z")]}]))
+    labels = read_labels(path)
+    assert [(label.value, label.annotator) for label in labels] == [("0", "2"), ("1", "1")]
+    assert labels[1].time == datetime(2025, 1, 1, 10, tzinfo=timezone.utc)
+
+
+def test_a_json_min_answer_that_is_not_one_text_is_refused(tmp_path):
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps([{"star_id": "r1", "annotation_id": 3,
+                                 "star_label": {"choices": ["0", "1"]}}]))
+    with pytest.raises(DataError, match=r"min.json:task 1: the 'star_label' answer is \{'choices'"):
+        read_labels(path)
 
 
 # ---------------------------------------------------------------- plain files
@@ -188,6 +217,10 @@ def test_plain_csv_and_jsonl(tmp_path):
     table.write_text("id,value,annotator\nr1,positive,dana\nr2,,\nr3,0,\n")
     assert read_labels(table) == [ImportedLabel("r1", "positive", "dana", f"{table}:2"),
                                   ImportedLabel("r3", "0", "labels.csv", f"{table}:4")]
+    semicolons = tmp_path / "excel.csv"  # as a European Excel saves it, with its BOM
+    semicolons.write_text("\ufeffid;label\nr1;positive\nr2;\"a; b\"\n", encoding="utf-8")
+    assert [(label.id, label.value) for label in read_labels(semicolons)] == [
+        ("r1", "positive"), ("r2", "a; b")]
     lines = tmp_path / "labels.jsonl"
     lines.write_text('{"id": "r1", "label": "1"}\n\n{"id": 7, "label": 0}\n{"id": "r2", "label": null}\n')
     assert read_labels(lines, "eve") == [ImportedLabel("r1", "1", "eve", f"{lines}:1"),
@@ -198,7 +231,8 @@ def test_written_batch_files_read_back_once_filled_in(tmp_path):
     batch = choice_batch()
     table = tmp_path / "batch.csv"
     write_batch(batch, table, "csv")
-    rows = list(csv.DictReader(table.open(newline="", encoding="utf-8")))
+    assert table.read_bytes().startswith(b"\xef\xbb\xbfid,")  # a BOM, so that Excel reads UTF-8
+    rows = list(csv.DictReader(table.open(newline="", encoding="utf-8-sig")))
     assert list(rows[0]) == ["id", "review", "product_name", "suggestion", "confidence", "uncertainty",
                              "label"]
     assert rows[3] == {"id": "r4", "review": "Fine, & <cheap>.", "product_name": "mug", "suggestion": "0",

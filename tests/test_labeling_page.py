@@ -25,6 +25,7 @@ import pytest
 from star.active.batch import Batch, BatchItem, save_batch
 from star.active.journal import Answer, Journal, now
 from star.annotate.server import LabelingServer
+from star.errors import StarError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -167,6 +168,25 @@ def test_undo_leaves_other_annotators_answers_alone(tmp_path):
     with running(choice_batch(), journal) as alice:  # bob's answer is in force: alice has none
         assert call(alice.url + "api/undo", {})[0] == 400
     assert Journal(journal).latest()["e0"].annotator == "bob"
+
+
+def test_a_journal_the_page_cannot_read_is_a_json_error_not_a_dropped_connection(tmp_path):
+    journal = tmp_path / "labels.jsonl"
+    journal.write_text('{"id": "e0", "valu\n')
+    with running(choice_batch(), journal) as server:
+        status, reply = call(server.url + "api/state")
+        assert status == 500 and f"{journal}:1: not a journal line" in reply["error"]
+        status, reply = call(server.url + "api/answer", {"id": "e1", "value": "0"})
+        assert status == 500 and reply["error"].startswith("saved, but the page cannot show the batch")
+    saved = json.loads(journal.read_text().splitlines()[-1])  # the damaged line stays above it
+    assert (saved["id"], saved["value"], saved["annotator"]) == ("e1", "0", "alice")
+
+
+def test_the_page_port_in_use_is_one_line(tmp_path):
+    with running(choice_batch(), tmp_path / "labels.jsonl") as server:
+        port = int(server.url.split(":")[2].split("/")[0])
+        with pytest.raises(StarError, match=f"cannot listen on 127.0.0.1:{port} .*--port 0"):
+            LabelingServer(choice_batch(), Journal(tmp_path / "labels.jsonl"), "bob", port=port)
 
 
 def test_a_host_beyond_this_machine_warns(tmp_path, capsys):
@@ -340,6 +360,25 @@ def test_labeling_a_choice_batch_with_the_keyboard(browser, tmp_path):
     assert len(lines(journal)) == len(written)
 
 
+def test_a_held_enter_writes_once_and_focus_shows_others_answers(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    journal = tmp_path / "labels.jsonl"
+    with running(choice_batch(3), journal) as server, open_page(browser, server.url) as page:
+        expect(page.locator("#example")).to_have_attribute("data-id", "e0")
+        page.keyboard.down("Enter")  # accepts e0's suggestion
+        expect(page.locator("#example")).to_have_attribute("data-id", "e1")
+        page.keyboard.down("Enter")  # the key still held: a repeat, which must not accept e1 unseen
+        page.keyboard.up("Enter")
+        page.wait_for_timeout(300)
+        expect(page.locator("#example")).to_have_attribute("data-id", "e1")
+        assert [(r["id"], r["value"]) for r in lines(journal)] == [("e0", "1")]
+        expect(page.locator("#progress")).to_have_text("1 of 3 labeled")
+        Journal(journal).append([Answer("e2", "1", "bob", ROUND, source="import", time=now())])
+        page.evaluate("window.dispatchEvent(new Event('focus'))")  # the annotator comes back
+        expect(page.locator("#progress")).to_have_text("2 of 3 labeled")
+
+
 def test_post_editing_a_generative_draft(browser, tmp_path):
     from playwright.sync_api import expect
 
@@ -357,5 +396,9 @@ def test_post_editing_a_generative_draft(browser, tmp_path):
         expect(page.locator("#example")).to_have_attribute("data-id", "q2")
         expect(draft).to_have_value("The sum is 4")
         expect(page.locator("#progress")).to_have_text("1 of 2 labeled")
+        page.keyboard.press("Escape")
+        page.keyboard.press("z")  # undo q1: its corrected text comes back, not the model's draft
+        expect(page.locator("#example")).to_have_attribute("data-id", "q1")
+        expect(draft).to_have_value("The sum is 2\nChecked twice: so 1 + 1 is 2.")
     assert [(r["id"], r["value"], r["source"]) for r in lines(journal)] == [
-        ("q1", "The sum is 2\nChecked twice: so 1 + 1 is 2.", "page")]
+        ("q1", "The sum is 2\nChecked twice: so 1 + 1 is 2.", "page"), ("q1", None, "page")]

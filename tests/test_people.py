@@ -159,16 +159,80 @@ def test_a_bad_import_names_file_and_line_and_writes_nothing(waiting_run, tmp_pa
     assert RunFolder(waiting_run).journal.answers() == []
 
 
-def test_an_id_of_an_earlier_round_is_refused(waiting_run, tmp_path, capsys):
+def test_a_finished_rounds_label_is_left_out_when_equal_and_refused_when_changed(waiting_run, tmp_path,
+                                                                                 capsys):
     first = {i: sample_label(i) for i in waiting_ids(waiting_run)}
     star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "a.csv", first))])
     assert star(["next", str(waiting_run)]) == 0
     before = RunFolder(waiting_run).journal.answers()
     old = next(iter(first))
+    flipped = "negative" if first[old] == "positive" else "positive"
+    capsys.readouterr()
+    assert star(["import", str(waiting_run), str(write_labels_csv(tmp_path / "b.csv", {old: flipped}))]) == 2
+    assert (f"id '{old}' belongs to round 0, which trained on '{first[old]}'; this file says "
+            f"'{flipped}', and a finished round's label cannot change (round 1 waits for labels)"
+            in capsys.readouterr().err)
+    # a whole project's export: round 0's labels as trained, and two of round 1's
+    second = dict(list({i: sample_label(i) for i in waiting_ids(waiting_run)}.items())[:2])
     assert star(["import", str(waiting_run),
-                 str(write_labels_csv(tmp_path / "b.csv", {old: "positive"}))]) == 2
-    assert f"id '{old}' belongs to round 0, not to round 1" in capsys.readouterr().err
-    assert RunFolder(waiting_run).journal.answers() == before
+                 str(write_labels_csv(tmp_path / "c.csv", {**first, **second}))]) == 0
+    assert (f"2 labels imported into {waiting_run} (4 of finished rounds, as trained left out)"
+            in capsys.readouterr().out)
+    assert RunFolder(waiting_run).journal.answers()[:len(before)] == before
+    assert len(RunFolder(waiting_run).journal.answers()) == len(before) + 2
+
+
+def labelstudio_export(path: Path, annotations: list[tuple[str, str, str, str]]) -> Path:
+    """A Label Studio JSON export of star's tasks: (id, label, author, updated_at) per annotation."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for n, (example_id, label, author, updated) in enumerate(annotations, 1):
+        task = tasks.setdefault(example_id, {"id": len(tasks) + 1, "data": {"star_id": example_id},
+                                             "annotations": []})
+        task["annotations"].append({
+            "id": n, "completed_by": {"id": n, "email": author}, "was_cancelled": False,
+            "created_at": updated, "updated_at": updated,
+            "result": [{"from_name": "star_label", "to_name": "text", "type": "choices",
+                        "value": {"choices": [label]}},
+                       {"from_name": "comment", "to_name": "text", "type": "textarea",
+                        "value": {"text": ["a note, not the answer"]}}]})
+    path.write_text(json.dumps(list(tasks.values())))
+    return path
+
+
+def test_labelstudio_exports_keep_every_annotator_and_never_undo_a_newer_answer(waiting_run, tmp_path,
+                                                                                capsys):
+    """Two annotators per task: both answers are journaled, oldest first, so the newer is in
+    force and their agreement shows; importing the same export again adds nothing; an answer
+    corrected on the page since the export is kept."""
+    a, b, c, d = waiting_ids(waiting_run)
+    export = labelstudio_export(tmp_path / "ls.json", [
+        (a, "positive", "ann@x", "2025-01-01T10:00:00Z"), (a, "negative", "ben@x", "2025-01-01T11:00:00Z"),
+        (b, "negative", "ben@x", "2025-01-01T09:00:00Z"), (b, "negative", "ann@x", "2025-01-01T12:00:00Z"),
+        (c, "positive", "ann@x", "2025-01-01T10:30:00Z")])
+    assert star(["import", str(waiting_run), str(export)]) == 0
+    journal = RunFolder(waiting_run).journal
+    assert [(x.id, x.value, x.annotator, x.time) for x in journal.answers()] == [
+        (b, "negative", "ben@x", "2025-01-01T09:00:00+00:00"),
+        (a, "positive", "ann@x", "2025-01-01T10:00:00+00:00"),
+        (c, "positive", "ann@x", "2025-01-01T10:30:00+00:00"),
+        (a, "negative", "ben@x", "2025-01-01T11:00:00+00:00"),
+        (b, "negative", "ann@x", "2025-01-01T12:00:00+00:00")]
+    assert {i: x.value for i, x in journal.latest().items()} == {a: "negative", b: "negative", c: "positive"}
+    with open_page(waiting_run) as page:  # carol corrects c now, after the export was made
+        assert post(page.url + "api/answer", {"id": c, "value": "negative"})[0] == 200
+    capsys.readouterr()
+    assert star(["import", str(waiting_run), str(export)]) == 0
+    assert (f"0 labels imported into {waiting_run} (5 unchanged left out)" in capsys.readouterr().out)
+    assert journal.latest()[c].value == "negative"
+    later = labelstudio_export(tmp_path / "ls2.json", [(c, "positive", "dan@x", "2025-01-01T13:00:00Z"),
+                                                       (d, "positive", "dan@x", "2025-01-01T13:00:00Z")])
+    assert star(["import", str(waiting_run), str(later)]) == 0
+    assert (f"1 labels imported into {waiting_run} (1 older than the answer in force left out)"
+            in capsys.readouterr().out)
+    assert journal.latest()[c].value == "negative" and journal.latest()[d].value == "positive"
+    assert star(["status", str(waiting_run)]) == 0
+    # ann and ben both answered a and b: they agree on b only, p_o = 1/2
+    assert "ann@x vs ben@x:" in capsys.readouterr().out
 
 
 def test_a_page_left_open_cannot_change_the_labels_its_round_trained_on(waiting_run):
@@ -321,7 +385,7 @@ def test_batch_export_filled_in_a_spreadsheet_imports_back(waiting_run, tmp_path
 
     sheet = tmp_path / "batch.csv"
     assert star(["batch", str(waiting_run), "--format", "csv", "--out", str(sheet)]) == 0
-    header, *rows = sheet.read_text().splitlines()
+    header, *rows = sheet.read_text(encoding="utf-8-sig").splitlines()
     assert header.startswith("id,") and header.endswith(",label") and len(rows) == 4
     sheet.write_text("\n".join([header, *[row + sample_label(row.split(",")[0]) for row in rows]]))
     assert star(["import", str(waiting_run), str(sheet), "--annotator", "carol"]) == 0

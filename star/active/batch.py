@@ -54,6 +54,11 @@ class Batch:
         """The answer as stored, or a DataError naming `where` (a file:line or 'page')."""
         if example_id not in self.ids:
             raise DataError(f"{where}: id {example_id!r} is not in the batch of round {self.round}")
+        return self.stored(example_id, value, where)
+
+    def stored(self, example_id: str, value: str, where: str) -> str:
+        """The answer as the journal keeps it: a label given by its words becomes the label,
+        a label outside the task's set is refused naming `where`."""
         value = str(value).strip() if not self.generative else str(value)
         if not value.strip():
             raise DataError(f"{where}: empty label for id {example_id!r}")

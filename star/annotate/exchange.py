@@ -23,7 +23,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ class ImportedLabel:
     annotator: str
     where: str
     """'file:line' or 'file:task N', for the error message if `Batch.check` refuses it."""
+    time: datetime | None = None
+    """When the annotation was last changed (Label Studio exports); None in plain files."""
 
 
 # ---------------------------------------------------------------- out: Label Studio
@@ -159,7 +161,8 @@ def write_batch(batch: Batch, path: Path, fmt: str, model_version: str = "") -> 
         write_text_atomic(path.with_suffix(".xml"), labeling_config(batch))
     elif fmt == "csv":
         columns = ["id", *_field_keys(batch).values(), "suggestion", "confidence", "uncertainty", "label"]
-        write_text_atomic(path, _csv_text(columns, _rows(batch)))
+        # A byte-order mark: Excel opens the file as UTF-8 (accents intact) instead of ANSI.
+        write_text_atomic(path, "\ufeff" + _csv_text(columns, _rows(batch)))
     elif fmt == "jsonl":
         write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _rows(batch)))
     else:
@@ -201,26 +204,34 @@ def _number(value: Any) -> int:
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One Label Studio annotation; the newest per id becomes the label."""
+    """One Label Studio annotation and where it goes in time order: a reviewer's ground truth
+    after every other annotation of its task, then by update time, then by annotation id."""
 
     label: ImportedLabel
-    newer: tuple[datetime, int]
+    order: tuple[bool, datetime, int]
 
 
 def _candidate(example_id: Any, value: Any, who: Any, record: Mapping[str, Any], annotation_id: Any,
                where: str) -> _Candidate:
     if example_id in (None, ""):
         raise DataError(f"{where}: no star_id: were these tasks written by star (labelstudio_tasks)?")
+    if not isinstance(value, str):  # e.g. a JSON_MIN cell of a control with several answers
+        raise DataError(f"{where}: the '{LABEL_CONTROL}' answer is {value!r}, not one text; was the "
+                        "project made with star's labeling config?")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
-    moment = _moment(record.get("updated_at") or record.get("created_at"), where)
-    return _Candidate(ImportedLabel(str(example_id), str(value), "" if who is None else str(who), where),
-                      (moment, _number(annotation_id)))
+    stamp = record.get("updated_at") or record.get("created_at")
+    moment = _moment(stamp, where)
+    label = ImportedLabel(str(example_id), value, "" if who is None else str(who), where,
+                          time=moment if stamp else None)
+    return _Candidate(label, (bool(record.get("ground_truth")), moment, _number(annotation_id)))
 
 
 def _result_value(results: list[dict[str, Any]], where: str) -> str:
-    """The answer in an annotation's `result`: its one choice or its text."""
-    answers = [r for r in results if r.get("type") in ("choices", "textarea")]
+    """The answer in an annotation's `result`: its one choice or its text. Other controls a
+    project added (a comment box, say) are not the answer and are left alone."""
+    answers = [r for r in results if r.get("type") in ("choices", "textarea")
+               and r.get("from_name", LABEL_CONTROL) == LABEL_CONTROL]
     if len(answers) != 1:
         raise DataError(f"{where}: expected one choices or textarea answer, found {len(answers)}")
     value = answers[0].get("value") or {}
@@ -258,15 +269,12 @@ def _ls_rows(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[_Candida
                          annotation_id=row.get("annotation_id"), where=where)
 
 
-def _newest(candidates: Iterable[_Candidate], annotator: str | None, default: str) -> list[ImportedLabel]:
-    """The newest annotation per id (by update time, then annotation id), in first-seen order."""
-    best: dict[str, _Candidate] = {}
-    for candidate in candidates:
-        known = best.get(candidate.label.id)
-        if known is None or candidate.newer > known.newer:
-            best[candidate.label.id] = candidate
-    return [ImportedLabel(c.label.id, c.label.value, annotator or c.label.annotator or default,
-                          c.label.where) for c in best.values()]
+def _in_time_order(candidates: Iterable[_Candidate], annotator: str | None,
+                   default: str) -> list[ImportedLabel]:
+    """Every annotation, oldest first (see `_Candidate`): journaled in this order, the newest
+    per id is the one in force, and each annotator's answer stays for their agreement."""
+    ordered = sorted(candidates, key=lambda c: c.order)
+    return [replace(c.label, annotator=annotator or c.label.annotator or default) for c in ordered]
 
 
 def _plain(example_id: Any, value: Any, annotator: Any, where: str) -> ImportedLabel | None:
@@ -286,10 +294,10 @@ def _read_json(text: str, path: Path, annotator: str | None) -> list[ImportedLab
     if not isinstance(tasks, list):
         raise DataError(f"{path}:1: expected a list of Label Studio tasks")
     if tasks and isinstance(tasks[0], dict) and "annotations" in tasks[0]:
-        return _newest(_ls_full(tasks, path), annotator, path.name)
+        return _in_time_order(_ls_full(tasks, path), annotator, path.name)
     if all(isinstance(task, dict) and "star_id" in task for task in tasks):
         rows = ((f"{path}:task {n}", task) for n, task in enumerate(tasks, 1))
-        return _newest(_ls_rows(rows), annotator, path.name)
+        return _in_time_order(_ls_rows(rows), annotator, path.name)
     raise DataError(f"{path}:1: a JSON list that is neither a Label Studio JSON nor JSON_MIN export "
                     "of star's tasks")
 
@@ -308,7 +316,11 @@ def _read_jsonl(text: str, path: Path, annotator: str | None) -> list[ImportedLa
 
 
 def _read_csv(text: str, path: Path, annotator: str | None) -> list[ImportedLabel]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    """Comma-separated, or as Excel saves it where the comma is the decimal mark: with
+    semicolons (or tabs), told by the header line."""
+    header = text.split("\n", 1)[0]
+    delimiter = next((d for d in (",", ";", "\t") if d in header), ",")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = []  # (where, row), `where` the row's first line: a quoted cell may span several
     try:
         columns = reader.fieldnames or []
@@ -319,7 +331,7 @@ def _read_csv(text: str, path: Path, annotator: str | None) -> list[ImportedLabe
     except csv.Error as error:
         raise DataError(f"{path}:{reader.line_num}: not valid CSV ({error})") from None
     if "star_id" in columns:
-        return _newest(_ls_rows(rows), annotator, path.name)
+        return _in_time_order(_ls_rows(rows), annotator, path.name)
     answer = next((name for name in ("label", "value") if name in columns), None)
     if "id" not in columns or answer is None:
         raise DataError(f"{path}:1: expected columns 'id' and 'label' (or 'value'), found: "
@@ -339,8 +351,10 @@ def read_labels(path: Path, annotator: str | None = None) -> list[ImportedLabel]
 
     The layout is told by the content: a JSON list is a Label Studio JSON or JSON_MIN export,
     lines of objects are JSONL, anything else is CSV (Label Studio's when it has `star_id`).
-    For Label Studio, cancelled (skipped) annotations are ignored and the newest annotation
-    per example wins. The annotator, unless `annotator` is given, is the annotation's author:
+    For Label Studio, cancelled (skipped) annotations are ignored and every other one is
+    returned, oldest first (a reviewer's ground truth last), so that the newest is in force
+    once journaled and each annotator's answer counts for their agreement. The annotator,
+    unless `annotator` is given, is the annotation's author:
     a user id in Label Studio's quick export (`GET /api/projects/{id}/export`), the email in
     a snapshot export that expands `completed_by`. In plain files it is the `annotator`
     column if there is one, else the file's name. Blank labels in plain files are rows

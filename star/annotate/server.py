@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from star.active.batch import Batch
 from star.active.journal import Answer, Journal, now
-from star.errors import DataError
+from star.errors import DataError, StarError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 RECENT = 10
@@ -58,7 +58,11 @@ class LabelingServer:
         if host not in LOCAL_HOSTS:
             print(f"warning: the labeling page listens on {host}, beyond this machine: anyone who can "
                   "reach it and has its link can label", file=sys.stderr, flush=True)
-        self._httpd = _HTTPServer((host, port), _Handler)
+        try:
+            self._httpd = _HTTPServer((host, port), _Handler)
+        except OSError as error:
+            raise StarError(f"the labeling page cannot listen on {host}:{port} ({error.strerror}); "
+                            "if another `star label` uses the port, pass --port 0 for a free one") from None
         self._httpd.app = self
         self.url = f"http://{host}:{self._httpd.server_port}/{self.token}/"
 
@@ -174,7 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif (method, rest) == ("GET", ""):
             self._send(HTTPStatus.OK, app._page, "text/html; charset=utf-8")
         elif (method, rest) == ("GET", "api/state"):
-            self._json(HTTPStatus.OK, app.state())
+            try:
+                self._json(HTTPStatus.OK, app.state())
+            except (StarError, OSError) as error:  # e.g. a journal line edited by hand
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
         elif (method, rest) == ("POST", "api/answer"):
             self._write(lambda body: {"stored": app.answer(*_answer_fields(body))})
         elif (method, rest) == ("POST", "api/undo"):
@@ -193,7 +200,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
                        {"error": f"the journal could not be written, nothing was saved: {error}"})
             return
-        self._json(HTTPStatus.OK, {**result, "state": self.server.app.state()})
+        try:
+            state = self.server.app.state()
+        except (StarError, OSError) as error:
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error": f"saved, but the page cannot show the batch: {error}"})
+            return
+        self._json(HTTPStatus.OK, {**result, "state": state})
 
     def _body(self) -> Any:
         length = self.headers.get("Content-Length") or "0"

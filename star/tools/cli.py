@@ -99,8 +99,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    count = labels.import_labels(Path(args.run), Path(args.file), args.annotator)
-    print(f"{count} labels imported into {args.run}; star status {args.run} shows what is left")
+    print(labels.import_labels(Path(args.run), Path(args.file), args.annotator).describe(Path(args.run)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -233,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default loopback; another host is reachable by others)")
     label.add_argument("--port", type=_number(int, 0, 65535), default=8765)
-    label.add_argument("--annotator", default="annotator", help="your name, kept with each label")
+    label.add_argument("--annotator", default=labels.default_annotator(),
+                       help="your name, kept with each label (default: your login name)")
     label.set_defaults(func=cmd_label)
 
     batch = commands.add_parser("batch", help="write the waiting batch for another labeling tool")
@@ -246,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "a plain id,label CSV/JSONL")
     add_run_folder(imp)
     imp.add_argument("file")
-    imp.add_argument("--annotator", help="name to record (default: from the export, else 'import')")
+    imp.add_argument("--annotator", help="name to record (default: each annotation's author in a "
+                                          "Label Studio export, the `annotator` column of a plain "
+                                          "file, else the file's name)")
     imp.set_defaults(func=cmd_import)
 
     exp = commands.add_parser("export", help="the labeled set (JSONL, datasets) and the adapter")

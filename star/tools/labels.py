@@ -8,7 +8,10 @@ stays as it was.
 
 from __future__ import annotations
 
+import getpass
 import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,14 @@ from star.errors import DataError
 from star.files import write_json, write_jsonl
 from star.progress import interactive
 from star.results.forecast import PARAMETERS, describe
+
+
+def default_annotator() -> str:
+    """The login name: two people's pages are told apart (agreement, undo) without a flag."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name, e.g. a container's unnamed user
+        return "annotator"
 
 
 def open_run(run: Path) -> RunFolder:
@@ -147,23 +158,75 @@ def export_batch(run: Path, fmt: str, out: Path) -> Path:
     return out
 
 
-def import_labels(run: Path, path: Path, annotator: str | None) -> int:
-    """Check every label of `path` against the waiting batch, then journal them all."""
+@dataclass(frozen=True)
+class Imported:
+    """What `star import` did with a file's labels."""
+
+    journaled: int
+    unchanged: int
+    """The author's latest answer already says this (the file was imported before)."""
+    superseded: int
+    """Older than the answer in force (say, corrected on the page since the export)."""
+    finished: int
+    """Of finished rounds, equal to what the round trained on (a whole project's export)."""
+
+    def describe(self, run: Path) -> str:
+        skipped = [f"{count} {what}" for count, what in (
+            (self.unchanged, "unchanged"), (self.superseded, "older than the answer in force"),
+            (self.finished, "of finished rounds, as trained")) if count]
+        return (f"{self.journaled} labels imported into {run}"
+                + (f" ({'; '.join(skipped)} left out)" if skipped else "")
+                + f"; star status {run} shows what is left")
+
+
+def import_labels(run: Path, path: Path, annotator: str | None) -> Imported:
+    """Check every label of `path` against the waiting batch, then journal them all.
+
+    A file may hold more than the batch needs: a Label Studio project exported whole after
+    several rounds, or exported again after some answers were corrected on the page. So an
+    answer its author already gave, or older than the answer in force, or of a finished round
+    and equal to what that round trained on, is left out; a finished round's label that
+    differs is refused, since its round cannot be retrained.
+    """
     folder = open_run(run)
     batch = waiting_batch(folder)
     results = folder.read_results()
     round_of = {i: r["round"] for r in (complete_rounds(results) if results else [])
                 for i in r["selected_ids"]}
-    answers = []
+    lines = folder.journal.answers()
+    in_force = folder.journal.latest()
+    by_author = {(a.annotator, a.id): a.value for a in lines}
+    answers: list[Answer] = []
+    unchanged = superseded = finished = 0
     for label in read_labels(path, annotator):
         if label.id in round_of:
-            raise DataError(f"{label.where}: id {label.id!r} belongs to round "
-                            f"{round_of[label.id]}, not to round {batch.round} that waits "
-                            "for labels")
+            value = batch.stored(label.id, label.value, label.where)
+            trained = in_force[label.id].value if label.id in in_force else None
+            if value == trained:
+                finished += 1
+                continue
+            raise DataError(f"{label.where}: id {label.id!r} belongs to round {round_of[label.id]}, "
+                            f"which trained on {trained!r}; this file says {value!r}, and a finished "
+                            f"round's label cannot change (round {batch.round} waits for labels)")
         value = batch.check(label.id, label.value, label.where)
-        answers.append(Answer(label.id, value, label.annotator, batch.round, source="import", time=now()))
+        current = in_force.get(label.id)
+        if by_author.get((label.annotator, label.id)) == value:
+            unchanged += 1
+        elif label.time and current and current.time and label.time < _parse_time(current.time):
+            superseded += 1
+        else:
+            answer = Answer(label.id, value, label.annotator, batch.round, source="import",
+                            time=label.time.isoformat(timespec="seconds") if label.time else now())
+            answers.append(answer)
+            by_author[(label.annotator, label.id)] = value
+            in_force[label.id] = answer
     folder.journal.append(answers)
-    return len(answers)
+    return Imported(len(answers), unchanged, superseded, finished)
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def export_labeled(run: Path, out: Path) -> dict[str, Any]:
