@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -46,18 +47,27 @@ class Processes:
 
 ALONE = Processes()
 """A run in one process."""
+JOIN_TIMEOUT = timedelta(hours=2)
+"""How long a process waits for the others at a collective before the group gives up."""
 
 
-def launched_processes() -> Processes:
-    """This process's place, joining the process group when a launcher started several."""
+def launched_processes(device: torch.device | None = None) -> Processes:
+    """This process's place, joining the process group when a launcher started several.
+
+    The first call joins; `device`, the configured one, then chooses the backend: NCCL for
+    CUDA, gloo for the CPU (without it: CUDA wherever there is one). A wave's idle processes
+    wait for its slowest part (minutes of generation on a large model), so the group waits
+    `JOIN_TIMEOUT` before it calls a process lost, not NCCL's default 10 minutes.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ALONE
     import torch
     from accelerate import PartialState
 
-    # torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...: NCCL and one GPU per process where CUDA
-    # is, else gloo on the CPU (which accelerate joins only when told `cpu`).
-    state = PartialState(cpu=not torch.cuda.is_available())
+    # torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...: NCCL and one GPU per process on CUDA,
+    # else gloo on the CPU (which accelerate joins only when told `cpu`).
+    cpu = not torch.cuda.is_available() if device is None else device.type != "cuda"
+    state = PartialState(cpu=cpu, timeout=JOIN_TIMEOUT)
     return Processes(state.process_index, state.num_processes, state.local_process_index)
 
 
@@ -70,11 +80,12 @@ def wait_for_everyone(processes: Processes) -> None:
 
 
 def shared_device(processes: Processes, device: torch.device) -> torch.device:
-    """Each process's own GPU when several share a machine; the CPU stays the CPU."""
+    """Each process's own GPU when several share a machine, as accelerate sets it: local rank
+    modulo the visible GPUs (more processes than GPUs share them); the CPU stays the CPU."""
     if device.type == "cuda" and processes.several:
         import torch
 
-        return torch.device("cuda", processes.local_rank)
+        return torch.device("cuda", processes.local_rank % torch.cuda.device_count())
     return device
 
 

@@ -1,5 +1,6 @@
 """Every preset loads, names the command that runs it, and keeps the paper's numbers."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_paper_presets_load_onto_a_gpu_in_bf16_with_fused_attention(name, monkey
     config = load_config(Path(PRESETS[0]).parent / f"{name}.yaml",
                          ["model.attention=flash_attention_2"] if name == "paper-obqa" else [])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     asked = {}
 
     def record(_path, **kwargs):
@@ -55,6 +56,29 @@ def test_paper_presets_load_onto_a_gpu_in_bf16_with_fused_attention(name, monkey
     assert loaded.device == torch.device("cuda") and loaded.compute_dtype == torch.bfloat16
     assert asked["device_map"] == {"": torch.device("cuda")} and asked["dtype"] == torch.float32
     assert asked["attn_implementation"] == ("flash_attention_2" if name == "paper-obqa" else "sdpa")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     second = shared_device(Processes(rank=9, world=16, local_rank=1), torch.device("cuda"))
     assert second == torch.device("cuda", 1)
+    # more processes than GPUs on a machine: they share them, as accelerate assigns them
+    assert shared_device(Processes(rank=4, world=6, local_rank=4), torch.device("cuda")) == \
+        torch.device("cuda", 0)
     assert shared_device(Processes(rank=1, world=2, local_rank=1), torch.device("cpu")).type == "cpu"
+
+
+def test_a_gpu_that_only_emulates_bf16_computes_in_fp32_and_refuses_flash_attention(monkeypatch):
+    """V100s and T4s "support" bf16 by emulation: `auto` takes fp32 there, which FlashAttention-2
+    cannot run, so that pairing stops at load with one line instead of inside the first pass."""
+    import torch
+
+    from star.errors import StarError
+    from star.model import loading
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    assert loading.pick_compute_dtype("auto", torch.device("cuda")) == torch.float32
+    config = load_config(Path(PRESETS[0]).parent / "paper-obqa.yaml",
+                         ["model.attention=flash_attention_2"])
+    with pytest.raises(StarError, match=re.escape("'flash_attention_2' needs bf16 compute, and "
+                                                  "model.dtype 'auto' gives fp32 here")):
+        loading.load_model(config.model)

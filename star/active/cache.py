@@ -3,7 +3,8 @@
 μ_b does not change over rounds, strategies or seeds, so it is computed once per setup and
 read back afterwards. A cached value is served only when everything it was computed from is
 the same: the setup key covers the model's weight and tokenizer files (a content fingerprint,
-not the name), the dtype, the length limit, the measure and `SCORING_VERSION`; the entry key
+not the name), the hardware, the attention kernel, the dtype, the length limit, the measure
+and `SCORING_VERSION`; the entry key
 covers the example's rendered prompt and gold response, so an edited row is scored afresh.
 An unreadable file or entry is discarded with one warning line and recomputed.
 """

@@ -22,6 +22,7 @@ wrote in the same round.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from star.active.annotators import Annotator, People, make_annotator
 from star.active.batch import Batch, BatchItem
@@ -377,5 +379,11 @@ class Experiment:
 
 
 def run_experiment(config: StarConfig, out: Path) -> dict[str, Any]:
-    """Run (or resume) one strategy and seed into `out`; returns the results."""
-    return Experiment(config, out).run()
+    """Run (or resume) one strategy and seed into `out`; returns the results. The model goes
+    with the run, and on a GPU so does the memory its caching allocator kept: `star compare`
+    loads the next run's model into one process."""
+    results = Experiment(config, out).run()
+    if torch.cuda.is_available():
+        gc.collect()  # the experiment's model, adapter and optimizer state are unreachable now
+        torch.cuda.empty_cache()
+    return results

@@ -128,7 +128,8 @@ def pick_compute_dtype(setting: str, device: torch.device) -> torch.dtype:
     if setting == "bfloat16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        # Native bf16 only (Ampere on): older GPUs emulate it, slowly, and FlashAttention refuses it.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
@@ -161,10 +162,20 @@ class LoadedModel:
     """The dtype of matmuls, fixed at load: `store_frozen_weights` stores weights in it."""
     path: str = ""
     """The folder (or hub id) the weights were read from."""
+    attention: str = "sdpa"
+    """The attention kernel (`model.attention`): kernels round differently."""
 
     @functools.cached_property
     def fingerprint(self) -> str:
         return files_fingerprint(self.path)
+
+    @property
+    def hardware(self) -> str:
+        """What the numbers were computed on: "cpu", or the GPU's name (GPUs round
+        differently, and their dropout masks depend on the chip)."""
+        if self.device.type != "cuda":
+            return self.device.type
+        return f"cuda {torch.cuda.get_device_name(self.device)}"
 
     def autocast(self) -> torch.autocast:
         enabled = self.compute_dtype != torch.float32
@@ -197,7 +208,12 @@ def load_model(config: ModelConfig) -> LoadedModel:
     if path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
         raise StarError(f"model folder '{path}' does not exist (model.name is an alias, a hub id "
                         "or a local folder)")
-    device = shared_device(launched_processes(), pick_device(config.device))
+    device = pick_device(config.device)
+    device = shared_device(launched_processes(device), device)
+    compute_dtype = pick_compute_dtype(config.dtype, device)
+    if config.attention == "flash_attention_2" and compute_dtype == torch.float32:
+        raise StarError("model.attention 'flash_attention_2' needs bf16 compute, and model.dtype "
+                        f"'{config.dtype}' gives fp32 here; use model.attention: sdpa")
     if not interactive():  # transformers' weight-loading bar is noise in logs
         from transformers.utils import logging as hf_logging
 
@@ -217,4 +233,4 @@ def load_model(config: ModelConfig) -> LoadedModel:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, device, pick_compute_dtype(config.dtype, device), path=path)
+    return LoadedModel(model, tokenizer, device, compute_dtype, path=path, attention=config.attention)

@@ -127,13 +127,10 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
                         torch.softmax(logits, dim=-1).view(runs, len(local), -1))
                 if slots is not None:
                     slots[at.cpu()] = torch.log_softmax(logits, dim=-1)[:, slot_labels].cpu()
-            seq_ent = torch.zeros(ids.shape[0], device=device).index_add_(0, rows_t, ent)
-            seq_lp = torch.zeros(ids.shape[0], device=device).index_add_(0, rows_t, lp)
-            entropy[:, batch] = seq_ent.view(runs, len(items)).cpu().numpy()
-            logprob[:, batch] = seq_lp.view(runs, len(items)).cpu().numpy()
+            entropy[:, batch] = row_sums(ent, rows_t, ids.shape[0]).view(runs, len(items)).numpy()
+            logprob[:, batch] = row_sums(lp, rows_t, ids.shape[0]).view(runs, len(items)).numpy()
             if information is not None:
-                information[batch] = torch.zeros(len(items), device=device).index_add_(
-                    0, rows_t[:per_pass], mi).cpu().numpy()
+                information[batch] = row_sums(mi, rows_t[:per_pass], len(items)).numpy()
             if slot_logprob is not None and slots is not None:
                 if len(rows_t) != ids.shape[0]:
                     raise ValueError("slot_labels needs one-token responses")
@@ -151,6 +148,13 @@ def response_stats(loaded: LoadedModel, encoded: Sequence[Encoded], *, passes: i
             slot_logprob = np.repeat(slot_logprob, passes, 0)
     return ResponseStats(entropy, logprob, slot_logprob, mutual_information=information,
                          hidden=kept_hidden)
+
+
+def row_sums(values: torch.Tensor, rows: torch.Tensor, count: int) -> torch.Tensor:
+    """Per-position values summed per sequence ([positions] -> [count]), on the CPU: CUDA's
+    index_add adds atomically in no fixed order, which would change a score's last bits from
+    one run to the next."""
+    return torch.zeros(count, dtype=values.dtype).index_add_(0, rows.cpu(), values.cpu())
 
 
 def fp32_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

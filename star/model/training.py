@@ -189,7 +189,8 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
             optimizer.zero_grad(set_to_none=True)
             loss_value = float(summed(loss.detach(), processes)) / processes.world
     model.eval()
-    tokens, padded = (int(v) for v in summed(torch.tensor([tokens, padded]), processes))
+    counts = torch.tensor([tokens, padded], device=loaded.device)  # NCCL reduces CUDA tensors only
+    tokens, padded = (int(v) for v in summed(counts, processes))
     return TrainStats(time.perf_counter() - start, tokens, padded, loss_value)
 
 

@@ -50,14 +50,22 @@ GENERATIVE_QUICK_TOKENS = 64
 """max_new_tokens of the generative row in quick mode (the task's own otherwise)."""
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048,
+                  seconds: float = 2.0) -> float:
+    """The device's matmul rate, the peak the MFU figures divide by. A GPU runs its kernels
+    asynchronously, so the clock is read only after it has finished them."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     a @ b
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
+        if count % 16 == 0:
+            synchronize()  # the queue must not run ahead of the clock
+    synchronize()
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
 
@@ -133,8 +141,9 @@ def run_bench(config: StarConfig, quick: bool, *,
     # bf16 is timed only where the hardware is fast at it: elsewhere one 2048² bf16 matmul
     # takes most of a minute (0.3 GFLOP/s measured on a CPU without AVX-512).
     fast_bf16 = loaded.device.type == "cuda" or cpu_has_fast_bf16()
-    figures["matmul_gflops"] = {"fp32": matmul_gflops(torch.float32),
-                                "bf16": matmul_gflops(torch.bfloat16) if fast_bf16 else None}
+    device = loaded.device
+    figures["matmul_gflops"] = {"fp32": matmul_gflops(torch.float32, device),
+                                "bf16": matmul_gflops(torch.bfloat16, device) if fast_bf16 else None}
     figures["peak_dtype"] = "bf16" if loaded.compute_dtype == torch.bfloat16 else "fp32"
     peak = figures["matmul_gflops"][figures["peak_dtype"]] * 1e9
     attach_lora(loaded, config.lora, derived_seed(config.seed, 0, "lora_init"))
