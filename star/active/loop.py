@@ -56,7 +56,7 @@ from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
 from star.errors import ConfigError
 from star.files import check_cache_folder
-from star.model.loading import load_model
+from star.model.loading import load_model, pick_device
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
 from star.model.passes import Prediction, drafts, predict
 from star.model.training import TrainStats, train_adapter
@@ -113,7 +113,7 @@ class Experiment:
 
     def __init__(self, config: StarConfig, out: Path) -> None:
         self.config = config
-        self.processes = launched_processes()
+        self.processes = launched_processes(pick_device(config.model.device))
         self.folder = RunFolder(out, writes=self.processes.main)
         check_same_config(self.folder, config)
         self.strategy: Strategy = get_strategy(config.strategy)
