@@ -24,10 +24,14 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     without an error, so `path` holds either the old content or the whole new one. The folder
     is fsynced after the rename, so the new name survives a power loss too."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with partial.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with partial.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:  # a write that failed (a bad record, Ctrl+C) leaves nothing behind
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)
     fsync_folder(path.parent)
 

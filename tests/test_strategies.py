@@ -18,7 +18,7 @@ from star.active.measures import (
     response_uncertainty,
 )
 from star.active.stopping import stability, stopping_summary
-from star.active.strategies import STRATEGIES, TABLE1, get_strategy, select_batch
+from star.active.strategies import STRATEGIES, TABLE1, get_strategy, select_batch, strategy_colors
 from star.config import load_config
 from star.errors import ConfigError
 from star.model.passes import mutual_information
@@ -151,3 +151,23 @@ def test_stability_signals_by_hand():
     assert summary["changed"] == 0.0 and summary["uncertainty"] == 0.1
     assert summary["pool_uncertainty"] == [None, None, None, None]
     assert stopping_summary(rounds[:3])["stop_advised"] is False  # only two κ so far
+
+
+def test_a_collapsed_model_is_never_advised_to_stop():
+    """Four rounds answering "yes" to everything agree perfectly, and have learned nothing."""
+    same = ["yes"] * 5
+    assert stability(same, same, [0.9] * 5)["agreement"] is None
+    rounds = [{"agreement": None}] + [stability(same, same, [0.9] * 5) for _ in range(3)]
+    assert stopping_summary(rounds)["stop_advised"] is False
+    # one example off the collapsed label: κ is defined again
+    assert stability(same, ["yes"] * 4 + ["no"], [0.9] * 5)["agreement"] == pytest.approx(0.0)
+
+
+def test_a_figures_strategies_never_share_a_colour():
+    """Beyond the paper's strategies, colours are handed out per figure: four strategies whose
+    table-wide colours used to coincide (tab20b cycled over 100+ names) get four colours."""
+    names = ["random", "me", "me-star", "pe-star+badge", "entropy-star+badge", "pe+power",
+             "entropy+power", "bald", "me-star+badge", "margin", "bald-star+kcenter"]
+    colors = strategy_colors(names)
+    assert len(set(colors.values())) == len(names)
+    assert (colors["random"], colors["me"], colors["me-star"]) == ("tab:gray", "tab:red", "tab:purple")

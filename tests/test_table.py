@@ -61,6 +61,24 @@ def test_a_second_load_reads_the_cached_table_and_an_edit_rebuilds_it(folder, mo
     assert len(again) == 4 and again[3].prompt.startswith("Q: new")
 
 
+def test_a_bad_record_leaves_no_partial_table_and_the_code_is_in_the_key(folder, monkeypatch):
+    """A pool whose last record is broken: the load stops with the line, and the half-written
+    table is gone. A change to the code that builds prompts rebuilds the table."""
+    from star.data import table
+    from star.errors import DataError
+
+    (folder / "train.jsonl").write_text((folder / "train.jsonl").read_text() + '{"question": \n')
+    with pytest.raises(DataError, match=r"train\.jsonl:6"):
+        load_task(config(folder))
+    assert not list(table.table_folder().glob(".*.tmp"))
+    write_jsonl(folder / "train.jsonl", RECORDS)
+    load_task(config(folder))
+    tables = set(table.table_folder().glob("*.arrow"))
+    monkeypatch.setattr(table, "_builder_code", lambda: "an edited prompt template")
+    load_task(config(folder))
+    assert len(set(table.table_folder().glob("*.arrow")) - tables) == 1
+
+
 def test_views_slices_and_id_lookups_agree_with_a_list(folder):
     table = load_task(config(folder)).train
     plain = list(table)

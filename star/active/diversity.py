@@ -16,7 +16,9 @@ BATCH_RULES = ("top", "kcenter", "badge", "power", "softmax")
 """How a round's batch is picked from the pool.
 
 top: the k highest scores, the paper's rule; cheap, but blind to redundancy within a batch.
-kcenter: greedy k-center on embeddings (Sener & Savarese 2018); covers the pool, ignores scores.
+kcenter: greedy k-center on embeddings (Sener & Savarese 2018) among the most uncertain
+    candidates (`selection.candidates` × k), from the highest score; the labeled examples are
+    not counted as centres, so a pick may sit near one.
 badge: k-means++ seeding on gradient embeddings (Ash et al. 2020); a gradient embedding is long
     when the model is unsure and points where the example would move the last layer, so the
     batch is both uncertain and diverse.

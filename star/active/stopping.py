@@ -47,13 +47,18 @@ def stop_advised(kappas: Sequence[float | None]) -> bool:
 def stability(previous: Sequence[str] | None, current: Sequence[str],
               confidence: Sequence[float]) -> dict[str, float | None]:
     """One round's signals on the fixed set: κ with the last round's predictions, the share of
-    predictions that changed, and the overall uncertainty, mean(1 − confidence)."""
+    predictions that changed, and the overall uncertainty, mean(1 − confidence).
+
+    κ is None when both rounds answer one and the same label for every example: it is 0/0
+    there, and a model that answers one label has collapsed rather than settled, so it must
+    not count towards the advice to stop."""
     uncertainty = float(1.0 - np.mean(confidence)) if len(confidence) else None
     if previous is None:
         return {"agreement": None, "changed": None, "uncertainty": uncertainty}
     changed = sum(a != b for a, b in zip(previous, current, strict=True)) / len(current)
-    return {"agreement": cohen_kappa(previous, current), "changed": changed,
-            "uncertainty": uncertainty}
+    collapsed = len(set(previous) | set(current)) == 1
+    return {"agreement": None if collapsed else cohen_kappa(previous, current),
+            "changed": changed, "uncertainty": uncertainty}
 
 
 def stopping_summary(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:

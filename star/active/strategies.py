@@ -12,6 +12,7 @@ read off it, so a new measure, switch or rule is one entry here and nothing anyw
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,9 @@ class Strategy:
     l2_on_b: bool = False
     rule: str = "top"
     """How the batch is taken from the scores (`diversity.BATCH_RULES`)."""
-    color: str = "black"
+    color: str | None = None
+    """A fixed colour (random and the paper's strategies, as in the earlier reports); the
+    others are coloured per figure by `strategy_colors`."""
     """The strategy's colour in every figure, so a reader can follow it across them."""
 
     @property
@@ -68,8 +71,9 @@ _PAPER_COLORS = {  # the paper's measures keep the colours of the earlier report
 _OTHER_COLORS = ("#393b79", "#5254a3", "#6b6ecf", "#9c9ede", "#637939", "#8ca252", "#b5cf6b",
                  "#cedb9c", "#8c6d31", "#bd9e39", "#e7ba52", "#e7cb94", "#843c39", "#ad494a",
                  "#d6616b", "#e7969c", "#7b4173", "#a55194", "#ce6dbd", "#de9ed6")
-"""matplotlib's tab20b, cycled through by the strategies beyond the paper (no import of
-matplotlib here: the labeling commands load the strategy table and must start fast)."""
+"""matplotlib's tab20b, handed out in turn to the strategies of one figure beyond the paper's
+(no import of matplotlib here: the labeling commands load the strategy table and must start
+fast)."""
 _BALD_VARIANTS = ("", "+dynamic", "-star")
 """BALD reads K MC passes, so its MC switch is always on: `bald+dynamic+mc` would be
 `bald+dynamic`, and `bald+dynamic+l2` would be `bald-star`."""
@@ -77,7 +81,6 @@ _BALD_VARIANTS = ("", "+dynamic", "-star")
 
 def _table() -> dict[str, Strategy]:
     table = {"random": Strategy("random", None, color="tab:gray")}
-    others = itertools.cycle(_OTHER_COLORS)
     for rule in BATCH_RULES:
         for measure in MEASURES:
             for index, (suffix, switches) in enumerate(VARIANTS):
@@ -87,7 +90,7 @@ def _table() -> dict[str, Strategy]:
                 if measure == "bald":
                     switches = {**switches, "mc_dropout": True}
                 paper = rule == "top" and measure in _PAPER_COLORS
-                color = _PAPER_COLORS[measure][index] if paper else next(others)
+                color = _PAPER_COLORS[measure][index] if paper else None
                 table[name] = Strategy(name, measure, **switches, rule=rule, color=color)
     return table
 
@@ -113,9 +116,15 @@ def display_order(name: str) -> tuple[int, str]:
     return (names.index(name) if name in names else len(names), name)
 
 
-def strategy_color(name: str) -> str | None:
-    strategy = STRATEGIES.get(name)
-    return strategy.color if strategy else None
+def strategy_colors(names: Iterable[str]) -> dict[str, str]:
+    """A colour per strategy of one figure: random and the paper's strategies keep theirs, the
+    others take tab20b's colours in table order, so no two of them share one below 21."""
+    others = itertools.cycle(_OTHER_COLORS)
+    colors = {}
+    for name in sorted(set(names), key=display_order):
+        strategy = STRATEGIES.get(name)
+        colors[name] = strategy.color if strategy and strategy.color else next(others)
+    return colors
 
 
 @dataclass

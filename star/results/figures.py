@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from star.active.measures import IN_NATS
-from star.active.strategies import display_order, get_strategy, strategy_color
+from star.active.strategies import display_order, get_strategy, strategy_colors
 from star.results.metrics import reliability_bins
 from star.results.summary import baseline_levels
 
@@ -50,6 +50,7 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
     shown = {setup: _order(s for s in summary[setup] if strategies is None or s in strategies)
              for setup in sorted(summary)}
     setups = [setup for setup, names in shown.items() if names]
+    colors = strategy_colors(name for names in shown.values() for name in names)
     fig, axes = plt.subplots(1, max(len(setups), 1), figsize=(5 * max(len(setups), 1), 3.8),
                              squeeze=False)
     if not setups:
@@ -61,9 +62,9 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
             x = np.array(curve["n_labeled"])
             mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
             ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
-                    color=strategy_color(strategy))
+                    color=colors[strategy])
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
-                            color=strategy_color(strategy))
+                            color=colors[strategy])
         levels = baseline_levels(summary[setup])
         for name, style in (("chance", ":"), ("majority", "--")):
             if levels[name]:
@@ -82,15 +83,16 @@ def plot_calibration(rows: dict[tuple[str, str], list[dict[str, Any]]], path: Pa
     """ECE and Brier score against labels, one column per setup."""
     rows = {key: value for key, value in rows.items() if strategies is None or key[1] in strategies}
     setups = sorted({setup for setup, _ in rows})
+    colors = strategy_colors(strategy for _, strategy in rows)
     fig, axes = plt.subplots(2, len(setups), figsize=(5 * len(setups), 6.5), squeeze=False)
     for col, setup in enumerate(setups):
         for strategy in _order([s for t, s in rows if t == setup]):
             points = rows[(setup, strategy)]
             x = [p["n_labeled"] for p in points]
             axes[0][col].plot(x, [100 * p["ece"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=strategy_color(strategy))
+                              label=strategy, color=colors[strategy])
             axes[1][col].plot(x, [p["brier"] for p in points], marker="o", markersize=3,
-                              label=strategy, color=strategy_color(strategy))
+                              label=strategy, color=colors[strategy])
         axes[0][col].set_title(_title(f"{setup}: expected calibration error"), fontsize=10)
         axes[0][col].set_ylabel("ECE (%)")
         axes[1][col].set_title(_title(f"{setup}: Brier score"), fontsize=10)
@@ -106,6 +108,7 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
                      path: Path) -> None:
     """Reliability diagrams, one panel per strategy: accuracy per confidence bin vs diagonal."""
     names = _order(predictions)
+    colors = strategy_colors(names)
     columns = min(len(names), 6)
     rows = -(-len(names) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows + 0.3),
@@ -117,7 +120,7 @@ def plot_reliability(predictions: dict[str, tuple[list[float], list[bool]]], tit
         bins = reliability_bins(confidence, correct)
         ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
                align="edge", alpha=0.7, edgecolor="black", label="accuracy",
-               color=strategy_color(name))
+               color=colors[name])
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -135,6 +138,7 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     every strategy that follows it) and the overlaps of the top-k sets."""
     mine = [r for r in rows if r["setup"] == setup]
     strategies = _order({r["strategy"] for r in mine})
+    colors = strategy_colors(strategies)
     measure_of = {name: get_strategy(name).measure or "" for name in strategies}
     measures = list(dict.fromkeys(measure_of.values()))
     fig, axes = plt.subplots(1, len(measures) + 2, figsize=(4.7 * (len(measures) + 2), 3.8))
@@ -142,7 +146,7 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     schedules: dict[tuple[tuple[int, ...], tuple[float, ...]], list[str]] = {}
     for strategy in strategies:
         rounds, mean = _round_means([r for r in mine if r["strategy"] == strategy])
-        style = {"marker": "o", "markersize": 3, "color": strategy_color(strategy)}
+        style = {"marker": "o", "markersize": 3, "color": colors[strategy]}
         ax = by_measure[measure_of[strategy]]
         ax.plot(rounds, mean("base_mean"), linestyle="--", label=f"{strategy} μ_b", **style)
         ax.plot(rounds, mean("full_mean"), linestyle="-", label=f"{strategy} μ_f", **style)
@@ -157,7 +161,7 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
         ax.set_ylabel(f"mean {measure.upper()}" + (" (nats)" if measure in IN_NATS else ""))
     for (rounds, weights), names in schedules.items():
         axes[-2].plot(rounds, weights, marker="o", markersize=3, label=", ".join(names),
-                      color=strategy_color(names[0]))
+                      color=colors[names[0]])
     axes[-2].set_title("λ(t), the base model's weight", fontsize=10)
     axes[-2].set_ylabel("λ(t)")
     axes[-2].set_ylim(0, 1.05)
