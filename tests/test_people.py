@@ -261,6 +261,26 @@ def test_a_page_left_open_cannot_change_the_labels_its_round_trained_on(waiting_
     assert [r["n_labeled"] for r in rounds] == [4, 8]
 
 
+def test_no_answer_changes_while_star_next_holds_the_run(waiting_run, tmp_path, capsys):
+    """While `star next` holds the run (it may be training on the batch's answers), the page
+    refuses answers and `star import` waits its turn; both work again once it is done."""
+    ids = waiting_ids(waiting_run)
+    with open_page(waiting_run) as page:
+        with RunFolder(waiting_run).lock():  # what `star next` holds while it runs
+            status, reply = post(page.url + "api/answer", {"id": ids[0], "value": "positive"})
+            assert status == 400 and reply["error"] == (
+                "page: `star next` is using the run now and may be training on these answers, "
+                "which cannot change meanwhile; try again once it has finished")
+            labels = write_labels_csv(tmp_path / "a.csv", {ids[1]: "negative"})
+            assert star(["import", str(waiting_run), str(labels)]) == 2
+            assert "is in use by process" in capsys.readouterr().err
+            assert RunFolder(waiting_run).journal.answers() == []
+        assert post(page.url + "api/answer", {"id": ids[0], "value": "positive"})[0] == 200
+    assert star(["import", str(waiting_run), str(labels)]) == 0
+    assert {i: a.value for i, a in RunFolder(waiting_run).journal.latest().items()} == {
+        ids[0]: "positive", ids[1]: "negative"}
+
+
 def test_a_label_retracted_behind_stars_back_is_named(waiting_run, tmp_path, capsys):
     """The journal edited by hand so that a trained label has no answer in force: the next
     round and the export stop with one line naming the example, not a KeyError."""

@@ -121,6 +121,19 @@ class RunFolder:
         finally:
             handle.close()
 
+    def busy(self) -> bool:
+        """Whether a process holds the folder now (`star run` or `star next`, which may be
+        training on the waiting batch's answers), asked without taking it."""
+        path = self.root / ".lock"
+        if not path.exists():
+            return False
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
     # -- config and results -------------------------------------------------------------------
     def read_config(self) -> dict[str, Any] | None:
         """The saved config as a tree, None when there is none yet."""

@@ -38,19 +38,19 @@ class LabelingServer:
     """Serves the page and its JSON API for one batch; writes go to `journal` as `annotator`.
 
     `url` holds the token; `done_hint` is the command that continues the run, shown once every
-    example of the batch is answered. `is_open` says whether the batch still waits for labels:
-    a page can stay open after the round trained on its answers, and must then refuse to change
-    them (the run could no longer replay what it trained on).
+    example of the batch is answered. `closed` says why the batch takes no answers now, or
+    None while it does: a page can stay open while a round trains on its answers and after,
+    and must then refuse to change them (the run could no longer replay what it trained on).
     """
 
     def __init__(self, batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1",
                  port: int = 0, done_hint: str | None = None,
-                 is_open: Callable[[], bool] = lambda: True) -> None:
+                 closed: Callable[[], str | None] = lambda: None) -> None:
         self.batch = batch
         self.journal = journal
         self.annotator = annotator
         self.done_hint = done_hint
-        self.is_open = is_open
+        self.closed = closed
         self.token = secrets.token_urlsafe(24)
         self._page = files(__package__).joinpath("page.html").read_bytes()
         self._write_lock = threading.Lock()  # undo reads the journal, then appends
@@ -137,10 +137,9 @@ class LabelingServer:
         raise DataError("page: nothing to undo: none of your answers in this batch is in force")
 
     def _check_open(self) -> None:
-        if not self.is_open():
-            raise DataError(f"page: round {self.batch.round} has ended and trained on these "
-                            "answers, which can no longer change; close this page"
-                            + (f" (the run goes on with: {self.done_hint})" if self.done_hint else ""))
+        reason = self.closed()
+        if reason:
+            raise DataError(f"page: {reason}")
 
 
 class _HTTPServer(ThreadingHTTPServer):

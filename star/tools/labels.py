@@ -135,16 +135,23 @@ def status(run: Path) -> str:
 
 def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 0) -> LabelingServer:
     """The labeling page of the batch that waits in `run`. It takes answers only while that
-    batch still waits: once `star next` has trained on them, an open page cannot change them."""
+    batch waits and no `star next` holds the run: once a round trains on them, an open page
+    cannot change them."""
     folder = open_run(run)
     batch = waiting_batch(folder)
 
-    def still_waiting() -> bool:
+    def closed() -> str | None:
+        if folder.busy():
+            return ("`star next` is using the run now and may be training on these answers, "
+                    "which cannot change meanwhile; try again once it has finished")
         waiting = folder.pending_batch()
-        return waiting is not None and waiting.round == batch.round
+        if waiting is None or waiting.round != batch.round:
+            return (f"round {batch.round} has ended and trained on these answers, which can no "
+                    f"longer change; close this page (the run goes on with: star next {run})")
+        return None
 
     return LabelingServer(batch, folder.journal, annotator, host, port=port,
-                          done_hint=f"star next {run}", is_open=still_waiting)
+                          done_hint=f"star next {run}", closed=closed)
 
 
 def label_page(run: Path, host: str, port: int, annotator: str) -> None:
@@ -189,6 +196,11 @@ def import_labels(run: Path, path: Path, annotator: str | None) -> Imported:
     differs is refused, since its round cannot be retrained.
     """
     folder = open_run(run)
+    with folder.lock():  # not while `star next` trains on the journal's answers
+        return _import(folder, path, annotator)
+
+
+def _import(folder: RunFolder, path: Path, annotator: str | None) -> Imported:
     batch = waiting_batch(folder)
     results = folder.read_results()
     round_of = {i: r["round"] for r in (complete_rounds(results) if results else [])
