@@ -40,6 +40,16 @@ def test_power_matches_the_textbook_tables():
     assert seeds_for_power(0.3, 0.0) == 2
 
 
+def test_power_of_a_large_effect_where_scipys_tail_gives_nan():
+    """pe − random in the study: −14.09, −15.97, −13.91, −21.16 points (d = 4.82). At 3 seeds
+    the shift is 8.34 against t(0.975, 2) = 4.303: power 0.968, so 3 seeds, not the 6 that a
+    NaN from scipy's far lower tail once gave by passing over n = 3, 4 and 5."""
+    differences = [-14.09, -15.97, -13.91, -21.16]
+    mean = sum(differences) / 4
+    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / 3)
+    assert seeds_for_power(mean, std) == 3
+
+
 def test_one_seed_is_one_number():
     result = paired({0: 0.7}, {0: 0.6})
     assert result.mean == pytest.approx(0.1)

@@ -57,7 +57,10 @@ def seeds_for_power(mean: float, std: float) -> int | None:
         df = n - 1
         critical = stats.t.ppf(1 - ALPHA / 2, df)
         shift = abs(mean) / (std / math.sqrt(n))
-        power = stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift)
+        # The wrong-sign tail: scipy's non-central t returns NaN far out in it (a large shift,
+        # where it is below 1e-15), and a NaN power would pass over every n.
+        wrong_sign = stats.nct.cdf(-critical, df, shift)
+        power = stats.nct.sf(critical, df, shift) + (wrong_sign if math.isfinite(wrong_sign) else 0.0)
         if power >= POWER:
             return n
     return None

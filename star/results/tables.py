@@ -179,7 +179,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
             row += [Cell("–")] * (len(metrics) - 1)
         table.rows.append(row)
     seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
-    table.note = (f"AUC, RIPL and gain in %, mean ± sample std (n − 1) over "
+    table.note = (f"AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
+                  f"points; mean ± sample std (n − 1) over "
                   f"{'/'.join(map(str, seeds))} seed(s); one seed gives one number and no spread, "
                   "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
                   "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
@@ -319,7 +320,8 @@ def annotator_table(records: list[dict[str, Any]]) -> Table:
 
 
 def _percent(value: float | None, digits: int = 1) -> Cell:
-    return Cell("–") if value is None else Cell(f"{100 * value:.{digits}f}", value)
+    """A share shown and kept (in the CSV) in %."""
+    return Cell("–") if value is None else Cell(f"{100 * value:.{digits}f}", round(100 * value, 4))
 
 
 def advice_table(runs: list[dict[str, Any]]) -> Table:
@@ -349,15 +351,16 @@ def advice_table(runs: list[dict[str, Any]]) -> Table:
             _percent(stopping.get("changed")),
             Cell("–") if uncertainty is None else Cell(f"{uncertainty:.3f}", uncertainty),
             Cell("advised" if stopping.get("stop_advised") else "not yet"),
-            Cell(shown, forecast["at_budget"] if forecast else None),
+            Cell(shown, round(100 * forecast["at_budget"], 2) if forecast else None),
             Cell("–") if not check else Cell(
                 f"{100 * check['mean_abs_error']:.2f} (fit on {check['fitted_on']})",
-                check["mean_abs_error"])])
+                round(100 * check["mean_abs_error"], 3))])
     table.note = (f"Signals on a fixed set, label-free: κ is Cohen's κ with the last round's "
                   f"predictions (mean of the last {STOP_WINDOW}; stop advised at ≥ {STOP_KAPPA}), "
                   "changed the share of predictions that changed in the last round, uncertainty "
                   "the mean 1 − confidence. Forecast: accuracy (%) of the fitted inverse power law "
-                  "at the label count shown, with its 95 % residual-bootstrap interval. Check "
+                  "at the label count shown (the budget, or twice it once it is spent), with its "
+                  "95 % residual-bootstrap interval. Check "
                   "error: the same fit on the run's first rounds only, its mean absolute error "
                   "(accuracy points) on the rounds it did not see.")
     return table
@@ -411,8 +414,8 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
     power."""
     name, title, short, sign = COMPARED[metric]
     table = Table(name, f"Paired comparisons of {title} (by seed)",
-                  ["Setup", "Comparison", "Seeds", f"Δ {short}", "95 % CI", "p", "verdict",
-                   "seeds for 80 % power"])
+                  ["Setup", "Comparison", "Seeds", f"Δ {short}", "95 % CI", "p",
+                   "verdict (p < 0.05, uncorrected)", "seeds for 80 % power"])
     for setup in sorted(summary):
         entries = summary[setup]
         wanted = [(s, "random") for s in sorted(entries, key=display_order) if s != "random"]
@@ -430,15 +433,18 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                                                                len(result.seeds)),
                 Cell(f"{100 * result.mean:+.2f}", round(100 * result.mean, 4)),
                 Cell(f"{100 * result.low:+.2f} to {100 * result.high:+.2f}" if tested else "–"),
-                Cell(_p_text(result.p_value) if tested else "–", result.p_value),
+                Cell(_p_text(result.p_value) if tested else "–",
+                     None if result.p_value is None else float(f"{result.p_value:.3g}")),
                 Cell(("significant" if result.significant else "not significant") if tested
                      else "one seed: no test"),
                 Cell(str(result.seeds_for_power) if result.seeds_for_power else "–",
                      result.seeds_for_power)])
     table.note = (f"{short} differences in points ({sign}), over the seeds both strategies "
                   "have a value for; 95 % CI: t-interval of the mean difference; p: two-sided paired t-test; "
-                  "seeds for 80 % power: how many seeds a paired t-test needs to detect the "
-                  "observed mean difference given the observed spread (α = 0.05).")
+                  "seeds for 80 % power: how many seeds a paired t-test (α = 0.05) would need "
+                  "if the true difference and its spread were those observed here; after a "
+                  "significant result the observed difference tends to overstate the true one, so "
+                  "read it as a lower bound.")
     tests = sum(row[5].value is not None for row in table.rows)
     if tests > 1:
         table.note += (f" Each p is uncorrected: if no strategy differed, the chance that any "
