@@ -198,7 +198,8 @@ def _selection_section(runs: list[dict], groups: list[SetupGroup], out: Path) ->
     section = Section("Selection insight", "For runs that record both μ_b (base model) and "
                       "μ_f (LoRA model): how they and λ(t) moved over the rounds, and how much "
                       "the top-k sets ranked by μ_b alone, μ_f alone and the mixed score overlap. "
-                      "The table lists every such run; the figures show the STAR runs.")
+                      "The table gives each such strategy per round, averaged over its seeds; "
+                      "the figures show the STAR runs.")
     if not rows:
         section.text += " No run here records both."
         return section
@@ -222,6 +223,8 @@ def _labels_section(records: list[dict]) -> Section:
                       tables=[labels_table(records)])
     if any(record["annotators"] for record in records):
         section.tables.append(annotator_table(records))
+    else:
+        section.text += " No two annotators labeled the same examples here."
     return section
 
 
