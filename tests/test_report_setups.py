@@ -232,3 +232,4 @@ def test_ripl_spread_counts_the_seeds_random_ran(tmp_path):
     me = next(row for row in table.rows if row[0].text == "me")
     # AUC 0.8 and 0.75; RIPL of seed 0: (0.8 − 0.6) / 0.4 = 0.5
     assert [cell.text for cell in me[1:]] == ["77.50 ± 3.54", "50.00"]
+    assert "over 1/2 seed(s) (random: 1, me: 2; rows on different seeds differ" in table.note

@@ -178,10 +178,16 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                 row.append(Cell("–"))
             row += [Cell("–")] * (len(metrics) - 1)
         table.rows.append(row)
-    seeds = sorted({len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]})
+    counts = {(u, s): len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]}
+    seeds = sorted(set(counts.values()))
     table.note = (f"AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
                   f"points; mean ± sample std (n − 1) over "
-                  f"{'/'.join(map(str, seeds))} seed(s); one seed gives one number and no spread, "
+                  f"{'/'.join(map(str, seeds))} seed(s)"
+                  + ("" if len(seeds) < 2 else " (" + ", ".join(
+                      f"{s}: {n}" + (f" in {tasks[u]}" if len(setups) > 1 else "")
+                      for (u, s), n in counts.items()) + "; rows on different seeds differ by "
+                      "their seeds too, which the paired comparisons leave out)")
+                  + "; one seed gives one number and no spread, "
                   "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
                   "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
                   "Best bold, second underlined; RIPL: each seed's against random of the same setup "
