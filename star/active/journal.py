@@ -83,13 +83,7 @@ class Journal:
 
     def latest(self) -> dict[str, Answer]:
         """The answer in force per id: the last line wins; a retraction removes the id."""
-        current: dict[str, Answer] = {}
-        for answer in self.answers():
-            if answer.value is None:
-                current.pop(answer.id, None)
-            else:
-                current[answer.id] = answer
-        return current
+        return in_force_of(self.answers())
 
     def in_force(self, ids: list[str]) -> dict[str, Answer]:
         """The answers in force for `ids`, examples a round trains on, each of which has one.
@@ -105,6 +99,17 @@ class Journal:
                             f"(first: {missing[0]!r}): their answers were retracted after a round "
                             "trained on them, so the run cannot replay its rounds")
         return {i: answered[i] for i in ids}
+
+
+def in_force_of(answers: list[Answer]) -> dict[str, Answer]:
+    """The answer in force per id of journal lines already read (see `Journal.latest`)."""
+    current: dict[str, Answer] = {}
+    for answer in answers:
+        if answer.value is None:
+            current.pop(answer.id, None)
+        else:
+            current[answer.id] = answer
+    return current
 
 
 def _cut_torn_tail(handle: BinaryIO) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from star.active.batch import Batch
-from star.active.journal import Answer, annotator_agreement, now
+from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
@@ -206,7 +206,7 @@ def _import(folder: RunFolder, path: Path, annotator: str | None) -> Imported:
     round_of = {i: r["round"] for r in (complete_rounds(results) if results else [])
                 for i in r["selected_ids"]}
     lines = folder.journal.answers()
-    in_force = folder.journal.latest()
+    in_force = in_force_of(lines)  # the journal read once
     by_author = {(a.annotator, a.id): a.value for a in lines}
     answers: list[Answer] = []
     unchanged = superseded = finished = 0
