@@ -23,6 +23,11 @@ needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(),
     ("first 3 then 18 then 7", "7"),
     ("The final answer is -2.50", "-2.5"),
     ("no number here", ""),
+    ("The final answer is 123456.7", "123456.7"),  # not rounded to 6 digits (123457)
+    ("The final answer is 1,000", "1000"),
+    ("it took 72.0 minutes", "72"),
+    ("in the years 2020-2021", "2021"),  # a hyphen, not a minus
+    ("she lost -$3", "-3"),
 ])
 def test_parse_number(text, expected):
     assert parse_number(text) == expected
@@ -42,6 +47,12 @@ def test_stable_ids_use_id_field_or_content_hash(tmp_path):
     assert ids[0] == "7"
     assert ids[2] == ids[1] + "#1"
     assert ids_of([(1, {"q": "b"})]) == ids[1:2]
+
+
+def test_a_null_id_is_no_id(tmp_path):
+    records = [(1, {"id": None, "q": "a"}), (2, {"id": None, "q": "b"})]
+    ids = [example_id for example_id, _ in stable_ids(tmp_path / "f.jsonl", records)]
+    assert len(set(ids)) == 2 and all(re.fullmatch("[0-9a-f]{16}", i) for i in ids)
 
 
 def test_duplicate_ids_are_refused_with_both_lines(tmp_path):
@@ -77,6 +88,41 @@ def test_missing_field_is_named(tmp_path):
     write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": "B"}])
     with pytest.raises(DataError, match=r"train.jsonl:1: missing field 'question'"):
         load_task(custom(tmp_path))
+
+
+def test_a_null_prompt_field_is_missing_not_none(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "x", "answer": "A"},
+                                           {"question": None, "answer": "A"}])
+    with pytest.raises(DataError, match=r"train.jsonl:2: missing field 'question'"):
+        load_task(custom(tmp_path, test_file=None))
+
+
+def test_json_booleans_are_the_labels_true_and_false(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "x", "answer": True}])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": "y", "answer": False}])
+    task = load_task(custom(tmp_path, labels=["true", "false"]))
+    assert (task.train[0].response, task.train[0].gold) == (" true", "true")
+    assert task.test[0].gold == "false"
+
+
+@pytest.mark.parametrize(("train", "test", "message"), [
+    (["x", "y\n"], ["z"], "train.jsonl:2: the prompt ends in a newline and the pool's first without"),
+    (["x\n", "y \n "], ["z\n", "w"], "test.jsonl:2: the prompt ends without a newline and the "
+                                      "pool's first in a newline"),
+])
+def test_the_prompts_of_a_choice_task_end_alike(tmp_path, train, test, message):
+    """The label words are tokenised once, after the pool's first prompt: " A" after "x",
+    "A" after "x\n"; a prompt ending otherwise would train on other tokens than it is scored on."""
+    write_jsonl(tmp_path / "train.jsonl", [{"question": q, "answer": "A"} for q in train])
+    write_jsonl(tmp_path / "test.jsonl", [{"question": q, "answer": "B"} for q in test])
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_task(custom(tmp_path, prompt="{question}"))
+
+
+def test_a_gsm8k_answer_without_a_number_after_the_marks_is_refused(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "2+2?", "answer": "2+2=4 #### four"}])
+    with pytest.raises(DataError, match=r"train.jsonl:1: answer .* holds no number after '####'"):
+        load_task(TaskConfig(name="gsm8k", data_dir=str(tmp_path), test_file=None))
 
 
 def test_gold_label_outside_labels(tmp_path):

@@ -1,7 +1,8 @@
 """Token ids of prompt + response, and length-sorted batches with little padding.
 
 Prompt and response are tokenised apart and concatenated, so the boundary is where the
-task put it; a prompt too long for `max_length` loses tokens from its left, never the answer.
+task put it; a prompt too long for `max_length` loses tokens from its left, never the answer
+nor a leading BOS token (Llama-2 was trained with one at the start of every text).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def encode(tokenizer, prompt: str, response: str, *, max_length: int, add_eos: b
         response_ids = [*response_ids, tokenizer.eos_token_id]
     response_ids = response_ids[: max_length - 1]
     keep = max(1, max_length - len(response_ids))
+    if len(prompt_ids) > keep > 1 and prompt_ids[0] == tokenizer.bos_token_id:
+        prompt_ids = [prompt_ids[0], *prompt_ids[-(keep - 1):]]
     return Encoded(prompt_ids[-keep:], response_ids)
 
 

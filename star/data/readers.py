@@ -17,6 +17,10 @@ from star.errors import DataError
 Record = tuple[int, dict[str, Any]]
 """(line number, record)."""
 
+# Python's default limit of 131,072 chars per field refuses a long document; 2**31 - 1 is the
+# largest limit that every platform's C long holds.
+csv.field_size_limit(2**31 - 1)
+
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of a UTF-8 file; a bad byte is reported with its line. A byte-order
@@ -60,10 +64,10 @@ def read_records(path: Path) -> Iterator[Record]:
     A row with more or fewer fields than the header is refused, never silently cut or padded.
     """
     check_data_file(path)
-    if path.suffix in (".tsv", ".csv"):
-        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if path.suffix == ".tsv" else {}
-        reader = csv.DictReader((text for _, text in _lines(path)), **dialect)
-        records: Iterator[Record] = (_whole_row(path, reader, row) for row in reader)
+    suffix = path.suffix.lower()  # DATA.CSV is a CSV file too
+    if suffix in (".tsv", ".csv"):
+        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+        records: Iterator[Record] = _rows(path, dialect)
     else:
         records = json_objects(path, _lines(path))
     empty = True
@@ -74,13 +78,24 @@ def read_records(path: Path) -> Iterator[Record]:
         raise DataError(f"data file '{path}' holds no examples")
 
 
+def _rows(path: Path, dialect: dict[str, Any]) -> Iterator[Record]:
+    """(line number, row) of a .csv or .tsv file; what the csv module cannot parse (a stray
+    carriage return inside a field) is named with its line."""
+    reader = csv.DictReader((text for _, text in _lines(path)), **dialect)
+    try:
+        for row in reader:
+            yield _whole_row(path, reader, row)
+    except csv.Error as exc:  # DictReader's line_num stops at the last good row; its reader's doesn't
+        raise DataError(f"{path}:{reader.reader.line_num}: {exc}") from None
+
+
 def _whole_row(path: Path, reader: csv.DictReader, row: dict[str | None, Any]) -> Record:
     """(line number, row) of a row with exactly the header's fields."""
     width = len(reader.fieldnames or [])
     if None in row:  # DictReader files the extra cells under the key None
         raise DataError(f"{path}:{reader.line_num}: the row has {width + len(row[None])} fields, "
                         f"the header {width}" + (" (quote a field that holds a comma)"
-                                                 if path.suffix == ".csv" else ""))
+                                                 if path.suffix.lower() == ".csv" else ""))
     if None in row.values():  # and fills the missing ones with None
         raise DataError(f"{path}:{reader.line_num}: the row has {sum(v is not None for v in row.values())} "
                         f"of the header's {width} fields")
@@ -88,7 +103,8 @@ def _whole_row(path: Path, reader: csv.DictReader, row: dict[str | None, Any]) -
 
 
 def stable_ids(path: Path, records: Iterable[Record]) -> Iterator[tuple[str, Record]]:
-    """The `id` field when present, else a hash of the record's content.
+    """The `id` field when present and not null, else a hash of the record's content (a null
+    id is no id: read as text, every null would be the one id 'None').
 
     Two records with one `id` would make labels ambiguous, so they are refused with both line
     numbers. A record without an `id` repeated word for word (SST-2 and OBQA have some) stays
@@ -98,7 +114,7 @@ def stable_ids(path: Path, records: Iterable[Record]) -> Iterator[tuple[str, Rec
     first_line: dict[str, int] = {}
     copies: dict[str, int] = {}
     for number, record in records:
-        if "id" in record:
+        if record.get("id") is not None:
             example_id = str(record["id"])
             if example_id in first_line:
                 raise DataError(f"{path}:{number}: duplicate id {example_id!r} (first on line "

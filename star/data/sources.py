@@ -42,13 +42,17 @@ def _custom_format(config: TaskConfig) -> TaskFormat:
     template, names = config.prompt, _template_fields(config.prompt)
 
     def fields(record: dict[str, Any]) -> dict[str, str]:
-        missing = [name for name in names if name not in record]
+        """The template's fields as text; a null one is missing, not the word 'None'."""
+        missing = [name for name in names if record.get(name) is None]
         if missing:
             raise KeyError(", ".join(missing))
         return {name: str(record[name]) for name in names}
 
     def answer(record: dict[str, Any]) -> str | None:
+        """JSON true/false as the labels 'true'/'false' (as text, Python writes 'True')."""
         value = record.get(config.answer_field)
+        if isinstance(value, bool):
+            return str(value).lower()
         text = None if value is None else str(value).strip()
         return text or None
 
@@ -67,9 +71,15 @@ def _custom_format(config: TaskConfig) -> TaskFormat:
     return TaskFormat(lambda record: template.format(**fields(record)), fields, answer, respond)
 
 
-def read_examples(path: Path, form: TaskFormat, labeled: bool) -> Iterator[Example]:
+def read_examples(path: Path, form: TaskFormat, labeled: bool, *, one_boundary: bool = False,
+                  newline: bool | None = None) -> Iterator[Example]:
     """The examples of one file, as they are read; with `labeled`, every record must carry
-    its answer."""
+    its answer.
+
+    With `one_boundary` (a choice task) every prompt must end as the pool's first does, in a
+    newline or not (`newline`; None takes the first prompt read): the label words are
+    tokenised once, with or without a leading space after that ending, for every example.
+    """
     for example_id, (number, record) in stable_ids(path, read_records(path)):
         try:
             prompt, shown, answer = form.prompt(record), form.fields(record), form.answer(record)
@@ -81,8 +91,20 @@ def read_examples(path: Path, form: TaskFormat, labeled: bool) -> Iterator[Examp
         if answer is None and labeled:
             raise DataError(f"{path}:{number}: no answer; a test file must be labeled")
         prompt, response = split_boundary(prompt, response or "")
+        if one_boundary:
+            if newline is None:
+                newline = prompt.endswith("\n")
+            elif prompt.endswith("\n") != newline:
+                raise DataError(f"{path}:{number}: the prompt ends {_ending(not newline)} and the "
+                                f"pool's first {_ending(newline)}; a choice task scores its label "
+                                "words after one ending (a newline or a space), so every prompt "
+                                "must end alike")
         yield Example(example_id, prompt, response if answer is not None else None, gold,
                       answer=answer, fields=shown)
+
+
+def _ending(newline: bool) -> str:
+    return "in a newline" if newline else "without a newline"
 
 
 def _hub_records(dataset: str, subset: str | None, split: str, path: Path) -> Path:
@@ -132,9 +154,13 @@ def load_task(config: TaskConfig) -> Task:
         form, answer_type, labels = builtin.format, builtin.answer_type, list(builtin.labels)
     train_path, test_path = _data_paths(config)
     check_data_file(train_path)
+    choice = answer_type == "choice"
     train = example_table(train_path, config.model_dump(exclude={"title"}),
-                          lambda: read_examples(train_path, form, labeled=False))
-    test = list(read_examples(test_path, form, labeled=True)) if test_path is not None else []
+                          lambda: read_examples(train_path, form, labeled=False, one_boundary=choice))
+    test: list[Example] = []
+    if test_path is not None:
+        test = list(read_examples(test_path, form, labeled=True, one_boundary=choice,
+                                  newline=train[0].prompt.endswith("\n")))
     choices = [split_boundary(train[0].prompt, form.respond(label)[0])[1] for label in labels]
     title = config.title or (Path(config.data_dir).name if builtin is None and config.data_dir
                              else task_display_name(config.name))

@@ -17,7 +17,9 @@ GSM8K_INSTRUCTION = (
     "Answer the above question. First, think step by step and then answer the final number."
 )
 FINAL_ANSWER = "The final answer is"
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"(?:(?<!\w)-\$?)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
+"""A number; '-' is its sign only where no word or digit comes before it ('2020-2021' holds
+2020 and 2021), and may stand before a dollar sign ('-$3')."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,9 @@ def parse_number(text: str) -> str:
         found = found[-1:]
     if not found:
         return ""
-    value = float(found[0].replace(",", ""))
-    return f"{value:g}" if value != int(value) else str(int(value))
+    value = float(found[0].replace(",", "").replace("$", ""))
+    # 15 significant digits, as many as a double keeps: '123456.7' must not round to a gold 123457
+    return format(value, ".15g") if value != int(value) else str(int(value))
 
 
 def normalise_text(text: str) -> str:
@@ -131,12 +134,13 @@ def _present(record: dict[str, Any], name: str) -> str | None:
 
 
 def _gsm8k_respond(value: str) -> tuple[str, str]:
-    if "####" in value:
-        return value.replace("####", FINAL_ANSWER), parse_number(value.split("####")[-1])
-    gold = parse_number(value)
+    """The gold is the number after '####' (without '####', the last number); an answer with
+    no such number is refused, as its gold '' would match no prediction."""
+    marked = "####" in value
+    gold = parse_number(value.split("####")[-1])
     if not gold:
-        raise ValueError(f"answer {value!r} holds no number")
-    return value, gold
+        raise ValueError(f"answer {value!r} holds no number" + (" after '####'" if marked else ""))
+    return value.replace("####", FINAL_ANSWER) if marked else value, gold
 
 
 def _gsm8k_answer(record: dict[str, Any]) -> str | None:

@@ -1,0 +1,59 @@
+"""Reading data files (what the csv module cannot parse, long fields, upper-case suffixes) and
+encoding a prompt cut to fit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from star.data.batching import Encoded, encode
+from star.data.readers import read_records
+from star.errors import DataError
+
+
+@pytest.mark.parametrize(("name", "text"), [("f.csv", "review,label\nok,1\nbad\rline,0\n"),
+                                            ("f.tsv", "review\tlabel\nok\t1\nbad\rline\t0\n")])
+def test_what_the_csv_module_refuses_names_file_and_line(tmp_path, name, text):
+    (tmp_path / name).write_bytes(text.encode())  # a carriage return alone inside a field
+    with pytest.raises(DataError, match=rf"{name}:3: new-line character seen in unquoted field"):
+        list(read_records(tmp_path / name))
+
+
+@pytest.mark.parametrize(("name", "text"), [("f.csv", 'review,label\n"{long}",1\n'),
+                                            ("f.tsv", "review\tlabel\n{long}\t1\n")])
+def test_a_field_longer_than_the_csv_default_limit_is_read(tmp_path, name, text):
+    long = "word " * 40_000  # 200,000 chars; Python's default limit is 131,072
+    (tmp_path / name).write_text(text.format(long=long))
+    assert list(read_records(tmp_path / name)) == [(2, {"review": long, "label": "1"})]
+
+
+@pytest.mark.parametrize(("name", "text"), [("DATA.CSV", "a,b\nx,1\n"), ("Data.Tsv", "a\tb\nx\t1\n")])
+def test_an_upper_case_suffix_names_the_format(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    assert list(read_records(tmp_path / name)) == [(2, {"a": "x", "b": "1"})]
+
+
+class CharTokenizer:
+    """One id per character (its code point); like Llama's, BOS (1) before every text unless
+    `add_bos` is off."""
+
+    bos_token_id, eos_token_id = 1, 2
+
+    def __init__(self, add_bos: bool = True) -> None:
+        self.add_bos = add_bos
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> SimpleNamespace:
+        ids = [ord(c) for c in text]
+        bos = [self.bos_token_id] if self.add_bos and add_special_tokens else []
+        return SimpleNamespace(input_ids=[*bos, *ids])
+
+
+def test_a_prompt_cut_from_the_left_keeps_its_bos_token():
+    tokenizer = CharTokenizer()
+    x, y, e, f = ord("x"), ord("y"), ord("e"), ord("f")
+    assert encode(tokenizer, "abcdef", "xy", max_length=6, add_eos=True) == Encoded([1, e, f], [x, y, 2])
+    assert encode(tokenizer, "ab", "xy", max_length=6, add_eos=True).prompt == [1, ord("a"), ord("b")]
+    assert encode(tokenizer, "abcdef", "xy", max_length=4, add_eos=True).prompt == [f]  # room for one
+    no_bos = CharTokenizer(add_bos=False)  # a prompt without BOS is cut as before
+    assert encode(no_bos, "abcdef", "xy", max_length=6, add_eos=True).prompt == [ord("d"), e, f]
