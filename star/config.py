@@ -7,6 +7,7 @@ names the key and what is allowed, so a typo never passes silently.
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,15 +21,39 @@ from star.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so labels like yes/no/on/off stay strings."""
+    """YAML 1.2's core rules where PyYAML keeps 1.1's, and no key given twice.
+
+    Booleans are only true/false, so labels like yes/no/on/off stay strings; integers are
+    plain decimals, so `010` is not octal 8 and `1:30` not sexagesimal 90 (a number with a
+    leading zero stays the text it is, as class codes like `01` need); floats need no dot
+    (`5e-4`). A key written twice in one mapping is refused: the later one would silently win.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
+_YAML_11_ONLY = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regex) for tag, regex in resolvers if tag not in _YAML_11_ONLY]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
                               re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                               list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"))
 
 
 def read_yaml(text: str) -> Any:
@@ -36,7 +61,7 @@ def read_yaml(text: str) -> Any:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -86,14 +111,41 @@ class TaskConfig(Section):
     def _labels_as_text(cls, value: Any) -> Any:
         """Labels written as numbers in YAML (`[0, 1]`) name the same strings as in the data."""
         if isinstance(value, list):
-            return [str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-                    for v in value]
+            return [_as_text(v) for v in value]
         return value
 
     @field_validator("verbalizer", mode="before")
     @classmethod
     def _verbalizer_keys_as_text(cls, value: Any) -> Any:
-        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+        return {_as_text(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("prompt")
+    @classmethod
+    def _well_formed_template(cls, value: str | None) -> str | None:
+        """A template's mistakes named here, not as a traceback at the first record."""
+        if value is None:
+            return value
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"task.prompt is not a valid template ({exc}); write a literal "
+                             "brace as {{ or }}") from None
+        unnamed = [name for name in names if not name.isidentifier()]
+        if unnamed:
+            raise ValueError(f"task.prompt has the placeholder {{{unnamed[0]}}}; each placeholder "
+                             "names a field of the data, e.g. {text} (a literal brace is {{ or }})")
+        return value
+
+
+CUSTOM_ONLY = ("prompt", "answer_field", "answer_type", "labels", "verbalizer")
+"""TaskConfig keys a built-in task fixes itself (its paper prompt, fields and labels)."""
+
+
+def _as_text(value: Any) -> Any:
+    """A label as the data spells it: YAML `true` is the JSON `true` of a record, "true"."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
 
 
 class LoraConfig(Section):
@@ -185,6 +237,18 @@ class StarConfig(Section):
         return value
 
     @model_validator(mode="after")
+    def _custom_keys_for_custom_tasks(self) -> StarConfig:
+        """A built-in task would silently keep its own prompt and labels."""
+        if self.task.name != "custom":
+            given = [key for key in CUSTOM_ONLY
+                     if getattr(self.task, key) != TaskConfig.model_fields[key].default]
+            if given:
+                raise ValueError(f"task.{given[0]} is only for task.name: custom; the built-in "
+                                 f"task '{self.task.name}' has its own prompt, fields and labels "
+                                 "(set task.name: custom to use yours)")
+        return self
+
+    @model_validator(mode="after")
     def _room_for_the_prompt(self) -> StarConfig:
         """A generative answer takes up to task.max_new_tokens of model.max_length; with no room
         left the prompt would be cut to one token."""
@@ -235,7 +299,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"config key '{dotted}': '{key}' is not a section")
         node = child
-    node[keys[-1]] = value
+    current = node.get(keys[-1])
+    if isinstance(current, dict) and isinstance(value, dict):
+        for key, inner in value.items():  # `train={lr: 1e-4}` changes lr, keeps the rest
+            _set_dotted(current, str(key), inner)
+    else:
+        node[keys[-1]] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -267,7 +336,10 @@ def _describe(error: ValidationError, tree: dict[str, Any]) -> str:
         return f"config key '{key}': {first['msg']} (got {first['input']!r})"
     if first["type"] == "value_error":
         return first["msg"].removeprefix("Value error, ")
-    return f"config key '{key}': {first['msg']} (got {first['input']!r})"
+    hint = ""
+    if first["type"] == "string_type" and isinstance(first["input"], dict | list):
+        hint = "; YAML read the value as a mapping or list: quote it, e.g. --set 'key=\"a: {b}\"'"
+    return f"config key '{key}': {first['msg']} (got {first['input']!r}){hint}"
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> StarConfig:
@@ -278,9 +350,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
         try:
-            tree = read_yaml(path.read_text()) or {}
+            tree = read_yaml(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file '{path}' is not UTF-8 text ({exc.reason} at byte "
+                              f"{exc.start})") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
     for text in overrides:

@@ -43,7 +43,8 @@ def test_warm_start_larger_than_budget():
 
 def test_numeric_labels_become_strings(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("task:\n  labels: [0, 1]\n  verbalizer: {0: negative, 1: positive}\n")
+    path.write_text("task:\n  name: custom\n  labels: [0, 1]\n"
+                    "  verbalizer: {0: negative, 1: positive}\n")
     config = load_config(path)
     assert config.task.labels == ["0", "1"] and config.task.verbalizer == {"0": "negative",
                                                                              "1": "positive"}
@@ -71,3 +72,66 @@ def test_a_custom_task_is_titled_by_its_config_file(tmp_path):
     assert load_config(None, ["task.name=custom"]).task.title is None  # then the folder's name
     (tmp_path / "obqa.yaml").write_text("task: {name: obqa}\n")
     assert load_config(tmp_path / "obqa.yaml").task.title is None  # the built-in's "OBQA"
+
+
+def test_numbers_follow_yaml_1_2(tmp_path):
+    """YAML 1.1 read `010` as octal 8 and `1:30` as 90, so zero-padded class codes silently
+    stopped matching the data; `5e-4` was text."""
+    path = tmp_path / "c.yaml"
+    path.write_text("task:\n  name: custom\n  labels: [01, 010, 1:30, 7, true]\n"
+                    "train: {lr: 5e-4}\nloop: {warm_start: 10, budget: 0100}\n")
+    config = load_config(path)
+    assert config.task.labels == ["01", "010", "1:30", "7", "true"]
+    assert config.train.lr == 5e-4 and config.loop.budget == 100
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3}\nseed: 1\ntrain: {lr: 1.0e-4}\n")
+    with pytest.raises(ConfigError, match=r"(?s)key 'train' is given twice.*line 3"):
+        load_config(path)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes('task: {title: "café"}\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text"):
+        load_config(path)
+
+
+def test_a_section_override_changes_only_its_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3, batch_size: 8}\n")
+    train = load_config(path, ["train={lr: 1.0e-4}"]).train
+    assert (train.epochs, train.batch_size, train.lr) == (3, 8, 1e-4)
+
+
+def test_custom_task_keys_are_refused_for_a_built_in_task():
+    """sst2 with its own prompt or labels would silently keep the paper's."""
+    with pytest.raises(ConfigError, match=r"task.labels is only for task.name: custom; the "
+                                          r"built-in task 'obqa'"):
+        load_config(None, ["task.name=obqa", "task.labels=[a, b]"])
+    with pytest.raises(ConfigError, match=r"task.prompt is only for"):
+        load_config(None, ["task.prompt='Movie: {text}'"])
+    assert load_config(None, ["task.name=gsm8k", "task.max_new_tokens=128"]).task.max_new_tokens == 128
+
+
+def test_template_mistakes_are_named():
+    custom = ["task.name=custom"]
+    with pytest.raises(ConfigError, match=r"task.prompt is not a valid template.*\{\{ or \}\}"):
+        load_config(None, [*custom, "task.prompt='Text: {text'"])
+    with pytest.raises(ConfigError, match=r"placeholder \{\}; each placeholder names a field"):
+        load_config(None, [*custom, "task.prompt='Text: {text} {}'"])
+    with pytest.raises(ConfigError, match=r"placeholder \{0\}"):
+        load_config(None, [*custom, "task.prompt='Text: {0}'"])
+    assert load_config(None, [*custom, "task.prompt='{{\"x\": {text}}}'"]).task.prompt == '{{"x": {text}}}'
+
+
+def test_a_value_yaml_reads_as_a_mapping_says_to_quote_it():
+    with pytest.raises(ConfigError, match=r"task.prompt.*quote it"):
+        load_config(None, ["task.name=custom", "task.prompt=Review: {text}"])
+
+
+def test_infinite_numbers_are_refused():
+    with pytest.raises(ConfigError, match=r"train.lr.*finite"):
+        load_config(None, ["train.lr=.inf"])

@@ -44,6 +44,7 @@ def _number(kind: type, low: float, high: float | None = None, *, above: bool = 
             raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
         return value
 
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'abc'"
     return parse
 
 
@@ -198,7 +199,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="star", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="star", description="Active learning for LoRA fine-tuning (STAR): run, label, "
+        "compare and report.", epilog="star COMMAND --help describes each command.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_set(sub: argparse.ArgumentParser) -> None:
@@ -231,14 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_folder(label)
     label.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default loopback; another host is reachable by others)")
-    label.add_argument("--port", type=_number(int, 0, 65535), default=8765)
+    label.add_argument("--port", type=_number(int, 0, 65535), default=8765,
+                       help="default 8765; 0 takes any free port")
     label.add_argument("--annotator", default=labels.default_annotator(),
                        help="your name, kept with each label (default: your login name)")
     label.set_defaults(func=cmd_label)
 
     batch = commands.add_parser("batch", help="write the waiting batch for another labeling tool")
     add_run_folder(batch)
-    batch.add_argument("--format", choices=["labelstudio", "csv", "jsonl"], default="labelstudio")
+    batch.add_argument("--format", choices=["labelstudio", "csv", "jsonl"], default="labelstudio",
+                       help="default: labelstudio")
     batch.add_argument("--out", required=True, help="file to write (.json, .csv or .jsonl)")
     batch.set_defaults(func=cmd_batch)
 
@@ -258,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = commands.add_parser("compare", help="several strategies and seeds, with a summary")
     cmp.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
-    cmp.add_argument("--strategies", default="random,me,me-star")
-    cmp.add_argument("--seeds", default="0,1,2")
+    cmp.add_argument("--strategies", default="random,me,me-star",
+                     help="comma-separated strategy names (default: random,me,me-star)")
+    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     cmp.add_argument("--out", required=True)
     add_set(cmp)
     cmp.set_defaults(func=cmd_compare)
