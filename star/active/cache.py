@@ -7,6 +7,10 @@ not the name), the hardware, the attention kernel, the dtype, the length limit, 
 and `SCORING_VERSION`; the entry key
 covers the example's rendered prompt and gold response, so an edited row is scored afresh.
 An unreadable file or entry is discarded with one warning line and recomputed.
+
+What the key cannot hold is the batch an entry was computed in: padding changes the order of
+float sums, so the same example scored beside other examples can differ in the 7th digit. An
+entry keeps its first value, so every run that reads it sees the same number.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ wrote in the same round.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import math
 import time
 from collections import Counter
@@ -73,6 +75,15 @@ def subsample(examples: Sequence[Example], size: int | None,
     if size is None or size >= len(examples):
         return examples
     return select(examples, np.sort(rng.permutation(len(examples))[:size]))
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    """A content hash of examples as the run reads them (ids, prompts, gold responses)."""
+    total = hashlib.sha256()
+    for example in examples:
+        total.update(json.dumps([example.id, example.prompt, example.response, example.gold])
+                     .encode())
+    return total.hexdigest()[:24]
 
 
 def total_rounds(config: StarConfig) -> int:
@@ -142,9 +153,15 @@ class Experiment:
         """Rounds until the budget is spent, or until a batch waits for people."""
         self.folder.create()
         with self.folder.lock():
-            if self.folder.read_config() is None:  # only now: a failed start blocks nothing
-                self.folder.write_config(config_text(self.config))
-            self.resume()
+            check_same_config(self.folder, self.config)  # again: another process may have
+            if self.folder.read_config() is None:       # started this folder since
+                if self.folder.started():
+                    raise ConfigError(f"run folder '{self.folder.root}' holds a run but no "
+                                      "config.yaml to check this config against; choose another "
+                                      "--out, or delete the folder to start afresh")
+                self.folder.write_config(self.resolved_config_text())  # only now: a failed
+            self.resume()                                                  # start blocks nothing
+            self.check_same_inputs()
             if "baselines" not in self.results:
                 self.results["baselines"] = self.baselines()
                 self.folder.write_results(self.results)
@@ -165,6 +182,34 @@ class Experiment:
             last = len(done) - 1
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
+
+    def resolved_config_text(self) -> str:
+        """The config as saved: with the task's title as reports show it, so a reload of the
+        run's config.yaml (named "config") keeps it."""
+        config = self.config.model_copy(deep=True)
+        config.task.title = self.task.title
+        return config_text(config)
+
+    def inputs(self) -> dict[str, str]:
+        """What the run's numbers depend on besides its config: the base model's files, the
+        pool's and test set's examples, and the hardware and dtype that computed them."""
+        return {"model files": self.loaded.fingerprint, "pool examples": examples_digest(self.pool),
+                "test examples": examples_digest(self.test), "hardware": self.loaded.hardware,
+                "dtype": str(self.loaded.compute_dtype).removeprefix("torch.")}
+
+    def check_same_inputs(self) -> None:
+        """A resumed run continues only on the inputs it started with, or its rounds would not
+        replay: new weights under the same model name, an edited data file, a GPU's bf16 after
+        a CPU's fp32. A run from before STAR recorded them records them now."""
+        now = self.inputs()
+        then = self.results.setdefault("inputs", now)
+        changed = [key for key in now if then.get(key) != now[key]]
+        if changed:
+            raise ConfigError(f"run folder '{self.folder.root}' started with other "
+                              + "; ".join(f"{key} ({then.get(key)} then, {now[key]} now)"
+                                          for key in changed)
+                              + ": its rounds would not replay; resume it where it started, "
+                                "or choose another --out")
 
     def run_round(self, k: int) -> bool:
         """Round k: select, label, train, evaluate. False when it waits for labels."""

@@ -22,10 +22,11 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import yaml
@@ -45,6 +46,22 @@ from star.files import (
     write_jsonl,
     write_text_atomic,
 )
+
+LOCK_PATIENCE = 2.0
+"""Seconds `lock` waits for the folder: a labeling page holds it shared for a moment per answer."""
+
+
+def _flock(handle: IO[str], mode: int, *, patience: float) -> bool:
+    """Take an flock of `mode` on `handle`, trying for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 class RunFolder:
@@ -103,13 +120,13 @@ class RunFolder:
             return
         path = self.root / ".lock"
         handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(handle, fcntl.LOCK_EX, patience=LOCK_PATIENCE):
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = f"process {handle.read().strip() or '(unknown)'}"
+            if _flock(handle, fcntl.LOCK_SH, patience=0.0):  # shared: .lock names an old pid
+                holder = "a labeling page writing an answer"
             handle.close()
-            raise ConfigError(f"run folder '{self.root}' is in use by process {holder}; "
+            raise ConfigError(f"run folder '{self.root}' is in use by {holder}; "
                               "wait for it to finish or stop it") from None
         handle.seek(0)
         handle.truncate()
@@ -121,20 +138,20 @@ class RunFolder:
         finally:
             handle.close()
 
-    def busy(self) -> bool:
-        """Whether a process holds the folder now (`star run` or `star next`, which may be
-        training on the waiting batch's answers), asked without taking it."""
-        path = self.root / ".lock"
-        if not path.exists():
-            return False
-        with path.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-        return False
+    @contextmanager
+    def shared(self) -> Iterator[bool]:
+        """Yields whether the folder is free (no `star run` or `star next`, which may be
+        training on the waiting batch's answers, holds it) and, when it is, keeps `lock` from
+        taking it until the block ends: an answer checked against a free folder is written
+        before a round can read the journal."""
+        with (self.root / ".lock").open("a+") as handle:
+            yield _flock(handle, fcntl.LOCK_SH, patience=0.0)
 
     # -- config and results -------------------------------------------------------------------
+    def started(self) -> bool:
+        """Whether a run has written anything beyond its config here."""
+        return self.results_path.exists() or (self.root / "rounds").exists()
+
     def read_config(self) -> dict[str, Any] | None:
         """The saved config as a tree, None when there is none yet."""
         if not self.config_path.exists():
@@ -142,11 +159,11 @@ class RunFolder:
         try:
             tree = read_yaml(self.config_path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"'{self.config_path}' is not valid YAML ({exc}); delete it to "
-                              "start this run afresh") from None
+            raise ConfigError(f"'{self.config_path}' is not valid YAML ({exc}); restore it (the "
+                              "config the run started with), or choose another --out") from None
         if not isinstance(tree, dict):
-            raise ConfigError(f"'{self.config_path}' is empty or not a mapping; delete it to "
-                              "start this run afresh")
+            raise ConfigError(f"'{self.config_path}' is empty or not a mapping; restore it (the "
+                              "config the run started with), or choose another --out")
         return tree
 
     def write_config(self, text: str) -> None:

@@ -12,8 +12,8 @@ import json
 import secrets
 import sys
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -38,14 +38,15 @@ class LabelingServer:
     """Serves the page and its JSON API for one batch; writes go to `journal` as `annotator`.
 
     `url` holds the token; `done_hint` is the command that continues the run, shown once every
-    example of the batch is answered. `closed` says why the batch takes no answers now, or
-    None while it does: a page can stay open while a round trains on its answers and after,
-    and must then refuse to change them (the run could no longer replay what it trained on).
+    example of the batch is answered. `closed` is entered around every write and yields why
+    the batch takes no answers now, or None while it does, and then keeps it so until the
+    write is done: a page can stay open while a round trains on its answers and after, and must
+    then refuse to change them (the run could no longer replay what it trained on).
     """
 
     def __init__(self, batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1",
                  port: int = 0, done_hint: str | None = None,
-                 closed: Callable[[], str | None] = lambda: None) -> None:
+                 closed: Callable[[], AbstractContextManager[str | None]] = nullcontext) -> None:
         self.batch = batch
         self.journal = journal
         self.annotator = annotator
@@ -114,8 +115,7 @@ class LabelingServer:
     def answer(self, example_id: str, value: str) -> str:
         """Check one answer and append it; returns the stored value once it is on disk."""
         stored = self.batch.check(example_id, value, "page")
-        with self._write_lock:
-            self._check_open()
+        with self._open():
             self.journal.append([Answer(example_id, stored, self.annotator, self.batch.round,
                                         source="page", time=now())])
         return stored
@@ -123,8 +123,7 @@ class LabelingServer:
     def undo(self) -> str:
         """Retract this annotator's most recent answer still in force; returns its id."""
         ids = set(self.batch.ids)
-        with self._write_lock:
-            self._check_open()
+        with self._open():
             lines = self.journal.answers()
             newest = {answer.id: index for index, answer in enumerate(lines)}
             for index in reversed(range(len(lines))):
@@ -136,10 +135,14 @@ class LabelingServer:
                     return line.id
         raise DataError("page: nothing to undo: none of your answers in this batch is in force")
 
-    def _check_open(self) -> None:
-        reason = self.closed()
-        if reason:
-            raise DataError(f"page: {reason}")
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        """Held around a write: one at a time (undo reads the journal, then appends), and only
+        while the batch takes answers."""
+        with self._write_lock, self.closed() as reason:
+            if reason:
+                raise DataError(f"page: {reason}")
+            yield
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -205,7 +205,9 @@ def load_model(config: ModelConfig) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(config.name)
-    if path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
+    if path.startswith("~"):  # transformers reads "~/models/x" as a hub id
+        path = str(Path(path).expanduser())
+    if path.startswith(("/", ".")) and not Path(path).is_dir():
         raise StarError(f"model folder '{path}' does not exist (model.name is an alias, a hub id "
                         "or a local folder)")
     device = pick_device(config.device)

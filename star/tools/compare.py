@@ -8,7 +8,8 @@ from pathlib import Path
 
 from star.active.loop import run_experiment
 from star.active.runfolder import complete_rounds
-from star.config import load_config
+from star.config import load_config, parse_override
+from star.errors import ConfigError
 from star.files import write_json, write_text_atomic
 from star.progress import log, progress
 from star.results.figures import plot_learning_curves
@@ -29,8 +30,15 @@ def write_comparison(root: Path) -> str:
 def compare(config_path: str | None, overrides: list[str], strategies: list[str],
             seeds: list[int], out: Path) -> str:
     """Run every strategy × seed (each resumes if it ran before); returns the table."""
+    for text in overrides:
+        if parse_override(text)[0] in ("strategy", "seed"):
+            raise ConfigError(f"--set {text}: a comparison takes its strategies and seeds "
+                              "from its own options (star compare --strategies, --seeds)")
     configs = [load_config(config_path, [*overrides, f"strategy={name}", f"seed={seed}"])
                for seed in seeds for name in strategies]
+    if configs and configs[0].loop.annotator == "people":
+        raise ConfigError("star compare simulates annotators (loop.annotator: oracle); with "
+                          "people, start each run with star run and go on with star next")
     for index, config in enumerate(progress(configs, "compare", unit="run"), start=1):
         start = time.perf_counter()
         results = run_experiment(config, out / config.strategy / f"seed{config.seed}")

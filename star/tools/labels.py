@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import getpass
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,15 +142,19 @@ def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 
     folder = open_run(run)
     batch = waiting_batch(folder)
 
-    def closed() -> str | None:
-        if folder.busy():
-            return ("`star next` is using the run now and may be training on these answers, "
-                    "which cannot change meanwhile; try again once it has finished")
-        waiting = folder.pending_batch()
-        if waiting is None or waiting.round != batch.round:
-            return (f"round {batch.round} has ended and trained on these answers, which can no "
-                    f"longer change; close this page (the run goes on with: star next {run})")
-        return None
+    @contextmanager
+    def closed() -> Iterator[str | None]:
+        with folder.shared() as free:  # held while the answer is written: `star next` waits
+            if not free:
+                yield ("`star next` is using the run now and may be training on these answers, "
+                       "which cannot change meanwhile; try again once it has finished")
+                return
+            waiting = folder.pending_batch()
+            if waiting is None or waiting.round != batch.round:
+                yield (f"round {batch.round} has ended and trained on these answers, which can "
+                       f"no longer change; close this page (the run goes on with: star next {run})")
+                return
+            yield None
 
     return LabelingServer(batch, folder.journal, annotator, host, port=port,
                           done_hint=f"star next {run}", closed=closed)
