@@ -273,6 +273,14 @@ def test_lambda_falls_by_the_rate_from_the_first_acquisition_round(tiny_override
                                0.9 * minmax(base) + 0.1 * minmax(full), rtol=0, atol=1e-9)
 
 
+def test_a_subtract_mix_records_no_lambda(tiny_overrides, tmp_path):
+    """μ_f − μ_b weighs nothing by λ(t): a recorded λ would draw a schedule that never acted."""
+    out = tmp_path / "run"
+    argv = run_argv(out, "me+dynamic", [*tiny_overrides, "uncertainty.mix=subtract"])
+    assert main(argv) == 0
+    assert "lambda" not in json.loads((out / "results.json").read_text())
+
+
 @pytest.mark.parametrize(("strategy", "extra", "beta"), [
     ("me", [], 0.0),                                     # no L2 switch
     ("me+dynamic+l2", [], 0.5),                          # the switch: β = train.weight_decay_b

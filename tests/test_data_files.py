@@ -9,7 +9,9 @@ import pytest
 
 from star.data.batching import Encoded, encode
 from star.data.readers import read_records
+from star.data.tasks import Example, Task
 from star.errors import DataError
+from star.model.passes import split_label_words
 
 
 @pytest.mark.parametrize(("name", "text"), [("f.csv", "review,label\nok,1\nbad\rline,0\n"),
@@ -57,3 +59,28 @@ def test_a_prompt_cut_from_the_left_keeps_its_bos_token():
     assert encode(tokenizer, "abcdef", "xy", max_length=4, add_eos=True).prompt == [f]  # room for one
     no_bos = CharTokenizer(add_bos=False)  # a prompt without BOS is cut as before
     assert encode(no_bos, "abcdef", "xy", max_length=6, add_eos=True).prompt == [ord("d"), e, f]
+
+
+class MarkerTokenizer:
+    """SentencePiece-like: a word-start marker "▁" before every text, so " true" alone reads
+    "▁▁true", a lone marker (id 0) and then "true", where after a prompt it is "true" alone.
+    One id per word."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, int] = {}
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> SimpleNamespace:
+        pieces = ("▁" + text.replace(" ", "▁")).split("▁")[1:]
+        return SimpleNamespace(input_ids=[self.words.setdefault(p, len(self.words) + 1) if p else 0
+                                          for p in pieces])
+
+
+def test_label_words_split_apart_from_the_prompt_are_named():
+    """LLaMA-2's tokenizer reads " true" alone as two tokens; STAR tokenises answers alone, so
+    the run says so. A tokenizer that reads them alike (byte-level BPE; here one id per
+    character) says nothing."""
+    task = Task("t", "choice", [Example("1", "Is it? The answer is", None, None)], [],
+                labels=["true", "false"], choices=[" true", " false"])
+    lines = split_label_words(MarkerTokenizer(), task)
+    assert len(lines) == 2 and lines[0].startswith("' true': [0, ")
+    assert split_label_words(CharTokenizer(), task) == []

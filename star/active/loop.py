@@ -60,7 +60,7 @@ from star.errors import ConfigError
 from star.files import check_cache_folder
 from star.model.loading import load_model, pick_device
 from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
-from star.model.passes import Prediction, drafts, predict
+from star.model.passes import Prediction, drafts, predict, split_label_words
 from star.model.training import TrainStats, train_adapter
 from star.processes import launched_processes, map_spans, wait_for_everyone
 from star.progress import log
@@ -141,6 +141,10 @@ class Experiment:
         check_cache_folder(base_score_folder())
         self.loaded = load_model(config.model)
         _ = self.loaded.fingerprint  # the base model's caches' key: the files as loaded
+        split = split_label_words(self.loaded.tokenizer, self.task)
+        if split and self.processes.main:
+            log("warning: this tokenizer splits the label words differently alone (as STAR "
+                "scores and trains them) than after a prompt: " + "; ".join(split))
         attach_lora(self.loaded, config.lora, derived_seed(seed, 0, "lora_init"))
         self.initial_adapter = adapter_state(self.loaded.model)
         self.results: dict[str, Any] = {}
@@ -218,7 +222,8 @@ class Experiment:
         wait_for_everyone(self.processes)  # all have read before the main one writes batch k
         batch = written or self.new_batch(k)
         score_seconds = time.perf_counter() - start
-        if self.strategy.dynamic and k > 0:  # also when the batch was read back after a stop
+        weighted = self.config.uncertainty.mix == "weighted"  # `subtract` has no λ
+        if self.strategy.dynamic and weighted and k > 0:  # also for a batch read back after a stop
             self.results.setdefault("lambda", {})[str(k)] = self.weight(k)
         labels = self.collect_labels(batch)
         if labels is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,6 +182,27 @@ def encode_pairs(loaded: LoadedModel, task: Task, pairs: Sequence[tuple[str, str
 
 def choice_token_ids(loaded: LoadedModel, task: Task) -> list[list[int]]:
     return [loaded.tokenizer(c, add_special_tokens=False).input_ids for c in task.choices]
+
+
+def split_label_words(tokenizer: Any, task: Task) -> list[str]:
+    """The label words this tokenizer splits differently alone than after the pool's first
+    prompt, one line each (none for byte-level BPE such as SmolLM2's or GPT-2's).
+
+    Scoring and training tokenise prompt and answer apart. A SentencePiece tokenizer that adds
+    a word-start marker to every text (LLaMA-2's, by default) reads " true" alone as two
+    tokens, the marker and "▁true", where after the prompt it is one: the model is then scored
+    and trained on a split it rarely saw. Worth knowing before a study, so it is said."""
+    if not task.choices or not len(task.train):
+        return []
+    prompt = task.train[0].prompt
+    start = len(tokenizer(prompt).input_ids)
+    lines = []
+    for words in task.choices:
+        alone = tokenizer(words, add_special_tokens=False).input_ids
+        after = tokenizer(prompt + words).input_ids[start:]
+        if alone != after:
+            lines.append(f"{words!r}: {alone} alone, {after} after the prompt")
+    return lines
 
 
 @dataclass

@@ -150,7 +150,9 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
         ax = by_measure[measure_of[strategy]]
         ax.plot(rounds, mean("base_mean"), linestyle="--", label=f"{strategy} μ_b", **style)
         ax.plot(rounds, mean("full_mean"), linestyle="-", label=f"{strategy} μ_f", **style)
-        schedules.setdefault((tuple(rounds), tuple(mean("lambda"))), []).append(strategy)
+        weights = mean("lambda")
+        if not np.isnan(weights).all():  # a `mix: subtract` run has no λ
+            schedules.setdefault((tuple(rounds), tuple(weights)), []).append(strategy)
         for key, line, pair in (("overlap_base_full", "-", "μ_b & μ_f"),
                                 ("overlap_base_mixed", "--", "μ_b & mixed"),
                                 ("overlap_full_mixed", ":", "μ_f & mixed")):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from star.active.runfolder import complete_rounds
+from star.active.runfolder import RunFolder, complete_rounds
 from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
@@ -153,7 +153,7 @@ def cmd_probe_confidence(args: argparse.Namespace) -> None:
     from star.tools.probes import confidence_probe
 
     run = Path(args.run) if args.run else None
-    config_path = args.config or (str(run / "config.yaml") if run else None)
+    config_path = args.config or (RunFolder(run).config_path if run else None)
     config = load_config(config_path, list(args.set or []))
     result = confidence_probe(config, Path(args.out), shots=args.shots, run=run,
                               round_index=args.round, train_size=args.train_size, raw=args.raw)
