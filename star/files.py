@@ -46,6 +46,15 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def make_folder(folder: Path) -> None:
+    """`mkdir -p` whose new folders survive a power cut: each one it makes is fsynced into its
+    parent, so a file later synced inside it is not left without a name."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in reversed(missing):
+        fsync_folder(path.parent)
+
+
 def fsync_tree(folder: Path) -> None:
     """fsync every file below `folder` and every folder, before the tree is renamed into place:
     a library's `save_pretrained` writes without syncing."""

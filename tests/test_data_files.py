@@ -1,12 +1,14 @@
-"""Reading data files (what the csv module cannot parse, long fields, upper-case suffixes) and
-encoding a prompt cut to fit."""
+"""Reading data files (what the csv module cannot parse, long fields, upper-case suffixes),
+encoding a prompt cut to fit, label words a tokenizer splits, and folders made durably."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from star import files
 from star.data.batching import Encoded, encode
 from star.data.readers import read_records
 from star.data.tasks import Example, Task
@@ -84,3 +86,15 @@ def test_label_words_split_apart_from_the_prompt_are_named():
     lines = split_label_words(MarkerTokenizer(), task)
     assert len(lines) == 2 and lines[0].startswith("' true': [0, ")
     assert split_label_words(CharTokenizer(), task) == []
+
+
+def test_make_folder_syncs_each_new_folder_into_its_parent(tmp_path, monkeypatch):
+    """A round's folder made by mkdir alone can lose its name in a power cut while the files
+    synced inside it survive; each folder make_folder creates is fsynced into its parent."""
+    synced: list[Path] = []
+    monkeypatch.setattr(files, "fsync_folder", synced.append)
+    files.make_folder(tmp_path / "run" / "rounds" / "0")
+    assert synced == [tmp_path, tmp_path / "run", tmp_path / "run" / "rounds"]
+    synced.clear()
+    files.make_folder(tmp_path / "run" / "rounds" / "1")
+    assert synced == [tmp_path / "run" / "rounds"]

@@ -38,6 +38,7 @@ from star.config import read_yaml
 from star.errors import ConfigError, DataError
 from star.files import (
     iter_jsonl,
+    make_folder,
     read_arrays,
     read_jsonl,
     remove_stale_partials,
@@ -202,7 +203,7 @@ class RunFolder:
                 row["selected"] = i in picked
                 yield row
 
-        self.round_dir(k).mkdir(parents=True, exist_ok=True)
+        make_folder(self.round_dir(k))
         write_jsonl(self.scores_path(k), rows())
 
     def read_scores(self, k: int) -> list[dict[str, Any]]:
@@ -215,7 +216,7 @@ class RunFolder:
     def write_predictions(self, k: int, rows: list[dict[str, Any]]) -> None:
         if not self.writes:
             return
-        self.round_dir(k).mkdir(parents=True, exist_ok=True)
+        make_folder(self.round_dir(k))
         write_jsonl(self.predictions_path(k), rows)
 
     def read_predictions(self, k: int) -> list[dict[str, Any]] | None:
@@ -225,7 +226,7 @@ class RunFolder:
     def write_batch(self, batch: Batch) -> None:
         if not self.writes:
             return
-        self.round_dir(batch.round).mkdir(parents=True, exist_ok=True)
+        make_folder(self.round_dir(batch.round))
         save_batch(batch, self.batch_path(batch.round))
 
     def read_batch(self, k: int) -> Batch | None:

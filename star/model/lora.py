@@ -22,7 +22,7 @@ from torch import nn
 
 from star.config import LoraConfig
 from star.errors import DataError, StarError
-from star.files import fsync_folder, fsync_tree
+from star.files import fsync_folder, fsync_tree, make_folder
 from star.model.loading import LoadedModel, store_frozen_weights
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -152,6 +152,7 @@ def save_adapter(model: nn.Module, folder: Path) -> None:
     into a sibling folder first, synced, which then takes the final name."""
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    make_folder(folder.parent)
     model.save_pretrained(partial)
     fsync_tree(partial)
     shutil.rmtree(folder, ignore_errors=True)
