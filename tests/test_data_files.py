@@ -98,3 +98,12 @@ def test_make_folder_syncs_each_new_folder_into_its_parent(tmp_path, monkeypatch
     synced.clear()
     files.make_folder(tmp_path / "run" / "rounds" / "1")
     assert synced == [tmp_path / "run" / "rounds"]
+
+
+def test_only_an_answer_longer_than_the_limit_is_cut_and_it_says_so():
+    tokenizer = CharTokenizer(add_bos=False)
+    fits = encode(tokenizer, "ab", "xyz", max_length=5, add_eos=True)  # 3 + end token = 4
+    assert fits.response == [ord("x"), ord("y"), ord("z"), 2] and not fits.answer_cut
+    cut = encode(tokenizer, "ab", "xyzw", max_length=5, add_eos=True)
+    assert cut.response == [ord("x"), ord("y"), ord("z"), ord("w")] and cut.answer_cut
+    assert cut.prompt == [ord("b")]

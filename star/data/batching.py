@@ -2,7 +2,8 @@
 
 Prompt and response are tokenised apart and concatenated, so the boundary is where the
 task put it; a prompt too long for `max_length` loses tokens from its left, never the answer
-nor a leading BOS token (Llama-2 was trained with one at the start of every text).
+nor a leading BOS token (Llama-2 was trained with one at the start of every text). Only an
+answer that alone exceeds `max_length` − 1 tokens is cut (at its end), and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 class Encoded:
     prompt: list[int]
     response: list[int]
+    answer_cut: bool = False
+    """The response alone was longer than `max_length` − 1 tokens and lost its end."""
 
     @property
     def ids(self) -> list[int]:
@@ -37,11 +40,12 @@ def encode(tokenizer, prompt: str, response: str, *, max_length: int, add_eos: b
     response_ids = tokenizer(response, add_special_tokens=False).input_ids if response else []
     if add_eos:
         response_ids = [*response_ids, tokenizer.eos_token_id]
+    cut = len(response_ids) > max_length - 1
     response_ids = response_ids[: max_length - 1]
     keep = max(1, max_length - len(response_ids))
     if len(prompt_ids) > keep > 1 and prompt_ids[0] == tokenizer.bos_token_id:
         prompt_ids = [prompt_ids[0], *prompt_ids[-(keep - 1):]]
-    return Encoded(prompt_ids[-keep:], response_ids)
+    return Encoded(prompt_ids[-keep:], response_ids, answer_cut=cut)
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -22,7 +22,7 @@ from star.data.tasks import Example, Task
 from star.model.loading import LoadedModel
 from star.model.lora import backbone_and_head, causal_lm, dropout_generator
 from star.processes import ALONE, Processes
-from star.progress import progress
+from star.progress import log, progress
 from star.seeding import derived_seed, numpy_rng, torch_generator
 
 
@@ -138,6 +138,10 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
     model = loaded.model
     encoded = [encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
                       add_eos=task.generative) for e in examples]
+    cut = sum(e.answer_cut for e in encoded)
+    if cut and processes.main:
+        log(f"warning: {cut} of {len(encoded)} answers are longer than model.max_length − 1 "
+            f"({max_length - 1}) tokens; training sees only their beginning (raise model.max_length)")
     lengths = [len(e) for e in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
