@@ -8,6 +8,7 @@ import pytest
 
 from star.config import LoraConfig, load_config
 from star.data.sources import load_task
+from star.errors import ConfigError
 from star.model.flops import ParameterCounts, counts_of_architecture, counts_of_model
 from star.model.loading import load_model
 from star.model.lora import attach_lora
@@ -94,3 +95,12 @@ def test_out_of_range_numbers_are_usage_errors_that_name_the_bound(args, message
 def test_a_list_that_is_not_integers_is_one_line(capsys):
     assert main(["bench", "--pool-sizes", "10000,abc"]) == 2
     assert "--pool-sizes '10000,abc' is not a comma-separated list of integers" in capsys.readouterr().err
+
+
+def test_a_budget_beyond_the_pool_is_refused_as_the_loop_refuses_it(tiny_overrides):
+    """Rounds past the pool's end used to be priced with a negative number of examples."""
+    config = load_config(None, [*tiny_overrides, "loop.budget=61"])  # the toy pool holds 60
+    lengths = Lengths(prompt=10.0, response=1.0, test_prompt=12.0, label_tokens=[1, 1])
+    with pytest.raises(ConfigError, match=r"loop.budget \(61\) is larger than the pool \(60"):
+        plan(config, counts=ParameterCounts(1000, 100, 50), lengths=lengths,
+             task=load_task(config.task))

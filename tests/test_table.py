@@ -122,3 +122,8 @@ def test_pool_memory_measures_a_run_in_a_child_process(tmp_path, tiny_model_dir,
     lines = (tmp_path / "pool-300" / "train.tsv").read_text().splitlines()
     assert len(lines) == 301 and lines[0] == "id\tsentence\tlabel"
     assert "peak RSS MB" in capsys.readouterr().out
+    assert all((tmp_path / f"cache-{n}" / "tables").is_dir() for n in (100, 300))  # its own
+    results = tmp_path / "run-100" / "results.json"
+    before = results.stat().st_mtime_ns
+    pool_memory.main([100], tmp_path)  # measured again, not resumed from the finished run
+    assert results.stat().st_mtime_ns != before

@@ -21,15 +21,24 @@ MAIN=random,me,pe,me-star,pe-star
 SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
       --set model.dtype=float32)
 
+# probe NAME ARGS...: `star probe ARGS` into $RUNS/probes/NAME, once (a rerun of this script
+# skips a finished probe); the last step copies the probes next to the report.
+probe() {
+  local name=$1
+  shift
+  [ -e "$RUNS/probes/$name/finished" ] && return
+  "${STAR[@]}" probe "$@" --out "$RUNS/probes/$name"
+  touch "$RUNS/probes/$name/finished"
+}
+
 # Seed by seed, so that every finished seed adds a complete set of pairs.
 for seed in 0 1 2 3 4; do
   "${STAR[@]}" compare "${SST2[@]}" --strategies $MAIN --seeds $seed --out $RUNS/sst2
 done
 
 # The probes of Sec. 4.2 (Fig. 2) and 4.3 (Fig. 3) on the `me` run of seed 0.
-"${STAR[@]}" probe confidence --run $RUNS/sst2/me/seed0 --shots 4 \
-  --out $DOCS/probes/sst2-confidence
-"${STAR[@]}" probe entropy $RUNS/sst2/me/seed0 --top 200 --out $DOCS/probes/sst2-entropy
+probe sst2-confidence confidence --run $RUNS/sst2/me/seed0 --shots 4
+probe sst2-entropy entropy $RUNS/sst2/me/seed0 --top 200
 
 # OBQA and BoolQ at their presets' size, three seeds: the 135M model does not learn them (it
 # stays at chance and at the majority class), so they show only whether a strategy breaks
@@ -43,9 +52,8 @@ done
 
 # The paper ran both probes on BoolQ. Here they show what a model that has not learned the
 # task looks like: the predicted-class counts of the confidence probe make a collapse visible.
-"${STAR[@]}" probe confidence --run $RUNS/boolq/me/seed0 --shots 4 \
-  --out $DOCS/probes/boolq-confidence
-"${STAR[@]}" probe entropy $RUNS/boolq/me/seed0 --top 200 --out $DOCS/probes/boolq-entropy
+probe boolq-confidence confidence --run $RUNS/boolq/me/seed0 --shots 4
+probe boolq-entropy entropy $RUNS/boolq/me/seed0 --top 200
 
 # Table 2's ablations on SST-2, the ME family at three seeds (seeds 0-2 of its rows are the
 # same runs as above): each STAR component added on its own. The PE family is left out for
@@ -61,3 +69,6 @@ PAIRS=me-star:me,pe-star:pe,me+dynamic:me,me+dynamic+mc:me+dynamic,me+dynamic+l2
 PAIRS+=,me-star:me+dynamic,me-star:pe-star
 "${STAR[@]}" report $RUNS --out $DOCS --title "STAR reproduction study (2 CPU cores)" \
   --pairs "$PAIRS"
+rm -rf "$DOCS/probes"
+cp -r "$RUNS/probes" "$DOCS/probes"
+rm -f "$DOCS"/probes/*/finished

@@ -146,6 +146,8 @@ def plan(config: StarConfig, *, counts: ParameterCounts, lengths: Lengths,
     suggestions), training and evaluation (with the zero-shot point in round 0)."""
     loop, strategy = config.loop, get_strategy(config.strategy)
     pool = min(loop.pool_size or len(task.train), len(task.train))
+    if loop.budget > pool:  # as the loop refuses it: later rounds would score a negative pool
+        raise ConfigError(f"loop.budget ({loop.budget}) is larger than the pool ({pool} examples)")
     test = min(loop.test_size or len(task.test), len(task.test))
     passes = config.uncertainty.mc_passes if strategy.mc_dropout else 1
     gold = strategy.measure == "pe" or config.uncertainty.response == "gold"
@@ -212,6 +214,7 @@ def run_plan(config: StarConfig, hardware: Hardware, arch_path: str | None = Non
     task = load_task(config.task)
     arch = architecture(config, arch_path)
     counts = counts_of_architecture(arch, rank=config.lora.r, targets=config.lora.target_modules)
+    warning = ""
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.name),
                                                   local_files_only=True)
@@ -219,6 +222,11 @@ def run_plan(config: StarConfig, hardware: Hardware, arch_path: str | None = Non
     except OSError:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m"))
         source = "smollm2-135m (the model's own tokenizer is not on this machine)"
+        if not task.generative:
+            warning = ("\n\nThe label words' token counts come from that stand-in tokenizer. "
+                       "One that reads them as several tokens (LLaMA-2's SentencePiece may read "
+                       "' true' alone as two) scores each label in a pass of its own: scoring "
+                       f"costs up to {len(task.labels)}x the figures above.")
     measured = lengths(config, task, tokenizer)
     log(f"token lengths from {source}: prompt {measured.prompt:.1f}, response "
         f"{measured.response:.1f}, test prompt {measured.test_prompt:.1f}")
@@ -228,4 +236,4 @@ def run_plan(config: StarConfig, hardware: Hardware, arch_path: str | None = Non
               f"{hardware.devices} × {hardware.peak / 1e12:.4g} TFLOP/s at MFU "
               f"{hardware.mfu:.0%} (training {hardware.train_mfu:.0%}, decoding "
               f"{hardware.generation_mfu:.0%}); devices split the work evenly (data parallel)")
-    return header + "\n\n" + describe(rows, hardware)
+    return header + "\n\n" + describe(rows, hardware) + warning

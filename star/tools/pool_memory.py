@@ -12,7 +12,9 @@ what a larger model adds is per batch, not per pool example.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -106,14 +108,17 @@ def measure(size: int, work: Path) -> dict[str, Any]:
     write_pool(data, size)
     if not (model / "config.json").exists():
         write_small_model(model)
-    peak_file = work / f"peak-{size}.json"
-    args = ["run", "--strategy", "me+dynamic", "--out", str(work / f"run-{size}")]
+    peak_file, run, cache = work / f"peak-{size}.json", work / f"run-{size}", work / f"cache-{size}"
+    for old in (run, cache):  # a finished run would only resume; a filled cache would skip μ_b
+        shutil.rmtree(old, ignore_errors=True)
+    args = ["run", "--strategy", "me+dynamic", "--out", str(run)]
     args += [part for item in settings(model, data) for part in ("--set", item)]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", CHILD, str(peak_file), *args], check=True)
+    subprocess.run([sys.executable, "-c", CHILD, str(peak_file), *args], check=True,
+                   env={**os.environ, "STAR_CACHE_DIR": str(cache)})
     seconds = time.perf_counter() - start
     peaks = json.loads(peak_file.read_text())
-    rounds = complete_rounds(RunFolder(work / f"run-{size}").read_results() or new_results())
+    rounds = complete_rounds(RunFolder(run).read_results() or new_results())
 
     def megabytes(name: str) -> float | None:
         return round(peaks[name] / 1024, 1) if name in peaks else None
