@@ -107,3 +107,18 @@ def test_only_an_answer_longer_than_the_limit_is_cut_and_it_says_so():
     cut = encode(tokenizer, "ab", "xyzw", max_length=5, add_eos=True)
     assert cut.response == [ord("x"), ord("y"), ord("z"), ord("w")] and cut.answer_cut
     assert cut.prompt == [ord("b")]
+
+
+def test_the_demo_tests_on_sentences_its_pool_file_does_not_hold(tmp_path):
+    """49 of the demo's 200 test sentences once stood word for word in its train file, so its
+    accuracy partly measured memory."""
+    import json
+
+    from star.tools.demo import write_demo_data
+
+    write_demo_data(tmp_path)
+    rows = {name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+            for name in ("train.jsonl", "test.jsonl")}
+    pool = {row["sentence"] for row in rows["train.jsonl"]}
+    assert len(rows["test.jsonl"]) == 200 and not pool & {r["sentence"] for r in rows["test.jsonl"]}
+    assert sorted(r["answer"] for r in rows["test.jsonl"]) == sorted("ABCD" * 50)

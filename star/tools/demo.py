@@ -51,26 +51,33 @@ KEY = {"A": "music", "B": "food", "C": "sports", "D": "weather"}
 PROMPT = "Sentence: {sentence}\nIs this sentence about music, food, sports or weather? Answer:"
 
 
-def make_records(n: int, seed: int) -> list[dict[str, str]]:
-    """`n` sentences with their topic letter, balanced over topics, deterministic in `seed`."""
+def make_records(n: int, seed: int, unseen: frozenset[str] = frozenset()) -> list[dict[str, str]]:
+    """`n` sentences with their topic letter, balanced over topics, deterministic in `seed`;
+    none of them in `unseen` (the test set leaves out every sentence of the pool's file)."""
     rng = random.Random(seed)
     letters = [LETTERS[i % 4] for i in range(n)]
     rng.shuffle(letters)
     records = []
     for index, letter in enumerate(letters):
-        parts = TOPICS[KEY[letter]]
-        opener = rng.choice(OPENERS)
-        subject = rng.choice(parts["subject"])
-        sentence = f"{opener}{subject} {rng.choice(parts['detail'])}."
-        sentence = sentence[0].upper() + sentence[1:]
+        sentence = _sentence(rng, TOPICS[KEY[letter]])
+        while sentence in unseen:
+            sentence = _sentence(rng, TOPICS[KEY[letter]])
         records.append({"id": f"{seed}-{index}", "sentence": sentence, "answer": letter})
     return records
 
 
+def _sentence(rng: random.Random, parts: dict[str, list[str]]) -> str:
+    opener = rng.choice(OPENERS)
+    subject = rng.choice(parts["subject"])
+    sentence = f"{opener}{subject} {rng.choice(parts['detail'])}."
+    return sentence[0].upper() + sentence[1:]
+
+
 def write_demo_data(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, n, seed in (("train.jsonl", 600, 1), ("test.jsonl", 200, 2)):
-        rows = make_records(n, seed)
+    train = make_records(600, seed=1)
+    test = make_records(200, seed=2, unseen=frozenset(r["sentence"] for r in train))
+    for name, rows in (("train.jsonl", train), ("test.jsonl", test)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
