@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from star.active.diversity import stochastic_top_k
 from star.active.scorer import PoolScores, Scoring, score_pool
 from star.active.strategies import get_strategy
 from star.config import LoraConfig, load_config
@@ -17,6 +18,7 @@ from star.data.sources import load_task
 from star.model.loading import load_model
 from star.model.lora import attach_lora, backbone_and_head
 from star.model.passes import generate
+from star.seeding import numpy_rng
 from star.tools.cli import main
 from tests.conftest import MC_MASKS
 from tests.test_loop import read_jsonl, sets
@@ -77,13 +79,46 @@ def lora_number_setup(number_setup):
     return task, loaded
 
 
-def test_generative_bald_sums_token_disagreement_over_the_own_response(lora_number_setup):
+def test_generative_bald_sums_token_disagreement_over_the_own_response(lora_number_setup,
+                                                                         monkeypatch):
+    """Each example's BALD is the sum, over the tokens of its own greedy response, of the
+    per-token mutual information of the MC passes, H[mean_k p_k] − mean_k H[p_k]."""
+    import star.model.passes as passes
+
     task, loaded = lora_number_setup
     examples = task.train[:4]
     assert np.allclose(_bald(loaded, task, examples).passes, 0.0, atol=1e-6)
     _randomise_b(loaded)
-    tuned = _bald(loaded, task, examples).passes
-    assert tuned.shape == (1, 4) and (tuned > 1e-6).all()
+    own = generate(loaded, task, examples, batch_size=8, max_length=64).tokens
+    batches, tokens = [], []
+    sorted_batches, mutual_information = passes.sorted_batches, passes.mutual_information
+
+    def recording_batches(lengths, size):
+        out = sorted_batches(lengths, size)
+        if size == 1:  # the scoring passes' batches (generation batches by 3)
+            batches.extend(out)
+        return out
+
+    def recording_information(probs):
+        value = mutual_information(probs)
+        tokens.append((probs.double().numpy(), value.double().numpy()))
+        return value
+
+    monkeypatch.setattr(passes, "sorted_batches", recording_batches)
+    monkeypatch.setattr(passes, "mutual_information", recording_information)
+    tuned = score_pool(loaded, task, examples, Scoring("bald", passes=3, batch_size=3,
+                                                       max_length=64), masks=MC_MASKS()).passes
+    assert tuned.shape == (1, 4)
+    assert len(batches) == len(tokens) == 4  # one example a batch, its tokens in one chunk
+
+    def entropy(p):
+        return -(p * np.log(np.maximum(p, 1e-6))).sum(-1)
+
+    for [i], (probs, values) in zip(batches, tokens, strict=True):
+        assert probs.shape[:2] == (3, len(own[i])) and len(own[i]) > 1  # the own response
+        assert values == pytest.approx(entropy(probs.mean(0)) - entropy(probs).mean(0), abs=1e-5)
+        assert (values > 1e-6).sum() > 1  # a sum, not one token's value
+        assert tuned[0, i] == pytest.approx(values.sum(), abs=1e-6)
 
 
 def test_generation_keeps_the_prompts_last_hidden_state(lora_number_setup):
@@ -121,6 +156,11 @@ def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrid
             assert ranked[0] in chosen  # the greedy starts from the most uncertain
         if get_strategy(strategy).rule == "top":
             assert chosen == set(ranked[:8])
+        if strategy.endswith("+power"):  # 8 drawn ∝ score^β (β = 1) by the round's generator
+            drawn = stochastic_top_k(np.array([s["score"] for s in scores]), 8,
+                                     rng=numpy_rng(0, k, "batch_rule"), mode="power", beta=1.0)
+            assert chosen == {scores[i]["id"] for i in drawn}
+            assert chosen != set(ranked[:8])  # not the top 8
     again = tmp_path / "again"
     assert main(["run", "--strategy", strategy, "--out", str(again),
                  *sets([*tiny_overrides, "selection.candidates=2"])]) == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import star.model.training
 from star.active.scorer import Scoring, score_examples
 from star.config import load_config
 from star.data.batching import encode
@@ -64,15 +65,6 @@ def test_pe_and_me_equal_hand_computation_on_full_logits(setup, head_bias):
     me = score_examples(loaded, task, [example], Scoring("me", response="gold", batch_size=8, max_length=64))
     assert pe[0, 0] == pytest.approx(nll, abs=1e-4)
     assert me[0, 0] == pytest.approx(me_gold, abs=1e-4)
-
-
-def test_me_own_uses_the_predicted_label_without_the_gold(setup):
-    _config, task, loaded = setup
-    examples = task.train[:6]
-    own = score_examples(loaded, task, examples, Scoring("me", batch_size=8, max_length=64))
-    flipped = [type(e)(e.id, e.prompt, e.response, "no" if e.gold == "yes" else "yes")
-               for e in examples]
-    assert np.allclose(own, score_examples(loaded, task, flipped, Scoring("me", batch_size=8, max_length=64)))
 
 
 def test_batched_equals_one_at_a_time(setup):
@@ -137,6 +129,48 @@ def test_multi_token_labels_score_each_label_sequence(tiny_model_dir, toy_data_d
     assert prediction.confidence == pytest.approx(probs.max(), abs=1e-4)
 
 
+def test_me_own_on_multi_token_labels_is_the_predicted_labels_summed_entropy(tiny_overrides):
+    """ME on the model's own answer (the default) sums the full-vocabulary entropy over the
+    tokens of the argmax label's sequence, whatever the gold; ME on the gold response sums it
+    over the gold label's. Labels of two tokens each, so the two sequences' entropies differ
+    (one-token labels share one slot entropy, and would pass whichever label were read)."""
+    config = load_config(None, [*tiny_overrides, "task.verbalizer={yes: cat dog, no: red fish}"])
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    examples = task.train[:8]
+    entropy = np.zeros((len(examples), 2))
+    logprob = np.zeros((len(examples), 2))
+    for i, example in enumerate(examples):
+        for c, choice in enumerate(task.choices):
+            enc = encode(loaded.tokenizer, example.prompt, choice, max_length=64, add_eos=False)
+            assert len(enc.response) > 1
+            logp = torch.log_softmax(full_logits(loaded, enc.ids), -1)
+            per_token = -(logp.exp() * logp).sum(-1)
+            slot = len(enc.prompt) - 1
+            entropy[i, c] = sum(float(per_token[slot + j]) for j in range(len(enc.response)))
+            logprob[i, c] = sum(float(logp[slot + j, t]) for j, t in enumerate(enc.response))
+    predicted = logprob.argmax(axis=1)
+    gold = np.array([task.labels.index(e.gold) for e in examples])
+    rows = np.arange(len(examples))
+    assert (np.abs(entropy[:, 0] - entropy[:, 1]) > 1e-2).all()  # the label read matters
+    wrong = predicted != gold
+    assert wrong.any() and (~wrong).any()  # the model is wrong on some of these, right on others
+
+    def me(exs, response="own"):
+        return score_examples(loaded, task, exs, Scoring("me", response=response, batch_size=8,
+                                                         max_length=64))[0]
+
+    own = me(examples)
+    assert own == pytest.approx(entropy[rows, predicted], abs=1e-4)
+    assert me(examples, "gold") == pytest.approx(entropy[rows, gold], abs=1e-4)
+    assert (np.abs(own - entropy[rows, gold])[wrong] > 1e-2).all()
+    flipped = [type(e)(e.id, e.prompt, e.response, "no" if e.gold == "yes" else "yes")
+               for e in examples]
+    assert me(flipped) == pytest.approx(own, abs=1e-6)  # the gold plays no part
+    assert me(flipped, "gold") == pytest.approx(entropy[rows, 1 - gold], abs=1e-4)
+
+
 def test_weight_decay_reaches_only_lora_b(setup):
     _, _, loaded = setup
     groups = optimizer_groups(loaded.model, 0.5)
@@ -162,6 +196,45 @@ def test_weight_decay_shrinks_b_by_the_adamw_rule(setup):
     optimizer.step()
     assert torch.allclose(b_param, before_b * (1 - 0.1 * 0.5))  # decoupled decay only
     assert torch.equal(a_param, before_a)
+
+
+@pytest.mark.parametrize(("warmup_ratio", "factors"), [
+    (0.0, [1, 3 / 4, 1 / 2, 1 / 4]),  # 4 steps, no warm-up: (4 − step) / 4
+    (0.5, [1 / 2, 1, 1, 1 / 2]),  # 2 warm-up steps (step + 1) / 2, then (4 − step) / 2
+])
+def test_train_adapter_steps_adamw_with_decay_on_b_and_the_linear_schedule(setup, monkeypatch,
+                                                                            warmup_ratio, factors):
+    """The optimizer train_adapter builds: AdamW, β on every lora_B weight and on nothing
+    else, and the learning rate of each of its 4 steps (32 examples, batches of 8, 1 epoch)."""
+    config, task, loaded = setup
+    made = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.step_lrs: list[list[float]] = []
+            made.append(self)
+
+        def step(self, closure=None):
+            self.step_lrs.append([group["lr"] for group in self.param_groups])
+            return super().step(closure)
+
+    monkeypatch.setattr(star.model.training.torch.optim, "AdamW", RecordingAdamW)
+    config.train.warmup_ratio = warmup_ratio
+    assert (config.train.batch_size, config.train.epochs, config.train.lr) == (8, 1, 1e-3)
+    train_adapter(loaded, task, task.train[:32], config=config.train, weight_decay_b=0.5,
+                  seed=0, round_index=1, max_length=64)
+    [optimizer] = made
+    names = {id(p): n for n, p in loaded.model.named_parameters()}
+    trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    b_weights = {n for n in trainable if "lora_B" in n}
+    assert len(b_weights) == 2 * 7 and len(trainable) == 2 * 2 * 7  # A and B, 7 modules, 2 layers
+    decay = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            decay[names[id(p)]] = group["weight_decay"]
+    assert decay == {n: 0.5 if n in b_weights else 0.0 for n in trainable}
+    assert optimizer.step_lrs == [[pytest.approx(1e-3 * f)] * 2 for f in factors]
 
 
 def test_training_lowers_the_loss_on_answer_tokens(setup):
@@ -207,6 +280,7 @@ def test_bf16_scores_rank_like_fp32(setup):
     fp32 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     loaded.compute_dtype = torch.bfloat16
     bf16 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
+    assert not np.array_equal(fp32, bf16)  # bf16 took effect
     ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = np.corrcoef(ranks(fp32), ranks(bf16))[0, 1]
     assert rho >= 0.99
@@ -347,7 +421,40 @@ def test_bench_reports_every_required_figure(tiny_overrides, tmp_path):
     assert figures["reference"]["examples_per_s"] > 0 and figures["reference_speedup"] > 0
     assert figures["training"]["tokens_per_s"] > 0 and 0 <= figures["training"]["padding_fraction"] < 1
     assert figures["memory_mb"]["pool_1k"] > 0 and figures["memory_mb"]["pool_10k"] > 0
-    assert figures["selection_overlap_bf16_fp32"] == 1.0  # an fp32 model against its fp32 twin
+    # an fp32 model against its fp32 twin: Spearman 1 only if the twin got the adapter trained
+    # since (without it the top-8 overlap stayed 1, Spearman fell to 0.993); bf16 against
+    # fp32 is checked in test_bf16_fp32_agreement_by_hand
+    assert figures["selection_overlap_bf16_fp32"] == 1.0 and figures["spearman_bf16_fp32"] == 1.0
     assert set(figures["profile"]) == {"scoring me", "scoring me-star", "training"}
     assert "aten::mm" in figures["profile"]["scoring me"]
     assert "where the time goes" in format_table(figures)
+
+
+def test_bf16_fp32_agreement_by_hand(setup):
+    """The bench's bf16-vs-fp32 figures from a model computing in bf16 and its fp32 twin:
+    the share of the top `loop.step` ME scores both pick, and the Spearman of the two lists."""
+    from scipy.stats import rankdata
+
+    from star.active.loop import subsample
+    from star.seeding import numpy_rng
+    from star.tools.bench import bf16_fp32_agreement, fp32_twin
+
+    config, task, loaded = setup
+    generator = torch.Generator().manual_seed(0)  # B of its own: setup's draws follow the global state
+    with torch.no_grad():
+        for name, param in loaded.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    twin = fp32_twin(config, loaded)
+    loaded.compute_dtype = torch.bfloat16
+    overlap, rho = bf16_fp32_agreement(config, task, loaded, twin, size=60)
+    pool = subsample(task.train, 60, numpy_rng(config.seed, 3, "pool"))
+    scoring = Scoring("me", batch_size=config.uncertainty.batch_size, max_length=64)
+    low, high = (score_examples(m, task, pool, scoring)[0] for m in (loaded, twin))
+    assert not np.array_equal(low, high)  # bf16 took effect
+    step = config.loop.step
+    top = [set(np.argsort(-v, kind="stable")[:step].tolist()) for v in (low, high)]
+    assert overlap == len(top[0] & top[1]) / step
+    # Spearman: Pearson's r of the ranks, tied scores (bf16 rounding makes some) sharing
+    # their mean rank
+    assert rho == pytest.approx(np.corrcoef(rankdata(low), rankdata(high))[0, 1], abs=1e-12)

@@ -231,8 +231,10 @@ def test_labelstudio_exports_keep_every_annotator_and_never_undo_a_newer_answer(
             in capsys.readouterr().out)
     assert journal.latest()[c].value == "negative" and journal.latest()[d].value == "positive"
     assert star(["status", str(waiting_run)]) == 0
-    # ann and ben both answered a and b: they agree on b only, p_o = 1/2
-    assert "ann@x vs ben@x:" in capsys.readouterr().out
+    # ann and ben both answered a and b: ann (positive, negative), ben (negative, negative).
+    # p_o = 1/2 (b only); p_e = P(ann pos)·P(ben pos) + P(ann neg)·P(ben neg) = 0 + 1/2 · 1
+    # = 1/2; κ = (1/2 − 1/2) / (1 − 1/2) = 0
+    assert "ann@x vs ben@x: κ = 0.000 on 2 examples" in capsys.readouterr().out
 
 
 def test_a_page_left_open_cannot_change_the_labels_its_round_trained_on(waiting_run):

@@ -3,21 +3,23 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from star.active.runfolder import RunFolder
 from star.config import load_config
 from star.data.sources import load_task
 from star.model.loading import load_model
 from star.model.passes import choice_outputs
 from star.results.figures import reflected_density
-from star.results.metrics import ripl
+from star.results.metrics import expected_calibration_error, ripl
 from star.results.summary import calibration_at, collect_runs, matched_seeds, summarize
 from star.results.tables import _marks
 from star.tools.cli import main
 from tests.conftest import tiny_settings
-from tests.test_loop import sets
+from tests.test_loop import read_jsonl, sets
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,7 @@ def test_entropy_probe_scores_the_base_model_with_the_runs_measure(runs_dir, tmp
 def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
     out = tmp_path / "conf"
     assert main(["probe", "confidence", "--run", str(runs_dir / "me-star" / "seed0"),
-                 "--shots", "2", "--out", str(out)]) == 0
+                 "--shots", "2", "--renormalised", "--out", str(out)]) == 0
     result = json.loads((out / "probe_confidence.json").read_text())
     for key in ("few_shot", "lora"):
         stats = result[key]
@@ -151,16 +153,42 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
         assert sum(stats["predicted_counts"].values()) == 16
     assert (out / "confidence_density.png").exists() and (out / "predicted_classes.png").exists()
     # the LoRA row is the run's last adapter on the run's test subsample: its accuracy and ECE
-    # are those the run recorded for its last round
+    # (renormalised, as the loop's calibration) are those the run recorded for its last round
     (run,) = [r for r in collect_runs(runs_dir) if r["strategy"] == "me-star" and r["seed"] == 0]
     last = run["rounds"][-1]
     assert result["lora"]["accuracy"] == pytest.approx(last["accuracy"])
     assert result["lora"]["ece"] == pytest.approx(calibration_at(run, last)[0])
+    # the few-shot row by hand: the base model (no adapter) on the run's test examples, each
+    # prompt after the probe's demonstrations (prompt + gold response + a blank line each);
+    # confidence = the largest label probability, raw or renormalised over the labels
+    run_config = load_config(runs_dir / "me-star" / "seed0" / "config.yaml")
+    task = load_task(run_config.task)
+    test_by_id, train_by_id = {e.id: e for e in task.test}, {e.id: e for e in task.train}
+    test = [test_by_id[row["id"]] for row in read_jsonl(
+        RunFolder(runs_dir / "me-star" / "seed0").predictions_path(last["round"]))]
+    assert len(test) == 16
+    prefix = "".join(train_by_id[i].prompt + train_by_id[i].response + "\n\n"
+                     for i in result["demonstrations"])
+    shots = [replace(e, prompt=prefix + e.prompt) for e in test]
+    base = choice_outputs(load_model(run_config.model), task, shots, batch_size=16,
+                          max_length=run_config.model.max_length)
+    probs = np.exp(base.label_logprob[0])
+    if result["confidence"] != "raw":
+        probs /= probs.sum(axis=1, keepdims=True)
+    confidence = probs.max(axis=1)
+    correct = np.array([task.labels[p] == e.gold for p, e in zip(probs.argmax(axis=1), test,
+                                                                   strict=True)])
+    few = result["few_shot"]
+    assert few["accuracy"] == pytest.approx(correct.mean())
+    assert few["ece"] == pytest.approx(expected_calibration_error(confidence, correct), abs=1e-9)
+    assert sorted(few["wrong_confidence"]) == pytest.approx(sorted(confidence[~correct]), abs=1e-9)
     config = runs_dir / "me" / "seed0" / "config.yaml"
-    assert main(["probe", "confidence", str(config), "--train-size", "8", "--raw",
+    assert main(["probe", "confidence", str(config), "--train-size", "8",
                  "--out", str(tmp_path / "conf2")]) == 0
     raw = json.loads((tmp_path / "conf2" / "probe_confidence.json").read_text())
-    assert raw["confidence"] == "raw" and raw["lora_source"] == "LoRA trained on 8 random labels"
+    assert raw["confidence"] == "raw"  # the paper's Eq. 4 by default: max(p_yes, p_no), raw
+    assert raw["lora_source"] == "LoRA trained on 8 random labels"
+    assert all(0 <= c <= 1 for key in ("few_shot", "lora") for c in raw[key]["wrong_confidence"])
     # the demonstrations have their own draw: training a LoRA first does not change them, and
     # 2 shots are the first 2 of the default number
     assert len(result["demonstrations"]) == 2 and len(set(raw["demonstrations"])) > 2

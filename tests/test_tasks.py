@@ -183,6 +183,61 @@ def test_number_task_parses_gold(tmp_path):
     assert task.is_correct(task.parse("The final answer is 4"), task.test[0].gold)
 
 
+def test_builtin_obqa_prompts_from_the_shared_and_the_hub_layout(tmp_path):
+    """The shared files hold the whole prompt in "question" (options as "AnswerA text", some
+    with a colon); the hub has question_stem, choices and answerKey. One question in both
+    layouts gives one prompt."""
+    write_jsonl(tmp_path / "train.jsonl", [
+        {"question": "The sun is responsible for\nAnswerA puppies learning new tricks\n"
+                     "AnswerB plants sprouting\nAnswerC flowers wilting\nAnswerD rocks\n"
+                     "The correct answer is ", "answer": "B"},
+        {"question": "Which is a metal\nAnswerA: wood\nAnswerB glass\nAnswerC:iron\n"
+                     "AnswerD water\nThe correct answer is ", "answer": "C"}])
+    write_jsonl(tmp_path / "test.jsonl", [
+        {"id": "7-980", "question_stem": "The sun is responsible for",
+         "choices": {"text": ["puppies learning new tricks", "plants sprouting", "flowers wilting",
+                              "rocks"], "label": ["A", "B", "C", "D"]}, "answerKey": "B"},
+        {"id": "8-1", "question_stem": "Ice is",
+         "choices": {"text": ["hot", "frozen water", "a gas", "a metal"],
+                     "label": ["A", "B", "C", "D"]}, "answerKey": "D"}])
+    task = load_task(TaskConfig(name="obqa", data_dir=str(tmp_path)))
+    sun = ("The sun is responsible for\nAnswerA: puppies learning new tricks\n"
+           "AnswerB: plants sprouting\nAnswerC: flowers wilting\nAnswerD: rocks\n"
+           "The correct answer is")
+    assert [(e.prompt, e.response, e.gold) for e in task.train] == [
+        (sun, " B", "B"),
+        ("Which is a metal\nAnswerA: wood\nAnswerB: glass\nAnswerC: iron\nAnswerD: water\n"
+         "The correct answer is", " C", "C")]
+    assert [(e.id, e.prompt, e.response, e.gold) for e in task.test] == [
+        ("7-980", sun, " B", "B"),
+        ("8-1", "Ice is\nAnswerA: hot\nAnswerB: frozen water\nAnswerC: a gas\nAnswerD: a metal\n"
+                "The correct answer is", " D", "D")]
+    assert task.labels == ["A", "B", "C", "D"] and task.choices == [" A", " B", " C", " D"]
+    assert task.test[1].fields == {"question": "Ice is"}
+
+
+def test_builtin_boolq_prompts_and_answers_as_text_and_as_json_booleans(tmp_path):
+    """The shared files carry the instruction in "question" and answer in words ("the correct
+    answer is true"); the hub has a bare question (no "?"), a passage and a JSON boolean."""
+    instruction = "Please answer the following question with true or false, question: "
+    write_jsonl(tmp_path / "train.jsonl", [
+        {"question": f"{instruction}is the sky blue?\n\nAnswer format: true/false",
+         "answer": "the correct answer is true"},
+        {"question": f"{instruction}is fire cold?\n\nAnswer format: true/false",
+         "answer": "False"}])
+    write_jsonl(tmp_path / "test.jsonl", [
+        {"question": "is the sky blue", "answer": True, "passage": "The sky is blue by day."},
+        {"question": "is fire cold", "answer": False, "passage": "Fire is hot."}])
+    task = load_task(TaskConfig(name="boolq", data_dir=str(tmp_path)))
+    sky = (f"{instruction}is the sky blue?\n\nAnswer format: true/false\n"
+           "The correct answer is")
+    fire = f"{instruction}is fire cold?\n\nAnswer format: true/false\nThe correct answer is"
+    expected = [(sky, " true", "true"), (fire, " false", "false")]
+    assert [(e.prompt, e.response, e.gold) for e in task.train] == expected
+    assert [(e.prompt, e.response, e.gold) for e in task.test] == expected
+    assert task.labels == ["true", "false"] and task.choices == [" true", " false"]
+
+
 @needs_shared
 def test_builtin_tasks_on_the_shared_data():
     obqa = load_task(TaskConfig(name="obqa", data_dir=str(SHARED_DATA / "OBQA")))

@@ -76,15 +76,17 @@ def test_paper_normalisation_is_the_paper_codes():
 
 
 def test_acquisition_scores_average_passes_then_mix():
-    passes = np.array([[1.0, 3.0, 2.0], [3.0, 1.0, 2.0]])  # mean 2, 2, 2 -> all zero after minmax
-    base = np.array([0.0, 1.0, 2.0])
+    passes = np.array([[1.0, 6.0, 0.0], [3.0, 2.0, 2.0]])  # μ_f = mean 2, 4, 1 -> 1/3, 1, 0
+    base = np.array([0.0, 1.0, 2.0])  # -> 0, 1/2, 1
     weight = schedule_weight(0, "linear")
     scores = acquisition_scores(get_strategy("me-star"), passes, base, weight=weight)
-    assert scores.full.tolist() == [2.0, 2.0, 2.0]
+    assert scores.full.tolist() == [2.0, 4.0, 1.0]
     assert scores.weight == pytest.approx(0.9)
-    assert scores.score.tolist() == pytest.approx([0.0, 0.45, 0.9])
-    plain = acquisition_scores(get_strategy("me"), passes[:1], None, weight=weight)
-    assert plain.score.tolist() == [1.0, 3.0, 2.0]
+    # 0.9·μ_b + 0.1·μ_f: 0 + 1/30, 0.45 + 0.1, 0.9 + 0 (min-max of each pass first, then the
+    # mean, would give μ_f 7/12, 1/2, 0 and 0.0583, 0.5, 0.9)
+    assert scores.score.tolist() == pytest.approx([1 / 30, 0.55, 0.9])
+    plain = acquisition_scores(get_strategy("me"), passes, None, weight=weight)
+    assert plain.score.tolist() == [2.0, 4.0, 1.0]  # no mix: the mean over passes, raw
 
 
 def test_strategy_table_composes_switches():

@@ -156,7 +156,8 @@ def cmd_probe_confidence(args: argparse.Namespace) -> None:
     config_path = args.config or (RunFolder(run).config_path if run else None)
     config = load_config(config_path, list(args.set or []))
     result = confidence_probe(config, Path(args.out), shots=args.shots, run=run,
-                              round_index=args.round, train_size=args.train_size, raw=args.raw)
+                              round_index=args.round, train_size=args.train_size,
+                              raw=not args.renormalised)
     for key, name in (("few_shot", f"{args.shots}-shot base"), ("lora", "LoRA")):
         stats = result[key]
         wrong = stats["mean_confidence_wrong"]
@@ -287,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--train-size", type=_number(int, 1), default=200,
                       help="without --run: random labels to train the LoRA model on")
     conf.add_argument("--shots", type=_number(int, 0), default=4, help="in-context demonstrations")
-    conf.add_argument("--raw", action="store_true",
-                      help="CF from raw label-token probabilities, not renormalised over labels")
+    conf.add_argument("--renormalised", action="store_true",
+                      help="CF from the label probabilities renormalised over the labels (default: "
+                           "the raw token probabilities, the paper's Eq. 4)")
     conf.add_argument("--out", required=True)
     add_set(conf)
     conf.set_defaults(func=cmd_probe_confidence)
