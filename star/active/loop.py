@@ -157,14 +157,16 @@ class Experiment:
         """Rounds until the budget is spent, or until a batch waits for people."""
         self.folder.create()
         with self.folder.lock():
-            check_same_config(self.folder, self.config)  # again: another process may have
-            if self.folder.read_config() is None:       # started this folder since
+            # Checked again under the lock: another process may have started the folder since.
+            check_same_config(self.folder, self.config)
+            if self.folder.read_config() is None:
                 if self.folder.started():
                     raise ConfigError(f"run folder '{self.folder.root}' holds a run but no "
-                                      "config.yaml to check this config against; choose another "
-                                      "--out, or delete the folder to start afresh")
-                self.folder.write_config(self.resolved_config_text())  # only now: a failed
-            self.resume()                                                  # start blocks nothing
+                                      "config.yaml to check this config against; restore it, or "
+                                      "choose another --out")
+                # Written only now, once model and data loaded: a failed start blocks nothing.
+                self.folder.write_config(self.resolved_config_text())
+            self.resume()
             self.check_same_inputs()
             if "baselines" not in self.results:
                 self.results["baselines"] = self.baselines()
