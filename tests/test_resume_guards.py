@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -77,6 +78,18 @@ def test_a_resume_on_an_edited_pool_file_is_refused(finished: Path, config: Star
     write_jsonl(train, rows)
     with pytest.raises(ConfigError, match="started with other pool examples"):
         run_experiment(config, finished)
+    assert read_results(finished) == before
+
+
+def test_a_finished_run_reopens_without_its_adapters(finished: Path, config: StarConfig) -> None:
+    """A finished run's records (config, results, scores, predictions) are all a reopening
+    needs: the study keeps them in git without the adapters and resumes on a new machine."""
+    before = read_results(finished)
+    adapters = sorted(finished.glob("rounds/*/adapter"))
+    assert adapters
+    for folder in adapters:
+        shutil.rmtree(folder)
+    assert run_experiment(config, finished) == before
     assert read_results(finished) == before
 
 

@@ -3,6 +3,10 @@
 # Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15), the probes and the
 # report to $STUDY_DOCS (default docs/reproduction); every command resumes
 # where it stopped, so the script can be stopped and started again (one process at a time).
+# Each finished step copies its runs' records, everything but the adapters (80 MB a round),
+# to $STUDY_DOCS/runs, which is committed: a study stopped on one machine goes on on another
+# (a finished run reopens from its records alone), and every number of the report can be
+# traced to the run that gave it.
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
 #
 # SST-2 is the task the 135M model learns, so it carries the study. Its setup, chosen so that
@@ -15,11 +19,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
-RUNS=${STUDY_RUNS:-runs/study15}
+RUNS=$(realpath -m "${STUDY_RUNS:-runs/study15}")
 DOCS=${STUDY_DOCS:-docs/reproduction}  # where the probes and the report go
 MAIN=random,me,pe,me-star,pe-star
 SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
       --set model.dtype=float32)
+
+RECORDS=$(realpath -m "$DOCS/runs")
+mkdir -p "$RUNS" "$RECORDS"
+# record: the runs' files but adapters, unfinished scoring passes and locks, into $RECORDS;
+# restore (at the start): the recorded runs this machine does not have.
+record() {
+  (cd "$RUNS" && find . -type f ! -path '*/adapter/*' ! -path '*/scoring/*' ! -name .lock \
+    -exec cp --parents -u -t "$RECORDS" {} +)
+}
+(cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
 # probe NAME ARGS...: `star probe ARGS` into $RUNS/probes/NAME, once (a rerun of this script
 # skips a finished probe); the last step copies the probes next to the report.
@@ -29,31 +43,20 @@ probe() {
   [ -e "$RUNS/probes/$name/finished" ] && return
   "${STAR[@]}" probe "$@" --out "$RUNS/probes/$name"
   touch "$RUNS/probes/$name/finished"
+  record
 }
 
-# Seed by seed, so that every finished seed adds a complete set of pairs.
+# Seed by seed, so that every finished seed adds a complete set of pairs. The probes of
+# Sec. 4.2 (Fig. 2) and 4.3 (Fig. 3) read the `me` run of seed 0, its adapters included: they
+# run right after it.
 for seed in 0 1 2 3 4; do
   "${STAR[@]}" compare "${SST2[@]}" --strategies $MAIN --seeds $seed --out $RUNS/sst2
+  record
+  if [ $seed = 0 ]; then
+    probe sst2-confidence confidence --run $RUNS/sst2/me/seed0 --shots 4
+    probe sst2-entropy entropy $RUNS/sst2/me/seed0 --top 200
+  fi
 done
-
-# The probes of Sec. 4.2 (Fig. 2) and 4.3 (Fig. 3) on the `me` run of seed 0.
-probe sst2-confidence confidence --run $RUNS/sst2/me/seed0 --shots 4
-probe sst2-entropy entropy $RUNS/sst2/me/seed0 --top 200
-
-# OBQA and BoolQ at their presets' size, three seeds: the 135M model does not learn them (it
-# stays at chance and at the majority class), so they show only whether a strategy breaks
-# training, next to their chance, majority and zero-shot lines.
-for seed in 0 1 2; do
-  "${STAR[@]}" compare configs/cpu-obqa.yaml --set model.dtype=float32 --strategies $MAIN \
-    --seeds $seed --out $RUNS/obqa
-  "${STAR[@]}" compare configs/cpu-boolq.yaml --set model.dtype=float32 --strategies $MAIN \
-    --seeds $seed --out $RUNS/boolq
-done
-
-# The paper ran both probes on BoolQ. Here they show what a model that has not learned the
-# task looks like: the predicted-class counts of the confidence probe make a collapse visible.
-probe boolq-confidence confidence --run $RUNS/boolq/me/seed0 --shots 4
-probe boolq-entropy entropy $RUNS/boolq/me/seed0 --top 200
 
 # Table 2's ablations on SST-2, the ME family at three seeds (seeds 0-2 of its rows are the
 # same runs as above): each STAR component added on its own. The PE family is left out for
@@ -61,6 +64,25 @@ probe boolq-entropy entropy $RUNS/boolq/me/seed0 --top 200
 ABLATIONS=me+dynamic,me+dynamic+mc,me+dynamic+l2
 for seed in 0 1 2; do
   "${STAR[@]}" compare "${SST2[@]}" --strategies $ABLATIONS --seeds $seed --out $RUNS/sst2
+  record
+done
+
+# OBQA and BoolQ at their presets' size, three seeds: the 135M model does not learn them (it
+# stays at chance and at the majority class), so they show only whether a strategy breaks
+# training, next to their chance, majority and zero-shot lines. The paper ran both probes on
+# BoolQ; here they show what a model that has not learned the task looks like (the
+# predicted-class counts of the confidence probe make a collapse visible).
+for seed in 0 1 2; do
+  "${STAR[@]}" compare configs/cpu-obqa.yaml --set model.dtype=float32 --strategies $MAIN \
+    --seeds $seed --out $RUNS/obqa
+  record
+  "${STAR[@]}" compare configs/cpu-boolq.yaml --set model.dtype=float32 --strategies $MAIN \
+    --seeds $seed --out $RUNS/boolq
+  record
+  if [ $seed = 0 ]; then
+    probe boolq-confidence confidence --run $RUNS/boolq/me/seed0 --shots 4
+    probe boolq-entropy entropy $RUNS/boolq/me/seed0 --top 200
+  fi
 done
 
 # Besides each strategy against random: what STAR adds to its measure, each component

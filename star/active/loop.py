@@ -184,7 +184,9 @@ class Experiment:
         self.results.pop("waiting", None)
         done = complete_rounds(self.results)
         self.labeled = [i for r in done for i in r["selected_ids"]]
-        if done:
+        if done and len(self.labeled) < self.config.loop.budget:
+            # Only a round to come needs the last adapter: a finished run reopens from its
+            # records alone, so its adapters can be deleted or left behind on another machine.
             last = len(done) - 1
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
