@@ -15,6 +15,7 @@ helper here reduces to the plain loop.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,6 +78,22 @@ def wait_for_everyone(processes: Processes) -> None:
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
+
+
+def leave_processes() -> None:
+    """Leave the process group this process joined, if any, before the interpreter exits.
+
+    A gloo group left standing keeps its threads until the C++ runtime tears them down, and
+    that can abort a process whose work is done ("terminate called without an active
+    exception"), so that torchrun fails a finished launch. No barrier: a process that leaves
+    on an error must not wait for the others.
+    """
+    if "torch" not in sys.modules:  # a labeling command: no group was joined
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shared_device(processes: Processes, device: torch.device) -> torch.device:

@@ -160,3 +160,27 @@ def test_map_spans_cuts_spans_builds_only_what_it_computes_and_saves_on_main():
     helper = Processes(rank=1, world=1)  # a process other than the main one never saves
     map_spans(items, 4, lambda part, span: part, processes=helper,
               save=lambda part, result: pytest.fail("saved off the main process"))
+
+
+def test_leave_processes_destroys_the_group_this_process_joined(tmp_path):
+    """A gloo group left standing at exit can abort a finished process (seen: rank 1 of a
+    launch whose three rounds were done died with SIGABRT, and torchrun failed the launch)."""
+    import torch.distributed as dist
+
+    from star.processes import leave_processes
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    leave_processes()
+    assert not dist.is_initialized()
+    leave_processes()  # nothing joined: nothing to leave
+
+
+def test_star_leaves_the_group_also_when_a_command_fails(monkeypatch, tmp_path):
+    import star.tools.cli as cli
+
+    left: list[bool] = []
+    monkeypatch.setattr(cli, "leave_processes", lambda: left.append(True))
+    assert cli.main(["status", str(tmp_path / "missing")]) == 2
+    assert left == [True]

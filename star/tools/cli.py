@@ -17,6 +17,7 @@ from star.active.runfolder import RunFolder, complete_rounds
 from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
+from star.processes import leave_processes
 from star.tools import labels
 
 
@@ -354,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("star: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        leave_processes()
     return 0
 
 
