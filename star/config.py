@@ -7,7 +7,6 @@ names the key and what is allowed, so a typo never passes silently.
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from star.active.measures import needs_choice_task
 from star.active.strategies import get_strategy
-from star.data.tasks import BUILTIN_TASKS, TASK_NAMES
+from star.data.tasks import BUILTIN_TASKS, TASK_NAMES, as_label, template_fields
 from star.errors import ConfigError
 
 
@@ -108,16 +107,16 @@ class TaskConfig(Section):
 
     @field_validator("labels", mode="before")
     @classmethod
-    def _labels_as_text(cls, value: Any) -> Any:
+    def _labelsas_label(cls, value: Any) -> Any:
         """Labels written as numbers in YAML (`[0, 1]`) name the same strings as in the data."""
         if isinstance(value, list):
-            return [_as_text(v) for v in value]
+            return [as_label(v) for v in value]
         return value
 
     @field_validator("verbalizer", mode="before")
     @classmethod
-    def _verbalizer_keys_as_text(cls, value: Any) -> Any:
-        return {_as_text(k): v for k, v in value.items()} if isinstance(value, dict) else value
+    def _verbalizer_keysas_label(cls, value: Any) -> Any:
+        return {as_label(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("prompt")
     @classmethod
@@ -126,7 +125,7 @@ class TaskConfig(Section):
         if value is None:
             return value
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+            names = template_fields(value)
         except ValueError as exc:
             raise ValueError(f"task.prompt is not a valid template ({exc}); write a literal "
                              "brace as {{ or }}") from None
@@ -139,13 +138,6 @@ class TaskConfig(Section):
 
 CUSTOM_ONLY = ("prompt", "answer_field", "answer_type", "labels", "verbalizer")
 """TaskConfig keys a built-in task fixes itself (its paper prompt, fields and labels)."""
-
-
-def _as_text(value: Any) -> Any:
-    """A label as the data spells it: YAML `true` is the JSON `true` of a record, "true"."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value) if isinstance(value, int | float) else value
 
 
 class LoraConfig(Section):

@@ -7,7 +7,6 @@ may be left out (`task.test_file: null`), and then there is no accuracy curve.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,16 @@ from star.data.tasks import (
     Example,
     Task,
     TaskFormat,
+    as_label,
     choice_respond,
     normalise_text,
     parse_number,
     split_boundary,
     task_display_name,
+    template_fields,
 )
 from star.errors import DataError
 from star.files import cache_root, write_jsonl
-
-
-def _template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
 def _custom_format(config: TaskConfig) -> TaskFormat:
@@ -39,7 +36,7 @@ def _custom_format(config: TaskConfig) -> TaskFormat:
         raise DataError("task 'custom' needs task.prompt, a template with {field} placeholders")
     if config.answer_type == "choice" and not config.labels:
         raise DataError("task 'custom' with answer_type 'choice' needs task.labels")
-    template, names = config.prompt, _template_fields(config.prompt)
+    template, names = config.prompt, template_fields(config.prompt)
 
     def fields(record: dict[str, Any]) -> dict[str, str]:
         """The template's fields as text; a null one is missing, not the word 'None'."""
@@ -49,10 +46,7 @@ def _custom_format(config: TaskConfig) -> TaskFormat:
         return {name: str(record[name]) for name in names}
 
     def answer(record: dict[str, Any]) -> str | None:
-        """JSON true/false as the labels 'true'/'false' (as text, Python writes 'True')."""
-        value = record.get(config.answer_field)
-        if isinstance(value, bool):
-            return str(value).lower()
+        value = as_label(record.get(config.answer_field))
         text = None if value is None else str(value).strip()
         return text or None
 

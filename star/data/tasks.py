@@ -105,6 +105,20 @@ def normalise_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def as_label(value: Any) -> Any:
+    """A label as text, as the data spells it: JSON's and YAML's `true` is "true" (Python's
+    str() writes "True"), the number 1 is "1"; text and anything else pass unchanged."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
+
+
+def template_fields(template: str) -> list[str]:
+    """The names of a prompt template's placeholders ("" for a bare {}); ValueError for a
+    template Python cannot parse (a lone brace)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
 def split_boundary(prompt: str, response: str) -> tuple[str, str]:
     """Move trailing spaces of the prompt into one leading space of the response."""
     stripped = prompt.rstrip(" \t")
@@ -153,7 +167,7 @@ def _gsm8k_answer(record: dict[str, Any]) -> str | None:
 def _boolq_answer(record: dict[str, Any]) -> str | None:
     answer = record.get("answer")
     if isinstance(answer, bool):
-        return str(answer).lower()
+        return as_label(answer)
     text = _present(record, "answer")
     return None if text is None else text.split()[-1].lower()
 
