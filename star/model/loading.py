@@ -24,7 +24,7 @@ from star.config import ModelConfig
 from star.errors import StarError
 from star.files import atomic_file, cache_root, exclusive, fsync_folder, fsync_tree
 from star.processes import launched_processes, shared_device
-from star.progress import interactive
+from star.progress import interactive, log
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,10 @@ def pick_compute_dtype(setting: str, device: torch.device) -> torch.dtype:
     if setting == "float32":
         return torch.float32
     if setting == "bfloat16":
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            log("warning: model.dtype is bfloat16 on a CPU without native bf16 (avx512_bf16 or "
+                "AMX): its matmuls are emulated, measured 500x slower than fp32 on such a CPU; "
+                "model.dtype: auto takes fp32 here")
         return torch.bfloat16
     if device.type == "cuda":
         # Native bf16 only (Ampere on): older GPUs emulate it, slowly, and FlashAttention refuses it.
