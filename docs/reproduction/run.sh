@@ -3,10 +3,13 @@
 # Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15), the probes and the
 # report to $STUDY_DOCS (default docs/reproduction); every command resumes
 # where it stopped, so the script can be stopped and started again (one process at a time).
-# Each finished step copies its runs' records, everything but the adapters (80 MB a round),
-# to $STUDY_DOCS/runs, which is committed: a study stopped on one machine goes on on another
-# (a finished run reopens from its records alone), and every number of the report can be
-# traced to the run that gave it.
+# Each finished step copies its runs' records to $STUDY_DOCS/runs, which is committed: a study
+# stopped on one machine goes on on another (a finished run reopens from its records alone),
+# and every number of the report can be traced to the run that gave it. The records are what
+# the report reads: config.yaml, results.json (the rounds, their selected ids, AUC), the label
+# journal, each round's test predictions, and the pool scores of runs that mix μ_b with μ_f
+# (the selection figures). Left out: adapters (80 MB a round), batch files (their ids are in
+# results.json) and the scores of runs that do not mix (read by nothing after their round).
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
 #
 # SST-2 is the task the 135M model learns, so it carries the study. Its setup, chosen so that
@@ -27,11 +30,13 @@ SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
 
 RECORDS=$(realpath -m "$DOCS/runs")
 mkdir -p "$RUNS" "$RECORDS"
-# record: the runs' files but adapters, unfinished scoring passes and locks, into $RECORDS;
-# restore (at the start): the recorded runs this machine does not have.
+# record: the runs' records (above) into $RECORDS; restore (at the start): the recorded runs
+# this machine does not have.
 record() {
-  (cd "$RUNS" && find . -type f ! -path '*/adapter/*' ! -path '*/scoring/*' ! -name .lock \
-    -exec cp --parents -u -t "$RECORDS" {} +)
+  (cd "$RUNS" && find . -type f \( -name config.yaml -o -name results.json -o -name labels.jsonl \
+    -o -name predictions.jsonl -o -path './probes/*' \) -exec cp --parents -u -t "$RECORDS" {} + \
+    && { grep -rl -m1 --include=scores.jsonl '"base"' . || true; } \
+    | xargs -r cp --parents -u -t "$RECORDS")
 }
 (cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
