@@ -40,6 +40,17 @@ record() {
 }
 (cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
+# compare_each STRATEGIES SEED OUT CONFIG...: `star compare` one run at a time, each recorded
+# as soon as it has finished.
+compare_each() {
+  local strategies=$1 seed=$2 out=$3
+  shift 3
+  for strategy in ${strategies//,/ }; do
+    "${STAR[@]}" compare "$@" --strategies "$strategy" --seeds "$seed" --out "$out"
+    record
+  done
+}
+
 # probe NAME ARGS...: `star probe ARGS` into $RUNS/probes/NAME, once (a rerun of this script
 # skips a finished probe); the last step copies the probes next to the report.
 probe() {
@@ -55,8 +66,7 @@ probe() {
 # Sec. 4.2 (Fig. 2) and 4.3 (Fig. 3) read the `me` run of seed 0, its adapters included: they
 # run right after it.
 for seed in 0 1 2 3 4; do
-  "${STAR[@]}" compare "${SST2[@]}" --strategies $MAIN --seeds $seed --out $RUNS/sst2
-  record
+  compare_each $MAIN $seed "$RUNS/sst2" "${SST2[@]}"
   if [ $seed = 0 ]; then
     probe sst2-confidence confidence --run $RUNS/sst2/me/seed0 --shots 4
     probe sst2-entropy entropy $RUNS/sst2/me/seed0 --top 200
@@ -68,8 +78,7 @@ done
 # time; pe against pe-star is in the main comparison at five seeds.
 ABLATIONS=me+dynamic,me+dynamic+mc,me+dynamic+l2
 for seed in 0 1 2; do
-  "${STAR[@]}" compare "${SST2[@]}" --strategies $ABLATIONS --seeds $seed --out $RUNS/sst2
-  record
+  compare_each $ABLATIONS $seed "$RUNS/sst2" "${SST2[@]}"
 done
 
 # OBQA and BoolQ at their presets' size, three seeds: the 135M model does not learn them (it
@@ -78,12 +87,8 @@ done
 # BoolQ; here they show what a model that has not learned the task looks like (the
 # predicted-class counts of the confidence probe make a collapse visible).
 for seed in 0 1 2; do
-  "${STAR[@]}" compare configs/cpu-obqa.yaml --set model.dtype=float32 --strategies $MAIN \
-    --seeds $seed --out $RUNS/obqa
-  record
-  "${STAR[@]}" compare configs/cpu-boolq.yaml --set model.dtype=float32 --strategies $MAIN \
-    --seeds $seed --out $RUNS/boolq
-  record
+  compare_each $MAIN $seed "$RUNS/obqa" configs/cpu-obqa.yaml --set model.dtype=float32
+  compare_each $MAIN $seed "$RUNS/boolq" configs/cpu-boolq.yaml --set model.dtype=float32
   if [ $seed = 0 ]; then
     probe boolq-confidence confidence --run $RUNS/boolq/me/seed0 --shots 4
     probe boolq-entropy entropy $RUNS/boolq/me/seed0 --top 200
