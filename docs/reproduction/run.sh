@@ -30,12 +30,14 @@ SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
 
 RECORDS=$(realpath -m "$DOCS/runs")
 mkdir -p "$RUNS" "$RECORDS"
-# record: the runs' records (above) into $RECORDS; restore (at the start): the recorded runs
-# this machine does not have.
+# record FOLDER: a finished run's records (above), or a finished probe, into $RECORDS;
+# restore (at the start): the recorded runs this machine does not have.
 record() {
-  (cd "$RUNS" && find . -type f \( -name config.yaml -o -name results.json -o -name labels.jsonl \
-    -o -name predictions.jsonl -o -path './probes/*' \) -exec cp --parents -u -t "$RECORDS" {} + \
-    && { grep -rl -m1 --include=scores.jsonl '"base"' . || true; } \
+  local folder=${1#"$RUNS"/}
+  (cd "$RUNS" && find "$folder" -type f \( -name config.yaml -o -name results.json \
+    -o -name labels.jsonl -o -name predictions.jsonl -o -path 'probes/*' \) \
+    -exec cp --parents -u -t "$RECORDS" {} + \
+    && { grep -rl -m1 --include=scores.jsonl '"base"' "$folder" || true; } \
     | xargs -r cp --parents -u -t "$RECORDS")
 }
 (cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
@@ -47,7 +49,7 @@ compare_each() {
   shift 3
   for strategy in ${strategies//,/ }; do
     "${STAR[@]}" compare "$@" --strategies "$strategy" --seeds "$seed" --out "$out"
-    record
+    record "$out/$strategy/seed$seed"
   done
 }
 
@@ -59,7 +61,7 @@ probe() {
   [ -e "$RUNS/probes/$name/finished" ] && return
   "${STAR[@]}" probe "$@" --out "$RUNS/probes/$name"
   touch "$RUNS/probes/$name/finished"
-  record
+  record "$RUNS/probes/$name"
 }
 
 # Seed by seed, so that every finished seed adds a complete set of pairs. The probes of
