@@ -8,7 +8,7 @@
 # and every number of the report can be traced to the run that gave it. The records are what
 # the report reads: config.yaml, results.json (the rounds, their selected ids, AUC), the label
 # journal, each round's test predictions, and the pool scores of runs that mix μ_b with μ_f
-# (the selection figures). Left out: adapters (80 MB a round), batch files (their ids are in
+# (the selection figures). Left out: adapters (75 MB a round), batch files (their ids are in
 # results.json) and the scores of runs that do not mix (read by nothing after their round).
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
 #
