@@ -107,7 +107,7 @@ class TaskConfig(Section):
 
     @field_validator("labels", mode="before")
     @classmethod
-    def _labelsas_label(cls, value: Any) -> Any:
+    def _labels_as_text(cls, value: Any) -> Any:
         """Labels written as numbers in YAML (`[0, 1]`) name the same strings as in the data."""
         if isinstance(value, list):
             return [as_label(v) for v in value]
@@ -115,7 +115,7 @@ class TaskConfig(Section):
 
     @field_validator("verbalizer", mode="before")
     @classmethod
-    def _verbalizer_keysas_label(cls, value: Any) -> Any:
+    def _verbalizer_keys_as_text(cls, value: Any) -> Any:
         return {as_label(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("prompt")
