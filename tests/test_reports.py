@@ -16,7 +16,7 @@ from star.model.passes import choice_outputs
 from star.results.figures import reflected_density
 from star.results.metrics import expected_calibration_error, ripl
 from star.results.summary import calibration_at, collect_runs, matched_seeds, summarize
-from star.results.tables import _marks
+from star.results.tables import FOLD_ROWS, Cell, Table, _marks
 from star.tools.cli import main
 from tests.conftest import tiny_settings
 from tests.test_loop import read_jsonl, sets
@@ -204,6 +204,23 @@ def test_confidence_density_keeps_its_mass_inside_the_support():
 def test_best_and_second_marks_share_ties():
     assert _marks({"a": 0.5, "b": 0.5, "c": 0.4001, "d": 0.3, "e": None}) == \
         {"a": "best", "b": "best", "c": "second"}
+
+
+def test_a_long_table_is_folded_in_the_report_and_whole_in_its_csv(tmp_path):
+    def table(n_rows: int) -> Table:
+        return Table("labels", "Labels", ["Round"], [[Cell(str(k), k)] for k in range(n_rows)],
+                     note="A note.")
+
+    short, long = table(FOLD_ROWS), table(FOLD_ROWS + 1)
+    assert "<details>" not in short.markdown(fold=True) + short.html()
+    folded = long.markdown(fold=True).splitlines()
+    assert folded[0] == f"<details><summary>{FOLD_ROWS + 1} rows: show them (or read labels.csv)" \
+        "</summary>"
+    assert folded[-3:] == ["</details>", "", "A note."]  # the note stays in view
+    assert "<details>" not in long.markdown()  # the terminal's table of `star compare`
+    assert long.html().startswith("<details><summary>") and long.html().endswith("A note.</p>")
+    long.write_csv(tmp_path / "labels.csv")
+    assert len((tmp_path / "labels.csv").read_text().splitlines()) == FOLD_ROWS + 2
 
 
 def test_ablation_table_uses_the_seeds_every_row_has():

@@ -260,7 +260,7 @@ def render_markdown(sections: list[Section], runs: list[dict], title: str) -> st
         if section.text:
             parts += [section.text, ""]
         for table in section.tables:
-            parts += [f"**{table.title}** (`{table.name}.csv`)", "", table.markdown()]
+            parts += [f"**{table.title}** (`{table.name}.csv`)", "", table.markdown(fold=True)]
         for caption, path in section.figures:
             parts += [f"![{caption}]({path.name})", ""]
     return "\n".join(parts)

@@ -25,6 +25,9 @@ from star.results.metrics import mean_std
 from star.results.significance import paired
 from star.results.summary import BASELINES, baseline_levels, per_seed
 
+FOLD_ROWS = 30
+"""Tables with more rows than this are folded (`<details>`) in the report."""
+
 
 @dataclass
 class Cell:
@@ -43,7 +46,9 @@ class Table:
     rows: list[list[Cell]] = field(default_factory=list)
     note: str = ""
 
-    def markdown(self) -> str:
+    def markdown(self, fold: bool = False) -> str:
+        """`fold`: a table longer than FOLD_ROWS is folded (`<details>`), as in the report, so
+        that a table with a row per run and round leaves the sections after it in reach."""
         def show(cell: Cell) -> str:
             if cell.mark == "best":
                 return f"**{cell.text}**"
@@ -53,11 +58,15 @@ class Table:
 
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(show(c) for c in row) + " |" for row in self.rows]
+        if fold and len(self.rows) > FOLD_ROWS:
+            lines = [f"<details><summary>{self._fold_line()}</summary>", "", *lines, "",
+                     "</details>"]
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
+        """Folded like `markdown(fold=True)`."""
         def show(cell: Cell) -> str:
             text = html.escape(cell.text)
             if cell.mark == "best":
@@ -69,7 +78,13 @@ class Table:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(show(c) for c in row) + "</tr>" for row in self.rows)
         note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        if len(self.rows) > FOLD_ROWS:
+            table = f"<details><summary>{html.escape(self._fold_line())}</summary>{table}</details>"
+        return table + note
+
+    def _fold_line(self) -> str:
+        return f"{len(self.rows)} rows: show them (or read {self.name}.csv)"
 
     def write_csv(self, path: Path) -> None:
         text = io.StringIO(newline="")
