@@ -58,9 +58,8 @@ class Table:
 
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(show(c) for c in row) + " |" for row in self.rows]
-        if fold and len(self.rows) > FOLD_ROWS:
-            lines = [f"<details><summary>{self._fold_line()}</summary>", "", *lines, "",
-                     "</details>"]
+        if fold and (summary := self._fold_summary()):
+            lines = [f"<details><summary>{summary}</summary>", "", *lines, "", "</details>"]
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"
@@ -79,11 +78,14 @@ class Table:
         body = "".join("<tr>" + "".join(show(c) for c in row) + "</tr>" for row in self.rows)
         note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
         table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        if len(self.rows) > FOLD_ROWS:
-            table = f"<details><summary>{html.escape(self._fold_line())}</summary>{table}</details>"
+        if summary := self._fold_summary():
+            table = f"<details><summary>{html.escape(summary)}</summary>{table}</details>"
         return table + note
 
-    def _fold_line(self) -> str:
+    def _fold_summary(self) -> str | None:
+        """The line a folded table shows in its place; None for a table short enough to show."""
+        if len(self.rows) <= FOLD_ROWS:
+            return None
         return f"{len(self.rows)} rows: show them (or read {self.name}.csv)"
 
     def write_csv(self, path: Path) -> None:
