@@ -83,7 +83,7 @@ def test_star_plan_prints_rounds_and_totals(tiny_overrides, capsys):
     (["plan", "--mfu", "2"], "argument --mfu: must be at most 1, got 2"),
     (["plan", "--gpu-flops", "0"], "argument --gpu-flops: must be above 0, got 0"),
     (["probe", "confidence", "--shots", "-1", "--out", "x"], "argument --shots: must be at least 0, got -1"),
-    (["probe", "entropy", "run", "--top", "1", "--out", "x"], "argument --top: must be at least 2, got 1"),
+    (["probe", "entropy", "run", "--top", "1", "--out", "x"], "argument --top: must be at least 4, got 1"),
     (["label", "run", "--port", "70000"], "argument --port: must be at most 65535, got 70000"),
 ])
 def test_out_of_range_numbers_are_usage_errors_that_name_the_bound(args, message, capsys):

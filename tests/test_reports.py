@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ from star.results.metrics import expected_calibration_error, ripl
 from star.results.summary import calibration_at, collect_runs, matched_seeds, summarize
 from star.results.tables import FOLD_ROWS, Cell, Table, _marks
 from star.tools.cli import main
+from star.tools.probes import _wrong_confidence_difference
 from tests.conftest import tiny_settings
 from tests.test_loop import read_jsonl, sets
 
@@ -110,6 +112,16 @@ def test_entropy_probe(runs_dir, tmp_path, capsys):
     assert result["top"] == 20 and result["ids"] == ids
     columns = [[scores[1][i]["base"] for i in ids], *[[scores[k][i]["full"] for i in ids] for k in (1, 2, 3)]]
     assert np.array(result["correlation"]) == pytest.approx(np.corrcoef(columns), abs=1e-9)
+    # Fig. 3's two claims with intervals: Fisher's z, atanh r ± 1.96 / √(20 − 3)
+    pairs = {"base_with_each": [(0, k) for k in (1, 2, 3)], "consecutive": [(0, 1), (1, 2), (2, 3)]}
+    for key, indices in pairs.items():
+        for estimate, (a, b) in zip(result[key], indices, strict=True):
+            r = np.corrcoef(columns[a], columns[b])[0, 1]
+            assert estimate["value"] == pytest.approx(r, abs=1e-9) and estimate["count"] == 20
+            assert (estimate["low"], estimate["high"]) == pytest.approx(
+                (math.tanh(math.atanh(r) - 1.959964 / math.sqrt(17)),
+                 math.tanh(math.atanh(r) + 1.959964 / math.sqrt(17))), abs=1e-6)
+            assert 0 <= estimate["p_value"] <= 1
     assert (out / "entropy_correlation.png").exists() and (out / "entropy_scatter_0_1.png").exists()
     # a plain `me` run has no base column in its scores: the probe computes it
     assert main(["probe", "entropy", str(runs_dir / "me" / "seed0"), "--top", "20",
@@ -182,6 +194,12 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
     assert few["accuracy"] == pytest.approx(correct.mean())
     assert few["ece"] == pytest.approx(expected_calibration_error(confidence, correct), abs=1e-9)
     assert sorted(few["wrong_confidence"]) == pytest.approx(sorted(confidence[~correct]), abs=1e-9)
+    # Fig. 2's claim as a number with its interval: LoRA's mean CF on wrong answers − few-shot's
+    difference = result["wrong_confidence_lora_minus_few_shot"]
+    assert difference["value"] == pytest.approx(
+        np.mean(result["lora"]["wrong_confidence"]) - confidence[~correct].mean(), abs=1e-9)
+    assert difference["low"] < difference["value"] < difference["high"]
+    assert difference["count"] == len(result["lora"]["wrong_confidence"]) + (~correct).sum()
     config = runs_dir / "me" / "seed0" / "config.yaml"
     assert main(["probe", "confidence", str(config), "--train-size", "8",
                  "--out", str(tmp_path / "conf2")]) == 0
@@ -193,6 +211,14 @@ def test_confidence_probe_from_a_run_and_trained(runs_dir, tmp_path):
     # 2 shots are the first 2 of the default number
     assert len(result["demonstrations"]) == 2 and len(set(raw["demonstrations"])) > 2
     assert raw["demonstrations"][:2] == result["demonstrations"]
+
+
+def test_a_model_with_one_wrong_answer_gets_no_confidence_interval():
+    """Welch's test needs two wrong answers a side; with fewer the probe records no difference."""
+    one, two = {"wrong_confidence": [0.9]}, {"wrong_confidence": [0.6, 0.7]}
+    assert _wrong_confidence_difference(one, two) is None
+    assert _wrong_confidence_difference(two, {"wrong_confidence": [0.5, 0.55]}).value == \
+        pytest.approx(0.125)
 
 
 def test_confidence_density_keeps_its_mass_inside_the_support():

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from star.results.significance import paired, seeds_for_power
+from star.results.significance import correlation, paired, seeds_for_power, unpaired
 from star.results.tables import comparisons_table
 
 
@@ -118,3 +118,34 @@ def test_the_last_rounds_ece_is_compared_by_seed_too(tmp_path):
     [row] = table.rows
     assert (row[2].text, row[3].text, row[5].text) == ("2", "+3.00", "0")  # +3 on seeds 0, 2
     assert "below 0: the first is better calibrated" in table.note
+
+
+def test_a_correlation_with_its_fisher_interval_by_hand():
+    """x = 1..5, y = 2, 1, 4, 3, 5: deviations (−2, −1, 0, 1, 2) and (−1, −2, 1, 0, 2), so
+    r = 8 / √(10 · 10) = 0.8; z = atanh 0.8 = 1.0986 ± 1.96 / √(5 − 3); t = 0.8 √(3 / 0.36)."""
+    result = correlation([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
+    assert result.value == pytest.approx(0.8) and result.count == 5
+    half = 1.959964 / math.sqrt(2)
+    assert (result.low, result.high) == pytest.approx(
+        (math.tanh(math.atanh(0.8) - half), math.tanh(math.atanh(0.8) + half)), abs=1e-6)
+    assert (result.low, result.high) == pytest.approx((-0.2796, 0.9862), abs=1e-4)
+    u = 0.8 * math.sqrt(3 / 0.36) / math.sqrt(3)  # t / √df; Student's t with 3 df in closed form
+    assert result.p_value == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)),
+                                           rel=1e-6)
+    assert correlation([1, 2, 3, 4], [2, 4, 6, 8]).p_value == 0.0  # a perfect line
+    with pytest.raises(ValueError, match="at least 4"):
+        correlation([1, 2, 3], [1, 2, 3])
+
+
+def test_welchs_difference_by_hand():
+    """[1, 2, 3] against [2, 4, 6, 8]: means 2 and 5, variances 1 and 20/3, so the difference
+    −3 has standard error √(1/3 + 5/3) = √2 and Welch–Satterthwaite df = 2² / ((1/3)²/2 +
+    (5/3)²/3) = 4.0755; t(0.975, 4.0755 df) = 2.7563 (2.776 at 4 df); with t = 3 / √2 the
+    two-sided p is the regularised incomplete beta I_{df / (df + t²)}(df / 2, 1 / 2) = 0.0999."""
+    result = unpaired([1, 2, 3], [2, 4, 6, 8])
+    assert result.value == pytest.approx(-3.0) and result.count == 7
+    assert (result.low, result.high) == pytest.approx((-3 - 2.7563 * math.sqrt(2),
+                                                       -3 + 2.7563 * math.sqrt(2)), abs=1e-3)
+    assert result.p_value == pytest.approx(0.0999, abs=1e-4)
+    with pytest.raises(ValueError, match="at least 2 values a side"):
+        unpaired([1.0], [1.0, 2.0])

@@ -5,6 +5,10 @@ AUCs are compared seed by seed: the mean of the per-seed differences, its 95 % t
 the two-sided paired t-test's p-value. With the observed spread of the differences, a power
 hint says how many seeds a paired t-test would need to detect the observed mean difference
 at 80 % power (α = 0.05); one seed supports no interval, test or hint at all.
+
+The probes compare what is not paired by seed: a correlation between two uncertainty columns
+(Fisher's z interval) and the mean confidence of two models' wrong answers, which are
+different examples (Welch's interval and test).
 """
 
 from __future__ import annotations
@@ -42,6 +46,54 @@ class Paired:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "significant": self.significant}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its 95 % interval and the two-sided p-value of "it is 0"."""
+
+    value: float
+    low: float
+    high: float
+    p_value: float
+    count: int
+    """How many values (pairs, for a correlation) it rests on."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def correlation(first: list[float], second: list[float]) -> Estimate:
+    """Pearson's r of two equally long columns; interval by Fisher's z (n ≥ 4), p by the t-test
+    of r = 0 with n − 2 degrees of freedom."""
+    from scipy import stats
+
+    n = len(first)
+    if n != len(second) or n < 4:
+        raise ValueError(f"a correlation interval needs two columns of at least 4 equal-length "
+                         f"values, got {n} and {len(second)}")
+    r = float(np.corrcoef(first, second)[0, 1])
+    if abs(r) >= 1 - 1e-12:  # a perfect line: nothing to be unsure about
+        return Estimate(r, r, r, 0.0, n)
+    half = float(stats.norm.ppf(1 - ALPHA / 2)) / math.sqrt(n - 3)
+    z = math.atanh(r)
+    t = r * math.sqrt((n - 2) / (1 - r * r))
+    return Estimate(r, math.tanh(z - half), math.tanh(z + half),
+                    float(2 * stats.t.sf(abs(t), n - 2)), n)
+
+
+def unpaired(first: list[float], second: list[float]) -> Estimate:
+    """mean(`first`) − mean(`second`) of two independent samples: Welch's t-interval and test,
+    which do not assume equal spreads."""
+    from scipy import stats
+
+    if min(len(first), len(second)) < 2:
+        raise ValueError(f"Welch's test needs at least 2 values a side, got {len(first)} and "
+                         f"{len(second)}")
+    test = stats.ttest_ind(first, second, equal_var=False)
+    interval = test.confidence_interval(1 - ALPHA)
+    return Estimate(float(np.mean(first) - np.mean(second)), float(interval.low),
+                    float(interval.high), float(test.pvalue), len(first) + len(second))
 
 
 def seeds_for_power(mean: float, std: float) -> int | None:

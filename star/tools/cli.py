@@ -297,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     conf.set_defaults(func=cmd_probe_confidence)
     ent = probes.add_parser("entropy", help="uncertainty correlation across rounds (Fig. 3)")
     ent.add_argument("run", help="run folder of an uncertainty strategy")
-    ent.add_argument("--top", type=_number(int, 2), default=1000,
-                     help="examples with the top base uncertainty (a correlation needs 2)")
+    ent.add_argument("--top", type=_number(int, 4), default=1000,
+                     help="examples with the top base uncertainty (a correlation's interval "
+                          "needs 4)")
     ent.add_argument("--out", required=True)
     ent.set_defaults(func=cmd_probe_entropy)
 

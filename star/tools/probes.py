@@ -1,9 +1,11 @@
 """The paper's probe experiments (Sec. 4) on any model and choice task.
 
 - confidence (Sec. 4.2, Fig. 2): the base model prompted with n demonstrations against a
-  LoRA-tuned model; CF = max probability over the labels; density of CF on wrong answers.
+  LoRA-tuned model; CF = max probability over the labels; density of CF on wrong answers, and
+  the difference of the two mean CFs with Welch's interval.
 - entropy (Sec. 4.3, Fig. 3): from a run's scores.jsonl, the top-N examples by base-model
-  uncertainty, the correlation of their uncertainty across iterations, and scatter plots.
+  uncertainty, the correlation of their uncertainty across iterations (with Fisher's
+  intervals), and scatter plots.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from star.model.training import train_adapter
 from star.progress import log
 from star.results.figures import plot_class_counts, plot_confidence_density, plot_heatmap, plot_scatter
 from star.results.metrics import correlation_matrix, expected_calibration_error
+from star.results.significance import Estimate, correlation, unpaired
 from star.seeding import derived_seed, numpy_rng
 
 
@@ -109,10 +112,13 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         base = _stats(task, few_shot(test, demos), *label_confidence(
             loaded, task, few_shot(test, demos), raw, config=config))
     names = {"few-shot": f"base model, {shots}-shot", "lora": f"LoRA ({source})"}
+    difference = _wrong_confidence_difference(lora, base)
     result = {"task": task.title, "model": config.model.name, "shots": shots,
               "confidence": "raw" if raw else "renormalised over labels",
               "test_size": len(test), "lora_source": source,
-              "demonstrations": [d.id for d in demos], "few_shot": base, "lora": lora}
+              "demonstrations": [d.id for d in demos], "few_shot": base, "lora": lora,
+              "wrong_confidence_lora_minus_few_shot":
+                  None if difference is None else difference.to_dict()}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "probe_confidence.json", result)
     plot_confidence_density({f"{shots}-shot base": base["wrong_confidence"],
@@ -131,14 +137,31 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         log(f"{name}: accuracy {100 * stats['accuracy']:.1f} %, ECE {100 * stats['ece']:.1f} %, "
             f"{len(stats['wrong_confidence'])} wrong, answers {stats['predicted_counts']}"
             + (f" (collapsed: '{answered[0]}' for every example)" if len(answered) == 1 else ""))
+    if difference is not None:
+        log(f"mean confidence of wrong answers, LoRA − few-shot: {_estimate_text(difference)} "
+            f"(Welch)")
     return result
+
+
+def _wrong_confidence_difference(lora: dict[str, Any], base: dict[str, Any]) -> Estimate | None:
+    """LoRA's mean confidence on its wrong answers minus the few-shot model's (Fig. 2's claim
+    is that it is higher); None unless each model got at least two answers wrong."""
+    first, second = lora["wrong_confidence"], base["wrong_confidence"]
+    return unpaired(first, second) if min(len(first), len(second)) >= 2 else None
+
+
+def _estimate_text(estimate: Estimate) -> str:
+    return (f"{estimate.value:+.3f} (95 % CI {estimate.low:+.3f} to {estimate.high:+.3f}, "
+            f"p = {estimate.p_value:.3g}, n = {estimate.count})")
 
 
 def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
     """Correlations of the uncertainty of the top-`top` base-uncertain examples across rounds.
 
     Iteration 0 is the base model; iteration k the model that scored round k (trained on the
-    labels of rounds 0..k-1). Only examples unlabeled in every scored round are used.
+    labels of rounds 0..k-1). Only examples unlabeled in every scored round are used. Fig. 3's
+    two claims get a 95 % interval each: base against every iteration, and each iteration
+    against the next.
     """
     folder = RunFolder(run)
     if not folder.config_path.exists():
@@ -165,9 +188,13 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
                            cache=base_score_cache(loaded, task, scoring))
     keep = select_top(base, top)
     ids = [common[i] for i in keep]
+    if len(ids) < 4:
+        raise DataError(f"'{run}' left {len(ids)} examples unlabeled in every scored round; a "
+                        f"correlation's interval needs 4")
     columns = [base[keep].tolist()] + [[scores[k][i]["full"] for i in ids] for k in rounds]
     labels = ["iter 0 (base)"] + [f"iter {k}" for k in rounds]
     matrix = correlation_matrix(columns)
+    consecutive = [correlation(columns[a], columns[a + 1]) for a in range(len(columns) - 1)]
     out.mkdir(parents=True, exist_ok=True)
     name = f"{(folder.read_results() or {}).get('task', run.name)}, {measure.upper()}"
     plot_heatmap(matrix, labels, f"{name}: Pearson correlation, top {len(ids)} by base",
@@ -177,6 +204,11 @@ def entropy_probe(run: Path, out: Path, top: int) -> dict[str, Any]:
                      title=f"{name}: {labels[a]} vs {labels[a + 1]}",
                      path=out / f"entropy_scatter_{a}_{a + 1}.png")
     result = {"run": str(run), "measure": measure, "top": len(ids), "iterations": labels,
-              "correlation": matrix.tolist(), "ids": ids, "uncertainty": columns}
+              "correlation": matrix.tolist(),
+              "base_with_each": [correlation(columns[0], c).to_dict() for c in columns[1:]],
+              "consecutive": [c.to_dict() for c in consecutive],
+              "ids": ids, "uncertainty": columns}
     write_json(out / "probe_entropy.json", result)
+    for a, estimate in enumerate(consecutive):
+        log(f"r({labels[a]}, {labels[a + 1]}) = {_estimate_text(estimate)}")
     return result
