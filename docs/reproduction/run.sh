@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the reproduction study in docs/reproduction/ (issues 3 and 15) on 2 CPU cores.
-# Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15), the probes and the
-# report to $STUDY_DOCS (default docs/reproduction); every command resumes
+# Runs go to $STUDY_RUNS/<task>/<strategy>/seed<k> (default runs/study15), the probes to
+# $STUDY_RUNS/probes, the report to $STUDY_DOCS (default docs/reproduction); every command resumes
 # where it stopped, so the script can be stopped and started again (one process at a time).
 # Each finished step copies its runs' records to $STUDY_DOCS/runs, which is committed: a study
 # stopped on one machine goes on on another (a finished run reopens from its records alone),
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
 RUNS=$(realpath -m "${STUDY_RUNS:-runs/study15}")
-DOCS=${STUDY_DOCS:-docs/reproduction}  # where the probes and the report go
+DOCS=${STUDY_DOCS:-docs/reproduction}  # where the records and the report go
 MAIN=random,me,pe,me-star,pe-star
 SST2=(configs/cpu-sst2.yaml --set loop.budget=144 --set loop.pool_size=720
       --set model.dtype=float32)
@@ -54,7 +54,7 @@ compare_each() {
 }
 
 # probe NAME ARGS...: `star probe ARGS` into $RUNS/probes/NAME, once (a rerun of this script
-# skips a finished probe); the last step copies the probes next to the report.
+# skips a finished probe), recorded in $RECORDS/probes/NAME.
 probe() {
   local name=$1
   shift
@@ -103,6 +103,3 @@ PAIRS=me-star:me,pe-star:pe,me+dynamic:me,me+dynamic+mc:me+dynamic,me+dynamic+l2
 PAIRS+=,me-star:me+dynamic,me-star:pe-star
 "${STAR[@]}" report $RUNS --out $DOCS --title "STAR reproduction study (2 CPU cores)" \
   --pairs "$PAIRS"
-rm -rf "$DOCS/probes"
-cp -r "$RUNS/probes" "$DOCS/probes"
-rm -f "$DOCS"/probes/*/finished
