@@ -233,3 +233,43 @@ def test_ripl_spread_counts_the_seeds_random_ran(tmp_path):
     # AUC 0.8 and 0.75; RIPL of seed 0: (0.8 − 0.6) / 0.4 = 0.5
     assert [cell.text for cell in me[1:]] == ["77.50 ± 3.54", "50.00"]
     assert "over 1/2 seed(s) (random: 1, me: 2; rows on different seeds differ" in table.note
+
+
+def test_seed_counts_are_named_per_task_when_each_task_is_even(tmp_path):
+    """SST-2 at two seeds and OBQA at one, every strategy alike within its task: the note
+    names the count per task, and says nothing of rows on different seeds, since none are."""
+    root = tmp_path / "runs"
+    for task, seeds in (("sst2", (0, 1)), ("obqa", (0,))):
+        for strategy in ("random", "me"):
+            for seed in seeds:
+                config = {"strategy": strategy, "seed": seed, "task": {"name": task}}
+                rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a,
+                           "selected_ids": []} for k, a in enumerate([0.5, 0.7])]
+                make_run(root / task / strategy / f"seed{seed}", config, rounds,
+                         auc=auc([8, 16], [0.5, 0.7]))
+    note = results_table(summarize(collect_runs(root))).note
+    assert "over 1/2 seed(s) (OBQA: 1, SST-2: 2); one seed gives one number" in note
+    assert "rows on different seeds" not in note
+
+
+def test_each_task_has_its_own_labels_table(tmp_path):
+    """SST-2 labels 0/1 and OBQA A–D: a table (and CSV) per task, each with its own labels
+    only, instead of one table where every row has zeros under the other task's labels."""
+    root = tmp_path / "runs"
+    for task, counts in (("sst2", {"0": 3, "1": 5}), ("obqa", {"A": 2, "C": 6})):
+        config = {"strategy": "random", "seed": 0, "task": {"name": task}}
+        rounds = [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "label_counts": counts,
+                   "selected_ids": []}]
+        make_run(root / task, config, rounds, auc=auc([8], [0.5]))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    assert not (out / "labels.csv").exists()
+    with (out / "labels_SST-2.csv").open() as f:
+        assert list(csv.reader(f)) == [
+            ["Setup", "Method", "Seed", "Round", "Labels", "0", "1", "κ with last round"],
+            ["SST-2", "random", "0", "0", "8", "3", "5", "–"]]
+    with (out / "labels_OBQA.csv").open() as f:
+        assert next(csv.reader(f))[5:] == ["A", "C", "κ with last round"]
+    markdown = (out / "report.md").read_text()
+    assert "**Labels per round, OBQA** (`labels_OBQA.csv`)" in markdown
+    assert "| OBQA | random | 0 | 0 | 8 | 2 | 6 | – |" in markdown

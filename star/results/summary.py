@@ -245,7 +245,7 @@ def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in sorted(runs, key=lambda r: (r["setup"], display_order(r["strategy"]), r["seed"])):
         rounds = [entry for entry in complete_rounds(run) if "label_counts" in entry]
         if rounds:
-            records.append({"setup": run["setup"], "strategy": run["strategy"],
+            records.append({"task": run["task"], "setup": run["setup"], "strategy": run["strategy"],
                             "seed": run["seed"], "entries": rounds,
                             "stop_advised": bool((run.get("stopping") or {}).get("stop_advised")),
                             "annotators": annotator_agreement(

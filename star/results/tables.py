@@ -197,13 +197,19 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
         table.rows.append(row)
     counts = {(u, s): len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]}
     seeds = sorted(set(counts.values()))
+    per_setup = {u: {n for (v, _), n in counts.items() if v == u} for u in setups}
+    if len(seeds) < 2:
+        which = ""
+    elif all(len(n) == 1 for n in per_setup.values()):  # the setups differ, not their rows
+        which = " (" + ", ".join(f"{tasks[u]}: {min(n)}" for u, n in per_setup.items()) + ")"
+    else:
+        which = (" (" + ", ".join(f"{s}: {n}" + (f" in {tasks[u]}" if len(setups) > 1 else "")
+                                  for (u, s), n in counts.items())
+                 + "; rows on different seeds differ by their seeds too, which the paired "
+                 "comparisons leave out)")
     table.note = (f"AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
                   f"points; mean ± sample std (n − 1) over "
-                  f"{'/'.join(map(str, seeds))} seed(s)"
-                  + ("" if len(seeds) < 2 else " (" + ", ".join(
-                      f"{s}: {n}" + (f" in {tasks[u]}" if len(setups) > 1 else "")
-                      for (u, s), n in counts.items()) + "; rows on different seeds differ by "
-                      "their seeds too, which the paired comparisons leave out)")
+                  f"{'/'.join(map(str, seeds))} seed(s){which}"
                   + "; one seed gives one number and no spread, "
                   "so nothing follows from it about noise. (n.s.): the AUC's difference to random, "
                   "paired by seed, is not significant (paired t-test, p ≥ 0.05); *: it is. "
@@ -301,12 +307,14 @@ def _kappa(value: float | None) -> Cell:
     return Cell("–") if value is None else Cell(f"{value:.3f}", round(value, 5))
 
 
-def labels_table(records: list[dict[str, Any]]) -> Table:
+def labels_table(records: list[dict[str, Any]], name: str = "labels",
+                 title: str = "Labels per round") -> Table:
     """Per run and round: labels so far, their count per label, and how far the predictions
-    moved since the last round (κ); the note says which runs may stop labeling."""
+    moved since the last round (κ); the note says which runs may stop labeling. Give it one
+    task's runs: a column per label of every run's task."""
     labels = sorted({label for record in records for entry in record["entries"]
                      for label in entry["label_counts"]})
-    table = Table("labels", "Labels per round",
+    table = Table(name, title,
                   ["Setup", "Method", "Seed", "Round", "Labels", *labels, "κ with last round"])
     for record in records:
         for entry in record["entries"]:
