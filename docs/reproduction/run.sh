@@ -101,5 +101,8 @@ done
 # against the step before it, and the two STAR variants against each other.
 PAIRS=me-star:me,pe-star:pe,me+dynamic:me,me+dynamic+mc:me+dynamic,me+dynamic+l2:me+dynamic
 PAIRS+=,me-star:me+dynamic,me-star:pe-star
+# The report's files replace the last report's, whose file names may have been others.
+find "$DOCS" -maxdepth 1 -type f \( -name '*.png' -o -name '*.csv' -o -name 'report.*' \
+  -o -name summary.json \) -delete
 "${STAR[@]}" report $RUNS --out $DOCS --title "STAR reproduction study (2 CPU cores)" \
   --pairs "$PAIRS"
