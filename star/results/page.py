@@ -219,10 +219,12 @@ def _labels_section(records: list[dict]) -> Section:
     """A labels table per task, since tasks have labels of their own (`labels.csv` while
     there is one task, `labels_<task>.csv` for each of several)."""
     tasks = sorted({record["task"] for record in records})
-    tables = [labels_table([r for r in records if r["task"] == task],
-                           *(() if len(tasks) == 1 else
-                             (f"labels_{file_stem(task)}", f"Labels per round, {task}")))
-              for task in tasks]
+    if len(tasks) == 1:
+        tables = [labels_table(records)]
+    else:
+        tables = [labels_table([r for r in records if r["task"] == task],
+                               f"labels_{file_stem(task)}", f"Labels per round, {task}")
+                  for task in tasks]
     section = Section("Labels", "What the labels so far look like and whether more are worth "
                       "it: the count of each label, how much the predictions on a fixed set "
                       "still change from one round to the next, the stopping signal, and, where "
