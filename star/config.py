@@ -13,8 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from star.active.diversity import LABEL_RULES
 from star.active.measures import needs_choice_task
 from star.active.strategies import get_strategy
+from star.active.typicality import MAX_CLUSTERS, NEIGHBOURS
 from star.data.tasks import BUILTIN_TASKS, TASK_NAMES, as_label, template_fields
 from star.errors import ConfigError
 
@@ -193,6 +195,31 @@ class SelectionConfig(Section):
     examples; 0: among the whole unlabeled pool (pure diversity)."""
     beta: float = Field(1.0, gt=0)
     """`+power`/`+softmax`: sampling weights score^β or exp(β·score) (Kirsch et al. 2022)."""
+    neighbours: int = Field(NEIGHBOURS, gt=0)
+    """typiclust: typicality is 1 / the mean distance to this many nearest neighbours in the
+    example's cluster (Hacohen et al. 2022)."""
+    max_clusters: int = Field(MAX_CLUSTERS, gt=0)
+    """typiclust: k-means into |labeled| + step clusters, at most this many (k-means costs
+    pool·clusters·hidden size a step)."""
+
+
+class GuardConfig(Section):
+    """The prompt guard (`star.active.prompt_guard`): a round hands out the base model instead of
+    its adapter when the labels say the adapter is worse."""
+
+    folds: int = Field(4, ge=0)
+    """k of the k-fold cross-validation on the labels so far; 0 turns the guard off."""
+    max_labels: int | None = Field(64, gt=0)
+    """The guard checks rounds up to this many labels (null: every round). Each check trains k
+    adapters; beyond a few dozen labels the tuned model has beaten the prompt in every study."""
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_split(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("guard.folds is 1: cross-validation needs 2 or more folds (0 turns "
+                             "the guard off)")
+        return value
 
 
 class LoopConfig(Section):
@@ -201,6 +228,9 @@ class LoopConfig(Section):
     budget: int = Field(5000, gt=0)
     pool_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
+    warm_start_strategy: Literal["random", "typiclust"] = "random"
+    """How round 0 picks its `warm_start` examples, whatever the strategy: at random, or by
+    TypiClust over the base model's hidden states (label-free, for a cold start)."""
     annotator: Literal["oracle", "people"] = "oracle"
     """`oracle`: labels read from the pool's answer field (a simulation); `people`: the loop
     writes each round's batch and waits for labels from the page or an import."""
@@ -209,6 +239,9 @@ class LoopConfig(Section):
     rounds (agreement, the stopping signal)."""
     target_accuracy: float | None = Field(None, gt=0, le=1)
     """The learning-curve forecast also says how many labels reach this test accuracy."""
+    blind_labeling: bool = False
+    """People label without seeing the model's suggestion and confidence (the page and the
+    exported batches leave them out), so they cannot anchor on its guess."""
 
     @model_validator(mode="after")
     def _warm_start_within_budget(self) -> LoopConfig:
@@ -241,6 +274,15 @@ class StarConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _a_label_per_fold(self) -> StarConfig:
+        """The guard's first check splits the warm start's labels into its folds."""
+        if self.guard.folds > self.loop.warm_start:
+            raise ValueError(f"guard.folds ({self.guard.folds}) is larger than loop.warm_start "
+                             f"({self.loop.warm_start}): every fold needs a label; lower "
+                             "guard.folds or set it to 0 (no guard)")
+        return self
+
+    @model_validator(mode="after")
     def _room_for_the_prompt(self) -> StarConfig:
         """A generative answer takes up to task.max_new_tokens of model.max_length; with no room
         left the prompt would be cut to one token."""
@@ -260,13 +302,16 @@ class StarConfig(Section):
         if strategy.measure == "bald" and self.uncertainty.mc_passes < 2:
             raise ValueError(f"strategy '{self.strategy}' measures disagreement between MC "
                              "passes; set uncertainty.mc_passes to 2 or more")
-        if self.generative and (needs_choice_task(strategy.measure) or strategy.rule == "badge"):
+        if self.generative and (needs_choice_task(strategy.measure) or strategy.rule in LABEL_RULES):
             raise ValueError(f"strategy '{self.strategy}' reads a label distribution, which a "
                              f"generative task has not; use me, pe or bald (with +kcenter for "
                              f"diverse batches)")
         if strategy.rule == "power" and self.uncertainty.mix == "subtract" and strategy.dynamic:
             raise ValueError(f"strategy '{self.strategy}' samples with weights score^β, but "
                              "uncertainty.mix = subtract gives negative scores; use +softmax")
+        if strategy.typical and strategy.dynamic and self.uncertainty.mix == "subtract":
+            raise ValueError(f"strategy '{self.strategy}' moves from typicality to uncertainty by "
+                             "λ(t), which uncertainty.mix = subtract has not; use mix: weighted")
         return self
 
     @property
@@ -281,6 +326,7 @@ class StarConfig(Section):
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     selection: SelectionConfig = SelectionConfig()
     loop: LoopConfig = LoopConfig()
+    guard: GuardConfig = GuardConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

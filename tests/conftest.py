@@ -12,6 +12,7 @@ import torch
 from star.config import load_config
 from star.data.sources import load_task
 from star.model.loading import load_model
+from tests.labelstudio import label_studio  # noqa: F401 (a fixture: the session's Label Studio server)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "sun", "rain", "tree", "stone"]
@@ -87,6 +88,7 @@ def tiny_settings(model_dir: Path, data_dir: Path) -> list[str]:
         "lora.r=4", "lora.alpha=8", "train.epochs=1", "train.batch_size=8", "train.lr=1e-3",
         "loop.warm_start=8", "loop.step=8", "loop.budget=24", "loop.pool_size=60",
         "loop.test_size=16", "uncertainty.batch_size=16",
+        "guard.folds=0",  # the prompt guard retrains each round k times: tested on its own
     ]
 
 

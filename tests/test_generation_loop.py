@@ -86,7 +86,10 @@ def test_entropy_and_logprob_equal_a_teacher_forced_pass(early_stops):
         with torch.no_grad():
             logits = loaded.model(input_ids=torch.tensor([prompt + tokens])).logits[0].float()
         at = logits[len(prompt) - 1: -1]
-        assert out.entropy[row] == pytest.approx(float(token_entropy(at).sum()), rel=1e-6)
+        # cached decoding against one full pass: other kernels for every logit, so each token's
+        # fp32 entropy moves by a few ulps; 1e-5 of the sum holds on AVX2 and AVX-512 alike,
+        # while one token's entropy missing or counted twice moves it by 1e-2 and more
+        assert out.entropy[row] == pytest.approx(float(token_entropy(at).sum()), rel=1e-5)
         assert out.mean_logprob[row] == pytest.approx(
             float(token_logprob(at, torch.tensor(tokens)).mean()), abs=1e-5)
 
@@ -96,8 +99,9 @@ def test_batched_equals_one_at_a_time(early_stops):
     batched = generate(loaded, task, examples, batch_size=4, max_length=64)
     single = generate(loaded, task, examples, batch_size=1, max_length=64)
     assert batched.tokens == single.tokens
-    # fp32 sums of ~50 nats are exact to a few 1e-6 (their ulp is 4e-6): compared relatively
-    assert np.allclose(batched.entropy, single.entropy, rtol=1e-6, atol=0)
+    # fp32 sums of ~50 nats (ulp 4e-6) over tokens whose logits a padded batch computes in
+    # other shapes: a few ulps per token, so 1e-5 of the sum (~130 ulps) whatever the kernels
+    assert np.allclose(batched.entropy, single.entropy, rtol=1e-5, atol=0)
     assert np.allclose(batched.mean_logprob, single.mean_logprob, rtol=0, atol=1e-5)
 
 

@@ -274,16 +274,21 @@ def test_dropout_of_the_base_model_draws_from_the_rounds_seed(setup):
     assert not all(torch.equal(first[name], without[name]) for name in start)  # dropout acted
 
 
-def test_bf16_scores_rank_like_fp32(setup):
+def test_bf16_scores_agree_with_fp32_to_the_accumulation(setup):
+    """bf16 runs the matmuls only; entropies are accumulated in fp32, so the scores keep fp32's
+    size of error far better than bf16's 8 bits would (2^-8 of 6 nats is 2.3e-2).
+
+    Not a rank test: on this tiny, near-uniform model all 40 scores lie within 1e-3 of each
+    other, and bf16 error (3e-5, native or emulated kernel alike) reorders such near-ties; the
+    rank agreement that matters, on the real model, is the bench's (docs/performance.md)."""
     _, task, loaded = setup
     examples = task.train[:40]
     fp32 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     loaded.compute_dtype = torch.bfloat16
     bf16 = score_examples(loaded, task, examples, Scoring("me", batch_size=16, max_length=64))[0]
     assert not np.array_equal(fp32, bf16)  # bf16 took effect
-    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
-    rho = np.corrcoef(ranks(fp32), ranks(bf16))[0, 1]
-    assert rho >= 0.99
+    # 1e-4 relative: 20x the error seen on AVX-512 and AVX2; bf16 accumulation would be 2e-2
+    np.testing.assert_allclose(bf16, fp32, rtol=1e-4, atol=0)
 
 
 def test_bf16_stored_weights_score_exactly_like_autocast_casts(tiny_overrides):
@@ -421,10 +426,12 @@ def test_bench_reports_every_required_figure(tiny_overrides, tmp_path):
     assert figures["reference"]["examples_per_s"] > 0 and figures["reference_speedup"] > 0
     assert figures["training"]["tokens_per_s"] > 0 and 0 <= figures["training"]["padding_fraction"] < 1
     assert figures["memory_mb"]["pool_1k"] > 0 and figures["memory_mb"]["pool_10k"] > 0
-    # an fp32 model against its fp32 twin: Spearman 1 only if the twin got the adapter trained
-    # since (without it the top-8 overlap stayed 1, Spearman fell to 0.993); bf16 against
+    # an fp32 model against its fp32 twin: the same batches through the same kernels, so the
+    # same scores and Spearman 1, but only if the twin got the adapter trained since (without
+    # it the top-8 overlap stayed 1 and Spearman fell to 0.993); > 0.999 rather than == 1, as
+    # the scores lie 1e-3 apart and a near-tie must not hinge on summation order; bf16 against
     # fp32 is checked in test_bf16_fp32_agreement_by_hand
-    assert figures["selection_overlap_bf16_fp32"] == 1.0 and figures["spearman_bf16_fp32"] == 1.0
+    assert figures["selection_overlap_bf16_fp32"] == 1.0 and figures["spearman_bf16_fp32"] > 0.999
     assert set(figures["profile"]) == {"scoring me", "scoring me-star", "training"}
     assert "aten::mm" in figures["profile"]["scoring me"]
     assert "where the time goes" in format_table(figures)

@@ -17,14 +17,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from star.active.batch import Batch, BatchItem, save_batch
 from star.active.journal import Answer, Journal, now
-from star.annotate.server import LabelingServer
+from star.annotate.server import LabelingServer, _Handler
 from star.errors import StarError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -200,6 +203,44 @@ def test_a_host_beyond_this_machine_warns(tmp_path, capsys):
     assert server.url.startswith("http://0.0.0.0:")
 
 
+def test_each_answer_is_fsynced_before_it_is_acknowledged(tmp_path, monkeypatch):
+    """The order of the journal's fsyncs and the replies, recorded: each reply comes after the
+    fsync of a journal that already holds its line."""
+    journal = tmp_path / "labels.jsonl"
+    events: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        real_fsync(descriptor)
+        if journal.exists() and os.path.samestat(os.fstat(descriptor), os.stat(journal)):
+            events.append(("fsync", len(lines(journal))))  # lines on disk as it was synced
+
+    def send_response(handler: Any, code: int, message: str | None = None) -> None:
+        events.append(("reply", int(code)))
+        BaseHTTPRequestHandler.send_response(handler, code, message)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_Handler, "send_response", send_response)
+    with running(choice_batch(), journal) as server:
+        for example_id in ("e0", "e1"):
+            assert call(server.url + "api/answer", {"id": example_id, "value": "1"})[0] == 200
+        assert call(server.url + "api/undo", {})[0] == 200
+    assert events == [("fsync", 1), ("reply", 200), ("fsync", 2), ("reply", 200),
+                      ("fsync", 3), ("reply", 200)]
+
+
+def test_a_blind_page_is_never_sent_the_models_guess(tmp_path):
+    journal = tmp_path / "labels.jsonl"
+    with running(choice_batch(), journal, blind=True) as server:
+        state = call(server.url + "api/state")[1]
+        assert state["blind"] is True
+        assert [(i["suggestion"], i["confidence"]) for i in state["items"]] == [(None, None)] * 6
+        assert call(server.url + "api/answer", {"id": "e0", "value": "0"})[1]["stored"] == "0"
+    with running(choice_batch(), journal) as server:
+        state = call(server.url + "api/state")[1]
+        assert state["blind"] is False and state["items"][0]["confidence"] == pytest.approx(0.55)
+
+
 # ---- kill -9 -----------------------------------------------------------------------------------
 
 SERVE = """
@@ -214,8 +255,12 @@ serve(LabelingServer(load_batch(Path(sys.argv[1])), Journal(Path(sys.argv[2])), 
 
 def start_process(batch: Path, journal: Path) -> tuple[subprocess.Popen[str], str]:
     """The server in its own process, through `serve`, which prints the URL when it listens."""
-    process = subprocess.Popen([sys.executable, "-c", SERVE, str(batch), str(journal)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start([sys.executable, "-c", SERVE, str(batch), str(journal)])
+
+
+def start(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`command` in its own process, once it printed the page's URL; and that URL."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     found = re.search(r"http://\S+/", line)
     if not found:
@@ -246,6 +291,75 @@ def test_acknowledged_answers_survive_kill_9(tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+# ---- star label and star batch ----------------------------------------------------------------
+
+def waiting_run(root: Path, blind: bool = False) -> Path:
+    """A run folder as `star run` leaves it with people labeling: its config, and round 0's batch."""
+    run = root / ("blind-run" if blind else "run")
+    (run / "rounds" / "0").mkdir(parents=True)
+    (run / "config.yaml").write_text("loop:\n  annotator: people\n"
+                                     + ("  blind_labeling: true\n" if blind else ""))
+    save_batch(replace(choice_batch(3), round=0), run / "rounds" / "0" / "batch.json")
+    return run
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Ctrl+C, as a user stops `star label`; its stderr."""
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    return err
+
+
+def test_star_label_on_port_0_takes_a_free_port_and_names_the_login(tmp_path):
+    """Also blind, as the run's config says (loop.blind_labeling)."""
+    command = [sys.executable, "-m", "star", "label", str(waiting_run(tmp_path, blind=True)), "--port", "0"]
+    process, url = start(command, env={**os.environ, "LOGNAME": "zoe"})
+    try:
+        assert re.fullmatch(r"http://127\.0\.0\.1:[0-9]+/[\w-]{32}/", url)
+        assert urlsplit(url).port not in (0, 8765)
+        state = call(url + "api/state")[1]
+        assert (state["annotator"], state["round"], state["blind"]) == ("zoe", 0, True)
+        assert state["items"][0]["suggestion"] is None
+    finally:
+        err = stop(process)
+    assert err == ""
+
+
+def test_star_label_beyond_this_machine_warns_and_blind_hides_the_guess(tmp_path):
+    command = [sys.executable, "-m", "star", "label", str(waiting_run(tmp_path)), "--port", "0",
+               "--host", "0.0.0.0", "--annotator", "bob", "--blind"]
+    process, url = start(command)
+    try:
+        assert url.startswith("http://0.0.0.0:")
+        state = call(url.replace("0.0.0.0", "127.0.0.1") + "api/state")[1]
+        assert (state["annotator"], state["blind"], state["items"][1]["confidence"]) == ("bob", True, None)
+    finally:
+        err = stop(process)
+    assert err == ("warning: the labeling page listens on 0.0.0.0, beyond this machine: anyone who "
+                   "can reach it and has its link can label\n")
+
+
+def test_a_blind_batch_for_label_studio_or_a_table_leaves_the_guess_out(tmp_path, capsys):
+    from star.tools.cli import main
+
+    run, blind_run = waiting_run(tmp_path), waiting_run(tmp_path, blind=True)
+    assert main(["batch", str(run), "--out", str(tmp_path / "seen.json")]) == 0
+    assert main(["batch", str(run), "--out", str(tmp_path / "blind.json"), "--blind"]) == 0
+    assert main(["batch", str(blind_run), "--out", str(tmp_path / "config.json")]) == 0
+    seen, *blind = (json.loads((tmp_path / name).read_text()) for name in ("seen.json", "blind.json",
+                                                                            "config.json"))
+    assert [t["predictions"][0]["result"][0]["value"] for t in seen] == [{"choices": [s]} for s in "101"]
+    assert [t["predictions"][0]["score"] for t in seen] == pytest.approx([0.55, 0.6, 0.65])
+    for tasks in blind:
+        assert tasks == [{"data": task["data"]} for task in seen]  # the same tasks, no prediction
+    for folder, args in ((run, ["--blind"]), (blind_run, [])):
+        out = tmp_path / f"{folder.name}.csv"
+        assert main(["batch", str(folder), "--format", "csv", "--out", str(out), *args]) == 0
+        assert out.read_text().splitlines()[0] == "\ufeffid,title,text,uncertainty,label"
+    assert capsys.readouterr().err == ""
 
 
 # ---- a real browser ----------------------------------------------------------------------------
@@ -402,3 +516,133 @@ def test_post_editing_a_generative_draft(browser, tmp_path):
         expect(draft).to_have_value("The sum is 2\nChecked twice: so 1 + 1 is 2.")
     assert [(r["id"], r["value"], r["source"]) for r in lines(journal)] == [
         ("q1", "The sum is 2\nChecked twice: so 1 + 1 is 2.", "page"), ("q1", None, "page")]
+
+
+def nine_label_batch() -> Batch:
+    """Nine labels, so every digit key picks one; the model suggests `two` at 73 %."""
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    items = [BatchItem(f"e{i}", {"title": f"Ticket {i}", "body": f"Printer {i} jams."}, f"Ticket: {i}",
+                       "L2", confidence=0.73) for i in range(9)]
+    return Batch(ROUND, items, [f"L{n}" for n in range(1, 10)],
+                 {f"L{n}": f" {word}" for n, word in enumerate(words, 1)})
+
+
+def test_every_documented_key_and_button(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    journal = tmp_path / "labels.jsonl"
+
+    def at(page: Any, example_id: str, answered: int) -> None:
+        expect(page.locator("#example")).to_have_attribute("data-id", example_id)
+        expect(page.locator("#progress")).to_have_text(f"{answered} of 9 labeled")
+
+    with running(nine_label_batch(), journal) as server, open_page(browser, server.url) as page:
+        at(page, "e0", 0)
+        expect(page.locator("#fields .name")).to_have_text(["title", "body"])
+        expect(page.locator("#fields .value")).to_have_text(["Ticket 0", "Printer 0 jams."])
+        expect(page.locator("#suggestion")).to_have_text("Model suggests two, 73% confident.")
+        expect(page.locator(".choice.suggested")).to_have_count(1)
+        expect(page.locator(".choice.picked")).to_contain_text("two")
+        expect(page.locator("#keys dt")).to_have_text(["1 – 9", "Enter", "S", "Z / ⌫", "← →"])
+        for index, key in enumerate("3456789"):  # e0..e6 answered with labels 3..9
+            page.keyboard.press(key)
+            expect(page.locator(".choice.picked")).to_contain_text(nine_label_batch().display[f"L{key}"].strip())
+            page.keyboard.press("Enter")
+            at(page, f"e{index + 1}", index + 1)
+        page.locator("#skip").click()
+        at(page, "e8", 7)
+        page.keyboard.press("S")  # upper case: skips too, back to the only other open one
+        at(page, "e7", 7)
+        page.locator(".choice", has_text="one").click()
+        page.locator("#submit").click()
+        at(page, "e8", 8)
+        page.locator("#undo").click()  # e7 comes back with its answer picked
+        at(page, "e7", 7)
+        expect(page.locator(".choice.picked")).to_contain_text("one")
+        page.keyboard.press("Z")  # upper case: undoes e6
+        at(page, "e6", 6)
+        expect(page.locator(".choice.picked")).to_contain_text("nine")
+        page.keyboard.press("Backspace")  # undoes e5
+        at(page, "e5", 5)
+        page.locator("#next").click()
+        at(page, "e6", 5)
+        page.locator("#prev").click()
+        page.locator("#prev").click()
+        at(page, "e4", 5)
+        expect(page.locator("#status")).to_have_text("✓ answered: seven")
+    assert [(r["id"], r["value"]) for r in lines(journal)] == [
+        *[(f"e{i}", f"L{i + 3}") for i in range(7)], ("e7", "L1"), ("e7", None), ("e6", None), ("e5", None)]
+
+
+def test_texts_are_shown_literally_never_run(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    script, image = "<script>window.pwned = 1</script>", '<img src=x onerror="window.pwned = 2">'
+    items = [BatchItem("x0", {"text": script, "note": image}, script, "1", 0.9),
+             BatchItem("x1", {"text": "</div><b>bold</b>"}, "", "0", 0.9)]
+    batch = Batch(ROUND, items, ["0", "1"], {"0": " <i>no</i>", "1": " <u>yes</u>"})
+    with running(batch, tmp_path / "labels.jsonl") as server, open_page(browser, server.url) as page:
+        expect(page.locator("#fields .value")).to_have_text([script, image])
+        expect(page.locator(".choice")).to_contain_text(["<i>no</i>", "<u>yes</u>"])
+        page.keyboard.press("Enter")
+        expect(page.locator("#example")).to_have_attribute("data-id", "x1")
+        expect(page.locator("#fields .value")).to_have_text("</div><b>bold</b>")
+        expect(page.locator("#recent .value")).to_have_text("<u>yes</u>")
+        page.wait_for_timeout(200)
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#fields b, #fields img, .choice i, #recent u").count() == 0
+
+
+def test_the_csp_stops_a_script_injected_into_the_page(browser, tmp_path):
+    """Were a text ever rendered as HTML, its inline handler or script would still not run:
+    only the page's own script, with this response's nonce, may."""
+    with running(choice_batch(), tmp_path / "labels.jsonl") as server:
+        page = browser.new_page()
+        try:
+            page.goto(server.url)
+            page.wait_for_selector("#example:not([hidden])")
+            page.evaluate("""() => {
+                const box = document.createElement("div");
+                box.innerHTML = '<img src="data:," onerror="window.pwned = 1">';
+                const script = document.createElement("script");
+                script.textContent = "window.pwned = 2";
+                document.body.append(box, script);
+            }""")
+            page.wait_for_timeout(300)
+            assert page.evaluate("window.pwned") is None
+        finally:
+            page.close()
+
+
+def test_a_blind_page_shows_no_guess_and_waits_for_a_pick(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    journal = tmp_path / "labels.jsonl"
+    with running(choice_batch(3), journal, blind=True) as server, open_page(browser, server.url) as page:
+        expect(page.locator("#example")).to_have_attribute("data-id", "e0")
+        expect(page.locator("#who")).to_have_text("as alice · blind: no model suggestion")
+        expect(page.locator("#suggestion")).to_be_hidden()
+        expect(page.locator(".choice")).to_have_count(2)
+        expect(page.locator(".choice.suggested, .choice.picked, .choice .tag")).to_have_count(0)
+        expect(page.locator("#keys dd").nth(1)).to_have_text("submit the pick")
+        page.keyboard.press("Enter")  # nothing picked: nothing sent
+        expect(page.locator("#message")).to_have_text("Pick a label first: press its number or click it.")
+        expect(page.locator("#example")).to_have_attribute("data-id", "e0")
+        page.keyboard.press("2")
+        page.keyboard.press("Enter")
+        expect(page.locator("#example")).to_have_attribute("data-id", "e1")
+        expect(page.locator(".choice.picked")).to_have_count(0)
+    assert [(r["id"], r["value"]) for r in lines(journal)] == [("e0", "1")]
+
+
+def test_a_blind_draft_starts_empty(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    journal = tmp_path / "labels.jsonl"
+    with running(generative_batch(), journal, blind=True) as server, open_page(browser, server.url) as page:
+        expect(page.locator("#draft")).to_have_value("")
+        expect(page.locator("#suggestion")).to_be_hidden()
+        page.keyboard.type("Two.")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator("#example")).to_have_attribute("data-id", "q2")
+    assert [(r["id"], r["value"]) for r in lines(journal)] == [("q1", "Two.")]

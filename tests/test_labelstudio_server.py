@@ -1,24 +1,14 @@
 """The Label Studio round trip against a real server: project, tasks, annotations, exports.
 
-Label Studio lives in its own venv (.venv-ls, made by .ci/labelstudio.sh) so its pins never
-touch ours. Without it the test skips, unless STAR_REQUIRE_LABEL_STUDIO=1 (CI) makes that a
-failure. STAR_RECORD_LABELSTUDIO=1 also writes the exports to tests/data/labelstudio, the
-files test_exchange.py reads.
+The server is the session's (tests/labelstudio.py: skipped without .venv-ls unless
+STAR_REQUIRE_LABEL_STUDIO=1). STAR_RECORD_LABELSTUDIO=1 also writes the exports to
+tests/data/labelstudio, the files test_exchange.py reads.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,91 +16,14 @@ import pytest
 
 from star.active.batch import Batch
 from star.annotate.exchange import labeling_config, labelstudio_tasks, read_labels
+from tests.labelstudio import Server
 from tests.test_exchange import ADMIN, BOB, RECORDED, checked, choice_batch, generative_batch
 
-LABEL_STUDIO = Path(__file__).resolve().parents[1] / ".venv-ls" / "bin" / "label-studio"
-STARTUP_SECONDS = 300  # first start migrates a new SQLite database: about a minute on 2 cores
 
-
-@dataclass
-class Server:
-    url: str
-    token: str
-
-    def download(self, method: str, path: str, body: Any = None) -> bytes:
-        """One REST call with the legacy token (`Authorization: Token ...`); the raw answer."""
-        request = urllib.request.Request(
-            self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{method} {path}: {error.code} {error.read()[:500]!r}") from None
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return json.loads(self.download(method, path, body))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _answering(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, pytestconfig) -> Iterator[Server]:
-    if not LABEL_STUDIO.exists():
-        reason = f"Label Studio is not installed at {LABEL_STUDIO} (run .ci/labelstudio.sh)"
-        if os.environ.get("STAR_REQUIRE_LABEL_STUDIO") == "1":
-            pytest.fail(reason + " and STAR_REQUIRE_LABEL_STUDIO=1")
-        pytest.skip(reason)
-    home = tmp_path_factory.mktemp("labelstudio")
-    token, port = secrets.token_hex(20), _free_port()
-    env = {**os.environ,
-           # the first user and its legacy token (`Authorization: Token ...`, never expires),
-           # made at start without prompting; legacy tokens are off by default since 1.17
-           "LABEL_STUDIO_USERNAME": ADMIN, "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
-           "LABEL_STUDIO_USER_TOKEN": token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-           "LABEL_STUDIO_HOST": "",  # a HOST set for something else must not become its URL
-           # nothing leaves the machine and nothing lands in the real home folder
-           "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false",
-           "LATEST_VERSION_CHECK": "false", "XDG_DATA_HOME": str(home / "xdg-data"),
-           "XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_CACHE_HOME": str(home / "xdg-cache")}
-    log_path = home / "server.log"
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(LABEL_STUDIO), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(home / "data")],
-            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while not _answering(url):
-            if process.poll() is not None or time.monotonic() - started > STARTUP_SECONDS:
-                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-                pytest.fail(f"Label Studio did not answer on {url} (exit code {process.poll()}):\n{tail}")
-            time.sleep(1)
-        ready = time.monotonic() - started
-        yield Server(url, token)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: the server and any children
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-        total = time.monotonic() - started
-        print(f"\nLabel Studio round trip: server up in {ready:.0f} s, {total:.0f} s in all")
+@pytest.fixture
+def server(label_studio: Server) -> Server:
+    """The session's Label Studio server (tests/labelstudio.py)."""
+    return label_studio
 
 
 def _project(server: Server, batch: Batch, title: str) -> tuple[int, dict[str, int]]:

@@ -56,6 +56,36 @@ def adapter(out: Path, k: int) -> dict:
     return load_file(out / "rounds" / str(k) / "adapter" / ADAPTER_WEIGHTS)
 
 
+SCORE_TOLERANCE = 1e-4
+"""How far one example's score may differ between a 1- and a 2-process run whose adapters differ
+by summation order (ADAPTER_TOLERANCE): fp32 entropies of ~6 nats move by a few ulps (4.8e-7)
+through such weights; the margin covers other thread counts and kernels."""
+
+
+def assert_same_picks_but_ties(one: Path, two: Path, k: int) -> None:
+    """Round k scored every example alike (within SCORE_TOLERANCE) in both runs, and picked the
+    same examples but where two scores at the cut lay within the tolerance of each other."""
+    first, second = ({row["id"]: row for row in read_jsonl(run / "rounds" / str(k) / "scores.jsonl")}
+                     for run in (one, two))
+    assert first.keys() == second.keys()
+    for key, row in first.items():
+        assert row["score"] == pytest.approx(second[key]["score"], abs=SCORE_TOLERANCE)
+    for a, b in ((first, second), (second, first)):
+        cut = min(row["score"] for row in b.values() if row["selected"])
+        for key in (key for key, row in a.items() if row["selected"] and not b[key]["selected"]):
+            assert abs(a[key]["score"] - cut) <= 2 * SCORE_TOLERANCE, f"round {k}: {key}"
+
+
+def assert_same_predictions_but_ties(one: Path, two: Path, k: int) -> None:
+    """Round k's test predictions agree in both runs but where the model's confidence was within
+    the tolerance of a tie between two labels (a binary task: 0.5)."""
+    first, second = (read_jsonl(run / "rounds" / str(k) / "predictions.jsonl") for run in (one, two))
+    for a, b in zip(first, second, strict=True):
+        assert a["id"] == b["id"]
+        if a["prediction"] != b["prediction"]:
+            assert max(a["confidence"], b["confidence"]) - 0.5 <= SCORE_TOLERANCE, f"round {k}"
+
+
 @pytest.fixture
 def settings(tiny_overrides) -> list[str]:
     """Parts of 8 examples: the 52 unlabeled examples of round 1 make 7 parts, 4 waves."""
@@ -83,14 +113,15 @@ def test_a_pass_shared_by_two_processes_scores_exactly_as_one(settings, tmp_path
 def test_ddp_training_matches_one_process_and_selects_the_same(settings, tmp_path, capsys):
     """With LoRA dropout off (with it on, each process draws its own masks, as in any DDP run)
     the 2-process adapter equals the 1-process one up to summation order, in every round, and
-    every round selects the same examples."""
+    every round selects the same examples but for near-ties, which that order may swap."""
     plain = [*settings, "lora.dropout=0"]
     assert main(star_args(tmp_path / "one", plain, "me")) == 0
     run = launch(star_args(tmp_path / "two", plain, "me"), processes=2)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("AUC") == 1  # only the main process reports
     one, two = rounds(tmp_path / "one"), rounds(tmp_path / "two")
-    assert [r["selected_ids"] for r in two] == [r["selected_ids"] for r in one]
+    for k in range(1, len(one)):
+        assert_same_picks_but_ties(tmp_path / "one", tmp_path / "two", k)
     worst = 0.0
     for k in range(len(one)):
         a, b = adapter(tmp_path / "one", k), adapter(tmp_path / "two", k)
@@ -103,7 +134,8 @@ def test_ddp_training_matches_one_process_and_selects_the_same(settings, tmp_pat
     assert worst <= ADAPTER_TOLERANCE
     np.testing.assert_allclose([r["train_loss"] for r in two], [r["train_loss"] for r in one],
                                rtol=1e-5)
-    assert [r["accuracy"] for r in two] == [r["accuracy"] for r in one]
+    for k in range(len(one)):
+        assert_same_predictions_but_ties(tmp_path / "one", tmp_path / "two", k)
 
 
 def test_a_process_dying_mid_round_fails_the_launch_and_the_run_resumes(settings, tmp_path):

@@ -89,7 +89,7 @@ def test_report_shows_each_setup_as_its_own_table(two_models, tmp_path):
         assert (f"**Table 1 layout: AUC and RIPL of the main strategies: SST-2 · model.name={model}"
                 f"** (`table1_main_setup{index}.csv`)") in markdown
         rows = list(csv.reader((out / f"table1_main_setup{index}.csv").open()))
-        assert rows[0] == ["Method", "SST-2 AUC", "SST-2 RIPL"]
+        assert rows[0] == ["Method", "SST-2 AUC", "SST-2 RIPL", "SST-2 labels saved"]
         assert rows[2][0] == "me-star" and float(rows[2][2]) == pytest.approx(float(ripl))
         calibration = list(csv.reader((out / f"calibration_ece_setup{index}.csv").open()))
         assert [r[1] for r in calibration[1:]] == ["random", "me-star"]
@@ -230,8 +230,9 @@ def test_ripl_spread_counts_the_seeds_random_ran(tmp_path):
         make_run(root / strategy / f"seed{seed}", config, rounds, auc=auc([8, 16], accuracy))
     table = results_table(summarize(collect_runs(root)))
     me = next(row for row in table.rows if row[0].text == "me")
-    # AUC 0.8 and 0.75; RIPL of seed 0: (0.8 − 0.6) / 0.4 = 0.5
-    assert [cell.text for cell in me[1:]] == ["77.50 ± 3.54", "50.00"]
+    # AUC 0.8 and 0.75; RIPL of seed 0: (0.8 − 0.6) / 0.4 = 0.5; labels saved, seed 0 alone:
+    # me's first round (8 labels) reaches random's final 0.7 already: 1 − 8/16
+    assert [cell.text for cell in me[1:]] == ["77.50 ± 3.54", "50.00", "50.0"]
     assert "over 1/2 seed(s) (random: 1, me: 2; rows on different seeds differ" in table.note
 
 

@@ -2,17 +2,18 @@
 
 Taking the k most uncertain examples (the paper's rule) tends to fill a batch with near-copies
 of one hard case: each says the same thing to the model, so most of the batch's labels are
-wasted. The rules here spread a batch out, either geometrically (k-center, BADGE) or by
-sampling in proportion to the score (power, softmax). They are pure numpy functions; every
-random draw comes from the `np.random.Generator` passed in (the loop derives one per round,
-see `star.seeding.numpy_rng`), so a resumed run picks the same batch again.
+wasted. The rules here spread a batch out, geometrically (k-center, BADGE), by sampling in
+proportion to the score (power, softmax), or across the classes the model predicts (balanced),
+so that a class it rarely predicts is not left out. They are pure numpy functions; every random
+draw comes from the `np.random.Generator` passed in (the loop derives one per round, see
+`star.seeding.numpy_rng`), so a resumed run picks the same batch again.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BATCH_RULES = ("top", "kcenter", "badge", "power", "softmax")
+BATCH_RULES = ("top", "kcenter", "badge", "power", "softmax", "balanced")
 """How a round's batch is picked from the pool.
 
 top: the k highest scores, the paper's rule; cheap, but blind to redundancy within a batch.
@@ -24,7 +25,12 @@ badge: k-means++ seeding on gradient embeddings (Ash et al. 2020); a gradient em
     batch is both uncertain and diverse.
 power, softmax: k draws without replacement with probability ∝ score^β or ∝ exp(β·score)
     (Kirsch et al. 2022); a cheap way to break up clusters of near-equal top scores.
+balanced: the classes the model predicts take turns, the rarest in the pool first, each taking
+    its highest score left; on a skewed pool, uncertainty alone may never reach a rare class.
 """
+
+LABEL_RULES = ("badge", "balanced")
+"""The rules that read the label distribution, which only choice tasks have."""
 
 POWER_FLOOR = 1e-12
 """The weight a zero score gets in `power` mode: a zero-score example may be drawn, rarely,
@@ -143,3 +149,29 @@ def stochastic_top_k(scores: np.ndarray, k: int, *, rng: np.random.Generator,
         raise ValueError(f"unknown mode '{mode}'; allowed: {', '.join(STOCHASTIC_MODES)}")
     perturbed = log_weights + rng.gumbel(size=len(scores))
     return np.argsort(-perturbed, kind="stable")[:k]
+
+
+def class_balanced(scores: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
+    """k indices spread across the predicted classes, in pick order.
+
+    An example's class is its most probable label. The classes take turns, the rarest in the
+    pool's predicted counts first (equal counts: the earlier label), each taking its highest
+    score not yet taken (equal scores: the lower index); a class with no example left sits out.
+    So each class gets k // C picks or one more, the rarest ones the extra picks, unless it runs
+    out. No random draw: the picks follow from scores and probs alone. Sorting, O(n log n).
+    scores: [n]; probs: [n, C].
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or len(probs) != len(scores):
+        raise ValueError(f"scores [n] and probs [n, C] must agree on n, got shapes "
+                         f"{scores.shape} and {probs.shape}")
+    n = len(scores)
+    _check_k(k, n)
+    predicted = probs.argmax(axis=1)  # [n]
+    counts = np.bincount(predicted, minlength=probs.shape[1])  # [C]
+    rarity = np.argsort(np.argsort(counts, kind="stable"), kind="stable")[predicted]  # [n], 0: rarest
+    queues = np.lexsort((-scores, rarity))  # class after class, rarest first; best score first
+    rank = rarity[queues]
+    turn = np.arange(n) - np.searchsorted(rank, rank)  # place in its class's queue
+    return queues[np.lexsort((rank, turn))][:k]

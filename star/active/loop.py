@@ -39,8 +39,11 @@ import torch
 from star.active.annotators import Annotator, People, make_annotator
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder
+from star.active.classes import class_metrics
+from star.active.journal import suggestion_agreement
 from star.active.measures import base_measure, reads_gold
 from star.active.mixing import normalise_base, schedule_weight
+from star.active.prompt_guard import BASE, GuardCheck, fold_indices
 from star.active.runfolder import RunFolder, complete_rounds, new_results
 from star.active.scorer import (
     PoolScores,
@@ -52,6 +55,7 @@ from star.active.scorer import (
 )
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
+from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust
 from star.config import NAMES_ONLY, StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
@@ -59,7 +63,14 @@ from star.data.tasks import Example, Task
 from star.errors import ConfigError
 from star.files import check_cache_folder
 from star.model.loading import load_model, pick_device
-from star.model.lora import adapter_state, attach_lora, load_adapter, load_adapter_state, save_adapter
+from star.model.lora import (
+    adapter_off,
+    adapter_state,
+    attach_lora,
+    load_adapter,
+    load_adapter_state,
+    save_adapter,
+)
 from star.model.passes import Prediction, drafts, predict, split_label_words
 from star.model.training import TrainStats, train_adapter
 from star.processes import launched_processes, map_spans, wait_for_everyone
@@ -151,6 +162,8 @@ class Experiment:
         self.labeled: list[str] = []
         self.pool_means: dict[int, float | None] = {}
         """Round -> the pool's mean μ_f, from the scoring pass this process ran."""
+        self.base_hidden: np.ndarray | None = None
+        """[pool, hidden size]: the base model's answer-position states (typiclust), once."""
 
     # -- the recipe ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -232,8 +245,12 @@ class Experiment:
         labels = self.collect_labels(batch)
         if labels is None:
             return False
+        pool_counts = self.unlabeled_label_counts()
         self.labeled += batch.ids
+        guard = self.guard(k, labels)
         train = self.train(k, labels)
+        if guard is not None and guard.chosen == BASE:
+            load_adapter_state(self.loaded.model, self.initial_adapter)  # B = 0: the base model
         if self.processes.main:
             save_adapter(self.loaded.model, self.folder.adapter_dir(k))
         start = time.perf_counter()
@@ -243,6 +260,11 @@ class Experiment:
             "round": k, "n_labeled": len(self.labeled), **evaluation,
             "pool_uncertainty": self.pool_uncertainty(k, batch),
             "selected_ids": batch.ids, "label_counts": dict(sorted(Counter(labels.values()).items())),
+            "batch_label_counts": dict(sorted(Counter(labels[i] for i in batch.ids).items())),
+            "pool_label_counts": pool_counts,
+            "guard": None if guard is None else guard.to_dict(),
+            "suggestion_agreement": suggestion_agreement(batch, self.folder.journal.latest()),
+            "blind": self.config.loop.blind_labeling,
             "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
             "eval_seconds": round(eval_seconds, 3), "train_loss": train.final_loss,
             "train_padding_fraction": train.padding_fraction})
@@ -265,19 +287,38 @@ class Experiment:
         """Pick round k's examples, write their scores and the batch with the model's guesses."""
         loop = self.config.loop
         if k == 0:
-            chosen = numpy_rng(self.config.seed, 0, "warm_start").permutation(len(self.pool))
-            picked = [self.pool[i] for i in sorted(chosen[: loop.warm_start])]
+            rng = numpy_rng(self.config.seed, 0, "warm_start")
+            if loop.warm_start_strategy == "typiclust":
+                nothing = np.zeros(len(self.pool), dtype=bool)
+                chosen = typiclust(self.clusters(nothing, loop.warm_start, rng), nothing,
+                                   loop.warm_start, rng=rng)
+            else:
+                chosen = rng.permutation(len(self.pool))[: loop.warm_start]
+            picked = [self.pool[i] for i in sorted(chosen)]
             uncertainty: list[float | None] = [None] * len(picked)
         else:
             rows = np.setdiff1d(np.arange(len(self.pool)), positions_of(self.pool, self.labeled))
             unlabeled = select(self.pool, rows)
-            scores, outputs = self.score(unlabeled, rows, k)
-            self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
             count = min(loop.step, loop.budget - len(self.labeled))
-            chosen = select_batch(
-                self.strategy, scores.score, count, rng=numpy_rng(self.config.seed, k, "batch_rule"),
-                probs=outputs.probs if outputs else None, hidden=outputs.hidden if outputs else None,
-                candidates=self.config.selection.candidates, beta=self.config.selection.beta)
+            labeled = np.ones(len(self.pool), dtype=bool)
+            labeled[rows] = False
+            clusters = (self.clusters(labeled, count, numpy_rng(self.config.seed, k, "typiclust"))
+                        if self.strategy.typical else None)
+            if clusters is not None and self.strategy.measure is None:  # `typiclust` alone
+                typical = typiclust(clusters, labeled, count,
+                                    rng=numpy_rng(self.config.seed, k, "batch_rule"))
+                chosen = np.searchsorted(rows, typical)
+                scores = Scores(typical_scores(clusters, labeled)[rows])
+                self.pool_means[k] = None
+            else:
+                scores, outputs = self.score(unlabeled, rows, k, clusters=clusters)
+                self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
+                chosen = select_batch(
+                    self.strategy, scores.score, count,
+                    rng=numpy_rng(self.config.seed, k, "batch_rule"),
+                    probs=outputs.probs if outputs else None,
+                    hidden=outputs.hidden if outputs else None,
+                    candidates=self.config.selection.candidates, beta=self.config.selection.beta)
             top = set(chosen.tolist())
             self.folder.write_scores(k, example_ids(unlabeled), scores, top)
             picked = [unlabeled[i] for i in sorted(top)]
@@ -305,10 +346,11 @@ class Experiment:
         labels = self.folder.journal.in_force([*self.labeled, *batch.ids])
         return {i: answer.value for i, answer in labels.items()}
 
-    def score(self, unlabeled: Sequence[Example], rows: np.ndarray,
-              k: int) -> tuple[Scores, PoolScores | None]:
+    def score(self, unlabeled: Sequence[Example], rows: np.ndarray, k: int, *,
+              clusters: Clusters | None = None) -> tuple[Scores, PoolScores | None]:
         """Round k's acquisition scores of the unlabeled examples (at `rows` of the pool), and
-        the pass's outputs that the batch rule reads (None for random, which runs no pass)."""
+        the pass's outputs that the batch rule reads (None for random, which runs no pass).
+        A `typiclust-` strategy mixes in the typicality of its pool's `clusters` where μ_b was."""
         strategy, settings = self.strategy, self.config.uncertainty
         if strategy.measure is None:
             draws = numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled))
@@ -321,7 +363,11 @@ class Experiment:
                                  masks=masks, features=strategy.features, processes=self.processes,
                                  store=self.folder.scoring_parts(k), desc=f"scoring round {k}")
         base = None
-        if strategy.dynamic:
+        if clusters is not None:
+            labeled = np.ones(len(self.pool), dtype=bool)
+            labeled[rows] = False
+            base = normalise_base(typical_scores(clusters, labeled), rows, settings.normalise)
+        elif strategy.dynamic:
             scoring = replace(self.scoring(1),
                               measure=base_measure(strategy.measure, self.task.generative))
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
@@ -345,15 +391,78 @@ class Experiment:
                        part_size=settings.part_size)
 
     def train(self, k: int, labels: dict[str, str]) -> TrainStats:
+        """Round k's adapter, trained on every label so far."""
+        return self.train_on(self.labeled_examples(labels), k, seed=self.config.seed)
+
+    def train_on(self, examples: Sequence[Example], k: int, *, seed: int) -> TrainStats:
+        """Round k's recipe on `examples`: from the initial adapter (`train.init: fresh`) or from
+        the adapter as it stands (`continue`), its draws from `seed`."""
         config = self.config
         if config.train.init == "fresh":
             load_adapter_state(self.loaded.model, self.initial_adapter)
-        examples = [self.task.with_label(e, labels[e.id]) for e in self.examples(self.labeled)]
         decays = self.strategy.l2_on_b or config.train.decay_b_always
         return train_adapter(self.loaded, self.task, examples, config=config.train,
                              weight_decay_b=config.train.weight_decay_b if decays else 0.0,
-                             seed=config.seed, round_index=k, max_length=config.model.max_length,
+                             seed=seed, round_index=k, max_length=config.model.max_length,
                              processes=self.processes)
+
+    def labeled_examples(self, labels: dict[str, str]) -> list[Example]:
+        """The labeled examples, in labeling order, each with the answer in force."""
+        return [self.task.with_label(e, labels[e.id]) for e in self.examples(self.labeled)]
+
+    def guard(self, k: int, labels: dict[str, str]) -> GuardCheck | None:
+        """The prompt guard's check of round k (`star.active.prompt_guard`): the recipe's k-fold
+        held-out accuracy on the labels so far against the base model's on the same labels. None
+        where the guard is off or the round has more than `guard.max_labels` labels. Leaves the
+        adapter as it found it; every draw comes from (seed, round, phase)."""
+        settings, seed = self.config.guard, self.config.seed
+        if not settings.folds or (settings.max_labels is not None
+                                  and len(self.labeled) > settings.max_labels):
+            return None
+        start = time.perf_counter()
+        examples = self.labeled_examples(labels)
+        with adapter_off(self.loaded.model):
+            base = [bool(p.correct) for p in self.predict(examples)]
+        before = adapter_state(self.loaded.model)
+        tuned = [False] * len(examples)
+        folds = fold_indices(len(examples), settings.folds, numpy_rng(seed, k, "guard_folds"))
+        for fold, held_out in enumerate(folds):
+            load_adapter_state(self.loaded.model, before)  # `continue` goes on from the same one
+            kept = np.setdiff1d(np.arange(len(examples)), held_out)
+            self.train_on([examples[i] for i in kept], k,
+                          seed=derived_seed(seed, k, "guard_train", part=fold + 1))
+            for i, answer in zip(held_out, self.predict([examples[i] for i in held_out]),
+                                 strict=True):
+                tuned[i] = bool(answer.correct)
+        load_adapter_state(self.loaded.model, before)
+        check = GuardCheck.of(tuned, base, folds=settings.folds,
+                              seconds=time.perf_counter() - start)
+        if self.processes.main:
+            log(f"[{self.config.strategy} seed {seed}] round {k} guard: tuned recipe "
+                f"{100 * check.tuned_cv_accuracy:.1f} % held out against the base model's "
+                f"{100 * check.base_accuracy:.1f} % on {check.labels} labels: the {check.chosen} "
+                "model is handed out")
+        return check
+
+    def clusters(self, labeled: np.ndarray, count: int, rng: np.random.Generator) -> Clusters:
+        """typiclust's k-means of the base model's hidden states, |labeled| + count clusters."""
+        if self.base_hidden is None:
+            with adapter_off(self.loaded.model):
+                self.base_hidden = score_in_parts(
+                    self.loaded, self.task, self.pool, self.scoring(1), features=True,
+                    processes=self.processes, store=self.folder.base_hidden_parts(),
+                    desc="base hidden states").hidden
+        settings = self.config.selection
+        return cluster_pool(self.base_hidden, labeled, count, rng=rng,
+                            neighbours=settings.neighbours, max_clusters=settings.max_clusters)
+
+    def unlabeled_label_counts(self) -> dict[str, int] | None:
+        """The gold labels of the pool not labeled yet, which random selection would draw in
+        proportion; None where people label (the pool's labels are unknown)."""
+        if self.config.loop.annotator != "oracle":
+            return None
+        taken = set(self.labeled)
+        return dict(sorted(Counter(e.gold for e in self.pool if e.id not in taken).items()))
 
     def examples(self, ids: list[str]) -> list[Example]:
         """The pool's examples with these ids, in this order."""
@@ -388,7 +497,10 @@ class Experiment:
         signals = stability([p["prediction"] for p in previous] if previous else None,
                             [p.prediction for p in predictions],
                             [p.confidence for p in predictions])
-        return {"accuracy": accuracy, **signals}
+        per_class = class_metrics([p.prediction for p in predictions],
+                                  [p.gold for p in predictions],
+                                  self.task.labels if self.test and not self.task.generative else [])
+        return {"accuracy": accuracy, **per_class, **signals}
 
     def pool_uncertainty(self, k: int, batch: Batch) -> float | None:
         """The overall uncertainty of the unlabeled pool when round k's batch was chosen: the

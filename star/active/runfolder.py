@@ -4,11 +4,14 @@
 config.yaml                  the resolved config (written once the model and data loaded)
 results.json                 the rounds so far, appended when a round is complete
 labels.jsonl                 the label journal (append-only, see `journal.py`)
+labelstudio.json             the Label Studio project the run labels in: url, project
 rounds/<k>/batch.json        the examples round k asks annotators to label
 rounds/<k>/scoring/<p>.npz   the scoring pass's finished parts, until the batch is written
 rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected
 rounds/<k>/adapter/          the adapter trained in round k (PEFT save_pretrained)
 rounds/<k>/predictions.jsonl id, prediction, gold, correct, confidence
+rounds/<k>/noise.json        `star noise`: round k's labels retrained under other training seeds
+base_hidden/<p>.npz          typiclust: the base model's hidden states over the pool, by part
 .lock                        held by the process working in the folder
 ```
 Every file is written atomically; a round is complete only once results.json lists it.
@@ -72,6 +75,7 @@ class RunFolder:
         self.config_path = self.root / "config.yaml"
         self.results_path = self.root / "results.json"
         self.journal = Journal(self.root / "labels.jsonl")
+        self.labelstudio_path = self.root / "labelstudio.json"
 
     # -- layout -------------------------------------------------------------------------------
     def round_dir(self, k: int) -> Path:
@@ -88,6 +92,11 @@ class RunFolder:
 
     def scoring_parts(self, k: int) -> ScoringParts:
         return ScoringParts(self.round_dir(k) / "scoring", writes=self.writes)
+
+    def base_hidden_parts(self) -> ScoringParts:
+        """The base model's hidden states over the pool (typiclust): the same every round, kept
+        so that a resumed run clusters the very floats it clustered before."""
+        return ScoringParts(self.root / "base_hidden", writes=self.writes)
 
     def predictions_path(self, k: int) -> Path:
         return self.round_dir(k) / "predictions.jsonl"
@@ -222,6 +231,19 @@ class RunFolder:
     def read_predictions(self, k: int) -> list[dict[str, Any]] | None:
         path = self.predictions_path(k)
         return read_jsonl(path) if path.exists() else None
+
+    def noise_path(self, k: int) -> Path:
+        return self.round_dir(k) / "noise.json"
+
+    def write_noise(self, k: int, record: dict[str, Any]) -> None:
+        """round, n_labeled, test_size, run_accuracy, retrains: [{training_seed, accuracy}]."""
+        if not self.writes:
+            return
+        write_json(self.noise_path(k), record)
+
+    def read_noise(self, k: int) -> dict[str, Any] | None:
+        path = self.noise_path(k)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def write_batch(self, batch: Batch) -> None:
         if not self.writes:

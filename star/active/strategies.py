@@ -4,8 +4,10 @@ A strategy is a measure (see `measures.MEASURES`; none for random) with three sw
 the paper: dynamic mixing with the base model (Sec. 5.2), MC dropout (Eq. 7) and L2 decay on
 B (Sec. 5.3); then a batch rule (see `diversity.BATCH_RULES`): the paper's top-k, or a rule
 that diversifies or samples. `me-star` is ME with all three switches and top-k; the Table 2
-ablations turn them on one by one; `me+kcenter` is plain ME with k-center batches. The
-table's order is the display order; Table 1/2 membership and each strategy's colour are
+ablations turn them on one by one; `me+kcenter` is plain ME with k-center batches. `typiclust` is
+label-free TypiClust (`typicality`), and the prefix `typiclust-` puts typicality in the base
+model's slot of a dynamic strategy's mix (`typiclust-me-star`: typical first, uncertain later).
+The table's order is the display order; Table 1/2 membership and each strategy's colour are
 read off it, so a new measure, switch or rule is one entry here and nothing anywhere else.
 """
 
@@ -13,11 +15,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from star.active.diversity import BATCH_RULES, badge, kcenter_greedy, stochastic_top_k
+from star.active.diversity import (
+    BATCH_RULES,
+    badge,
+    class_balanced,
+    kcenter_greedy,
+    stochastic_top_k,
+)
 from star.active.measures import MEASURES
 from star.active.mixing import dynamic_score
 from star.errors import ConfigError
@@ -27,12 +35,16 @@ from star.errors import ConfigError
 class Strategy:
     name: str
     measure: str | None
-    """One of `measures.MEASURES`, or None for random selection."""
+    """One of `measures.MEASURES`, or None for random selection (and for typiclust)."""
     dynamic: bool = False
     mc_dropout: bool = False
     l2_on_b: bool = False
     rule: str = "top"
     """How the batch is taken from the scores (`diversity.BATCH_RULES`)."""
+    typical: bool = False
+    """The base model speaks through the typicality of its hidden states (`typicality`), not
+    its uncertainty: without a measure, TypiClust's picks are the batch (`typiclust`); with one,
+    typicality takes μ_b's slot of the λ(t) mix (`typiclust-me-star`)."""
     color: str | None = None
     """A fixed colour (random and the paper's strategies, as in the earlier reports); the
     others are coloured per figure by `strategy_colors`."""
@@ -74,13 +86,18 @@ _OTHER_COLORS = ("#393b79", "#5254a3", "#6b6ecf", "#9c9ede", "#637939", "#8ca252
 """matplotlib's tab20b, handed out in turn to the strategies of one figure beyond the paper's
 (no import of matplotlib here: the labeling commands load the strategy table and must start
 fast)."""
+TYPICAL_PREFIX = "typiclust-"
+"""Before a dynamic strategy: its λ(t) mix weighs typicality (`typicality.typical_scores`)
+instead of the base model's uncertainty. Not `>` (typical, then uncertain), which a shell
+would read as a redirection."""
 _BALD_VARIANTS = ("", "+dynamic", "-star")
 """BALD reads K MC passes, so its MC switch is always on: `bald+dynamic+mc` would be
 `bald+dynamic`, and `bald+dynamic+l2` would be `bald-star`."""
 
 
 def _table() -> dict[str, Strategy]:
-    table = {"random": Strategy("random", None, color="tab:gray")}
+    table = {"random": Strategy("random", None, color="tab:gray"),
+             "typiclust": Strategy("typiclust", None, typical=True)}
     for rule in BATCH_RULES:
         for measure in MEASURES:
             for index, (suffix, switches) in enumerate(VARIANTS):
@@ -92,6 +109,9 @@ def _table() -> dict[str, Strategy]:
                 paper = rule == "top" and measure in _PAPER_COLORS
                 color = _PAPER_COLORS[measure][index] if paper else None
                 table[name] = Strategy(name, measure, **switches, rule=rule, color=color)
+    table.update({TYPICAL_PREFIX + name: replace(s, name=TYPICAL_PREFIX + name, typical=True,
+                                                 color=None)
+                  for name, s in table.items() if s.dynamic})
     return table
 
 
@@ -101,7 +121,9 @@ TABLE2 = [name for name, s in STRATEGIES.items() if s.in_table2]
 GRAMMAR = ("random, or a measure (" + ", ".join(MEASURES) + ") with none or one of "
            + ", ".join(suffix for suffix, _ in VARIANTS[1:]) + ", then optionally one of "
            + ", ".join(f"+{rule}" for rule in BATCH_RULES[1:])
-           + " (e.g. me-star, margin+dynamic, bald-star, me+kcenter)")
+           + "; or typiclust (label-free); a dynamic one may take the prefix " + TYPICAL_PREFIX
+           + ", which mixes in typicality where μ_b was"
+           + " (e.g. me-star, margin+dynamic, bald-star, me+kcenter, me-star+balanced)")
 
 
 def get_strategy(name: str) -> Strategy:
@@ -164,13 +186,18 @@ def select_batch(strategy: Strategy, scores: np.ndarray, k: int, *, rng: np.rand
     """Indices (into `scores`) of the k examples to label, by the strategy's batch rule.
 
     `top` takes the k highest scores. `power`/`softmax` sample k without replacement with
-    weights score^β or exp(β·score). `kcenter`/`badge` first shortlist the `candidates`·k
+    weights score^β or exp(β·score). `balanced` takes the highest scores class by class, the
+    rarest predicted class first. `kcenter`/`badge` first shortlist the `candidates`·k
     highest scores (0: the whole list), then choose k of them that are far apart in the
     hidden space (k-center, from the highest score) or in gradient space (BADGE)."""
     if strategy.rule == "top":
         return select_top(scores, k)
     if strategy.rule in ("power", "softmax"):
         return stochastic_top_k(np.asarray(scores), k, rng=rng, mode=strategy.rule, beta=beta)
+    if strategy.rule == "balanced":
+        if probs is None:
+            raise ValueError("batch rule 'balanced' needs the label distribution (a choice task)")
+        return class_balanced(scores, probs, k)
     if hidden is None:
         raise ValueError(f"batch rule '{strategy.rule}' needs the hidden states")
     size = len(scores) if candidates == 0 else min(len(scores), candidates * k)

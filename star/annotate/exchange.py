@@ -82,25 +82,35 @@ def _shown(batch: Batch) -> dict[str, str]:
     return {key: name for name, key in _field_keys(batch).items()} or {"prompt": "prompt"}
 
 
-def labelstudio_tasks(batch: Batch, model_version: str) -> list[dict[str, Any]]:
+def labelstudio_tasks(batch: Batch, model_version: str, blind: bool = False) -> list[dict[str, Any]]:
     """Label Studio tasks for `batch`, each with the model's answer as a prediction.
 
     `star_uncertainty` lets a project sort on the acquisition score; the prediction's `score`
     is the model's confidence, which Label Studio's uncertainty sampling shows lowest first.
+    `blind` leaves the prediction out (blind labeling: annotators do not see the guess).
     """
     keys = _field_keys(batch)
     to_name = next(iter(_shown(batch)))
-    kind, answer = ("textarea", "text") if batch.generative else ("choices", "choices")
     tasks = []
     for item in batch.items:
         data: dict[str, Any] = {keys[name]: value for name, value in item.fields.items()}
         data |= {"star_id": item.id, "star_round": batch.round, "star_uncertainty": item.uncertainty,
                  "prompt": item.prompt}
-        result = {"from_name": LABEL_CONTROL, "to_name": to_name, "type": kind,
-                  "value": {answer: [item.suggestion]}}
-        tasks.append({"data": data, "predictions": [
-            {"model_version": model_version, "score": item.confidence, "result": [result]}]})
+        if blind:
+            tasks.append({"data": data})
+            continue
+        tasks.append({"data": data, "predictions": [labelstudio_prediction(
+            batch.generative, to_name, item.suggestion, item.confidence, model_version)]})
     return tasks
+
+
+def labelstudio_prediction(generative: bool, to_name: str, answer: str, confidence: float,
+                           model_version: str) -> dict[str, Any]:
+    """The model's `answer` as a Label Studio prediction of star's control (a choice, or a
+    draft text), scored by its confidence: in tasks star writes and from `star serve`."""
+    kind, key = ("textarea", "text") if generative else ("choices", "choices")
+    result = {"from_name": LABEL_CONTROL, "to_name": to_name, "type": kind, "value": {key: [answer]}}
+    return {"model_version": model_version, "score": confidence, "result": [result]}
 
 
 def labeling_config(batch: Batch) -> str:
@@ -139,32 +149,40 @@ def _csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _rows(batch: Batch) -> list[dict[str, Any]]:
-    """One row per item to fill in: what the annotator reads, the model's guess, and `label`."""
+def _rows(batch: Batch, blind: bool) -> list[dict[str, Any]]:
+    """One row per item to fill in: what the annotator reads, the model's guess (unless
+    `blind`), and `label`."""
     keys = _field_keys(batch)
-    return [{"id": item.id, **{keys[name]: value for name, value in item.fields.items()},
-             "suggestion": item.suggestion, "confidence": item.confidence,
-             "uncertainty": item.uncertainty, "label": ""} for item in batch.items]
+    rows = []
+    for item in batch.items:
+        row = {"id": item.id, **{keys[name]: value for name, value in item.fields.items()}}
+        if not blind:
+            row |= {"suggestion": item.suggestion, "confidence": item.confidence}
+        rows.append(row | {"uncertainty": item.uncertainty, "label": ""})
+    return rows
 
 
-def write_batch(batch: Batch, path: Path, fmt: str, model_version: str = "") -> None:
+def write_batch(batch: Batch, path: Path, fmt: str, model_version: str = "", blind: bool = False) -> None:
     """Write `batch` for labeling outside star, in one of `FORMATS`.
 
     `labelstudio` writes the tasks to `path` and the labeling config beside it (`<stem>.xml`);
-    `csv` and `jsonl` write one row per item with an empty `label` to fill in.
+    `csv` and `jsonl` write one row per item with an empty `label` to fill in. `blind` leaves
+    the model's suggestion and confidence out of every format.
     `model_version` names the predictions in Label Studio (default: the round). Every file is
     written atomically, so a Label Studio import or a spreadsheet never reads half of one.
     """
     if fmt == "labelstudio":
-        tasks = labelstudio_tasks(batch, model_version or f"star-round-{batch.round}")
+        tasks = labelstudio_tasks(batch, model_version or f"star-round-{batch.round}", blind)
         write_text_atomic(path, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
         write_text_atomic(path.with_suffix(".xml"), labeling_config(batch))
     elif fmt == "csv":
-        columns = ["id", *_field_keys(batch).values(), "suggestion", "confidence", "uncertainty", "label"]
+        guess = [] if blind else ["suggestion", "confidence"]
+        columns = ["id", *_field_keys(batch).values(), *guess, "uncertainty", "label"]
         # A byte-order mark: Excel opens the file as UTF-8 (accents intact) instead of ANSI.
-        write_text_atomic(path, "\ufeff" + _csv_text(columns, _rows(batch)))
+        write_text_atomic(path, "\ufeff" + _csv_text(columns, _rows(batch, blind)))
     elif fmt == "jsonl":
-        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _rows(batch)))
+        rows = _rows(batch, blind)
+        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     else:
         raise ConfigError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
 
@@ -227,7 +245,7 @@ def _candidate(example_id: Any, value: Any, who: Any, record: Mapping[str, Any],
     return _Candidate(label, (bool(record.get("ground_truth")), moment, _number(annotation_id)))
 
 
-def _result_value(results: list[dict[str, Any]], where: str) -> str:
+def result_value(results: list[dict[str, Any]], where: str) -> str:
     """The answer in an annotation's `result`: its one choice or its text. Other controls a
     project added (a comment box, say) are not the answer and are left alone."""
     answers = [r for r in results if r.get("type") in ("choices", "textarea")
@@ -251,7 +269,7 @@ def _ls_full(tasks: list[Any], path: Path) -> Iterator[_Candidate]:
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
-            value = _result_value(annotation.get("result") or [], where)
+            value = result_value(annotation.get("result") or [], where)
             yield _candidate(task["data"].get("star_id"), value, annotation.get("completed_by"), annotation,
                              annotation_id=annotation.get("id"), where=where)
 

@@ -3,35 +3,31 @@
 Standard library only, so labeling needs nothing beyond the install. Every answer is checked
 against the batch and appended to the journal (flushed and fsynced) before the page hears that
 it was accepted: whatever an annotator saw accepted survives a crash. A random token in the
-URL, new at each start, keeps other users of the machine and other web pages out.
+URL, new at each start, keeps other users of the machine out; `guard` keeps other web pages
+out (Host, Origin and Content-Type checks, a nonce CSP) and bounds what a request may cost.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
 from star.active.batch import Batch
 from star.active.journal import Answer, Journal, now
+from star.annotate.guard import LOCAL_NAMES, GuardedHandler, GuardedServer, Refused, new_nonce
 from star.errors import DataError, StarError
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 RECENT = 10
 """How many of the last answers the page lists (each one a way back to change it)."""
-MAX_BODY = 1 << 20
-"""Largest request body read: generous for a corrected draft, small enough to refuse floods."""
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-       "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
-"""The page loads nothing but itself and talks to nothing but this server."""
+NONCE = b"{{csp_nonce}}"
+"""Where page.html takes each response's CSP nonce: only its own script and style run."""
 
 
 class LabelingServer:
@@ -42,30 +38,35 @@ class LabelingServer:
     the batch takes no answers now, or None while it does, and then keeps it so until the
     write is done: a page can stay open while a round trains on its answers and after, and must
     then refuse to change them (the run could no longer replay what it trained on).
+    `blind` keeps the model's suggestion and confidence off the page (they are not even sent
+    to it): on the uncertain examples a round picks, a pre-selected guess invites agreement.
     """
 
     def __init__(self, batch: Batch, journal: Journal, annotator: str, host: str = "127.0.0.1",
                  port: int = 0, done_hint: str | None = None,
-                 closed: Callable[[], AbstractContextManager[str | None]] = nullcontext) -> None:
+                 closed: Callable[[], AbstractContextManager[str | None]] = nullcontext,
+                 blind: bool = False) -> None:
         self.batch = batch
         self.journal = journal
         self.annotator = annotator
         self.done_hint = done_hint
         self.closed = closed
+        self.blind = blind
         self.token = secrets.token_urlsafe(24)
         self._page = files(__package__).joinpath("page.html").read_bytes()
         self._write_lock = threading.Lock()  # undo reads the journal, then appends
         self._started = False
-        if host not in LOCAL_HOSTS:
+        if host not in LOCAL_NAMES:
             print(f"warning: the labeling page listens on {host}, beyond this machine: anyone who can "
                   "reach it and has its link can label", file=sys.stderr, flush=True)
         try:
-            self._httpd = _HTTPServer((host, port), _Handler)
+            self._httpd = _HTTPServer(host, port, _Handler)
         except OSError as error:
             raise StarError(f"the labeling page cannot listen on {host}:{port} ({error.strerror}); "
                             "if another `star label` uses the port, pass --port 0 for a free one") from None
         self._httpd.app = self
-        self.url = f"http://{host}:{self._httpd.server_port}/{self.token}/"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self._httpd.server_port}/{self.token}/"
 
     def serve_forever(self) -> None:
         """Answer requests until `shutdown` (from another thread) or Ctrl+C."""
@@ -103,8 +104,10 @@ class LabelingServer:
             "generative": batch.generative,
             "labels": [{"value": label, "display": batch.display.get(label, label).strip() or label}
                        for label in batch.labels],
+            "blind": self.blind,
             "items": [{"id": item.id, "fields": item.fields, "prompt": item.prompt,
-                       "suggestion": item.suggestion, "confidence": item.confidence}
+                       "suggestion": None if self.blind else item.suggestion,
+                       "confidence": None if self.blind else item.confidence}
                       for item in batch.items],
             "answered": answered,
             "recent": [{"id": a.id, "value": a.value, "annotator": a.annotator, "time": a.time}
@@ -145,13 +148,12 @@ class LabelingServer:
             yield
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HTTPServer(GuardedServer):
     app: LabelingServer
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Routes `/<token>/...`; anything without the right token gets 403 and learns nothing."""
+class _Handler(GuardedHandler):
+    """Routes `/<token>/...` once `guard` passed; without the right token, 403 and nothing learned."""
 
     server: _HTTPServer
 
@@ -161,15 +163,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._route("POST")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: the default request log would print the token to the terminal."""
-
     def _route(self, method: str) -> None:
         app = self.server.app
+        try:
+            self.guard(writes=method == "POST")
+        except Refused as refused:
+            self.refuse(refused)
+            return
         parts = urlsplit(self.path).path.split("/")
         if len(parts) < 2 or not secrets.compare_digest(parts[1].encode(), app.token.encode()):
-            self._json(HTTPStatus.FORBIDDEN, {"error": "wrong or missing token: open the link the "
-                                                       "labeling server printed when it started"})
+            self.send_json(HTTPStatus.FORBIDDEN, {"error": "wrong or missing token: open the link the "
+                                                           "labeling server printed when it started"})
             return
         rest = "/".join(parts[2:])
         if len(parts) == 2:  # without the slash the page's relative API paths would miss the token
@@ -178,59 +182,42 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif (method, rest) == ("GET", ""):
-            self._send(HTTPStatus.OK, app._page, "text/html; charset=utf-8")
+            nonce = new_nonce()
+            self.send_body(HTTPStatus.OK, app._page.replace(NONCE, nonce.encode()),
+                           "text/html; charset=utf-8", nonce)
         elif (method, rest) == ("GET", "api/state"):
             try:
-                self._json(HTTPStatus.OK, app.state())
+                self.send_json(HTTPStatus.OK, app.state())
             except (StarError, OSError) as error:  # e.g. a journal line edited by hand
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
+                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
         elif (method, rest) == ("POST", "api/answer"):
             self._write(lambda body: {"stored": app.answer(*_answer_fields(body))})
         elif (method, rest) == ("POST", "api/undo"):
             self._write(lambda body: {"undone": app.undo()})
         else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no {method} /{rest}"})
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no {method} /{rest}"})
 
     def _write(self, action: Callable[[Any], dict[str, Any]]) -> None:
         """Run a write; the reply, with the new state, leaves only after the journal is on disk."""
         try:
-            result = action(self._body())
-        except DataError as error:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+            result = action(self.json_body())
+        except Refused as refused:
+            self.refuse(refused)
             return
-        except OSError as error:  # e.g. a full disk: the page must say the answer was not kept
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       {"error": f"the journal could not be written, nothing was saved: {error}"})
+        except DataError as error:
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+            return
+        except (StarError, OSError) as error:  # a full disk, a journal that is not a plain file
+            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": f"the journal could not be written, nothing was saved: {error}"})
             return
         try:
             state = self.server.app.state()
         except (StarError, OSError) as error:
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       {"error": f"saved, but the page cannot show the batch: {error}"})
+            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": f"saved, but the page cannot show the batch: {error}"})
             return
-        self._json(HTTPStatus.OK, {**result, "state": state})
-
-    def _body(self) -> Any:
-        length = self.headers.get("Content-Length") or "0"
-        if not (length.isascii() and length.isdigit() and int(length) <= MAX_BODY):
-            raise DataError(f"page: a request needs a Content-Length of at most {MAX_BODY} bytes")
-        try:
-            return json.loads(self.rfile.read(int(length)) or b"{}")
-        except ValueError as error:
-            raise DataError(f"page: request is not JSON: {error}") from None
-
-    def _json(self, status: HTTPStatus, data: dict[str, Any]) -> None:
-        self._send(status, json.dumps(data, ensure_ascii=False).encode(), "application/json")
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")  # the URL holds the token
-        self.send_header("Content-Security-Policy", CSP)
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(HTTPStatus.OK, {**result, "state": state})
 
 
 def _answer_fields(body: Any) -> tuple[str, str]:

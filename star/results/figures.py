@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from star.active.classes import CURVE_METRICS
 from star.active.measures import IN_NATS
 from star.active.strategies import display_order, get_strategy, strategy_colors
 from star.results.metrics import reliability_bins
@@ -43,7 +44,8 @@ def _save(fig, path: Path) -> None:
 
 def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Path,
                          strategies: Sequence[str] | None = None) -> None:
-    """Fig. 5 layout: one panel per setup, accuracy vs labels, mean line and ± std band.
+    """Fig. 5 layout: one panel per setup, the summary's metric (accuracy, or what
+    `summarize` was asked for) vs labels, mean line and ± std band.
 
     With nothing to draw (no run has a test set) the PNG says so, so callers need no case.
     """
@@ -58,9 +60,10 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
         axes[0][0].axis("off")
     for ax, setup in zip(axes[0], setups, strict=False):
         for strategy in shown[setup]:
+            metric = summary[setup][strategy]["metric"]
             curve = summary[setup][strategy]["curve"]
             x = np.array(curve["n_labeled"])
-            mean, std = np.array(curve["accuracy_mean"]), np.array(curve["accuracy_std"])
+            mean, std = np.array(curve[f"{metric}_mean"]), np.array(curve[f"{metric}_std"])
             ax.plot(x, 100 * mean, marker="o", markersize=3, label=strategy,
                     color=colors[strategy])
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), alpha=0.12,
@@ -71,8 +74,9 @@ def plot_learning_curves(summary: dict[str, dict[str, dict[str, Any]]], path: Pa
                 ax.axhline(100 * float(np.mean(list(levels[name].values()))), color="black",
                            linestyle=style, linewidth=1, alpha=0.6, label=name)
         ax.set_title(_title(setup), fontsize=10)
-        ax.set_xlabel("number of labels (0: the base model, zero-shot)")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_xlabel("number of labels" + (" (0: the base model, zero-shot)"
+                                            if 0 in curve["n_labeled"] else ""))
+        ax.set_ylabel(f"{CURVE_METRICS[metric]} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _save(fig, path)

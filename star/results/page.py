@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from star.active.classes import CURVE_METRICS
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.strategies import TABLE1, TABLE2
 from star.errors import DataError
@@ -26,10 +27,14 @@ from star.results.figures import (
 )
 from star.results.setups import file_stem
 from star.results.summary import (
+    batch_label_rows,
     calibration_rows,
+    class_rows,
     collect_runs,
+    detectable_rows,
     label_records,
     matched_seeds,
+    noise_rows,
     scored,
     selection_rows,
     summarize,
@@ -39,11 +44,15 @@ from star.results.tables import (
     Table,
     advice_table,
     annotator_table,
+    batch_labels_table,
     calibration_tables,
+    class_recall_table,
     comparisons_table,
     labels_table,
+    noise_tables,
     per_seed_table,
     results_table,
+    savings_tables,
     selection_table,
     setup_groups,
 )
@@ -106,9 +115,9 @@ def _figure_sets(summary: dict) -> list[tuple[str, list[str], set[str], str]]:
     return sets
 
 
-def _result_tables(summary: dict, runs: list[dict]) -> list[Table]:
+def _result_tables(summary: dict, runs: list[dict], metric: str) -> list[Table]:
     """Table 1, every strategy when Table 1 leaves some out, and Table 2 when ablations ran,
-    over one group of setups (`summary`) and their runs with a test set."""
+    over one group of setups (`summary`, on `metric`) and their runs with a test set."""
     tables = [results_table(summary, TABLE1, "table1_main",
                             "Table 1 layout: AUC and RIPL of the main strategies")]
     ablation_setups = _ablation_setups(summary)
@@ -119,7 +128,7 @@ def _result_tables(summary: dict, runs: list[dict]) -> list[Table]:
         matched = matched_seeds([r for r in runs if r["setup"] in ablation_setups], ablations)
         seeds = {setup: sorted({r["seed"] for r in matched if r["setup"] == setup})
                  for setup in ablation_setups}
-        table2 = results_table(summarize(matched), ablations, "table2_ablation",
+        table2 = results_table(summarize(matched, metric), ablations, "table2_ablation",
                                "Table 2 layout: ablations of the STAR components")
         table2.note += " Only the seeds every row has: " + "; ".join(
             f"{setup} {seeds[setup]}" for setup in sorted(seeds)) + "."
@@ -128,17 +137,19 @@ def _result_tables(summary: dict, runs: list[dict]) -> list[Table]:
 
 
 def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
-                     pairs: Sequence[tuple[str, str]]) -> Section:
+                     pairs: Sequence[tuple[str, str]], metric: str) -> Section:
     section = Section("Main results (Table 1)")
     for group in groups:
         part = {setup: summary[setup] for setup in group.names if setup in summary}
         if part:
-            section.tables += [group.retitle(t) for t in _result_tables(part, scored(runs))]
+            section.tables += [group.retitle(t)
+                               for t in _result_tables(part, scored(runs), metric)]
     comparisons = comparisons_table(summary, pairs)
     if comparisons.rows:
         section.tables.append(comparisons)
     if summary:
         section.tables.append(per_seed_table(summary))
+        section.tables += savings_tables(summary)
     left_out = [run for run in runs if run.get("auc") is None]
     if left_out:
         section.text = (f"Left out of the tables, learning curves and calibration for want of a "
@@ -147,9 +158,10 @@ def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
     return section
 
 
-def _curves_section(summary: dict, out: Path) -> Section:
-    section = Section("Learning curves (Fig. 5)", "Accuracy on the test split against the "
-                      "number of labels; line: mean over seeds, band: ± one standard deviation.")
+def _curves_section(summary: dict, out: Path, metric: str) -> Section:
+    section = Section("Learning curves (Fig. 5)", f"The test split's {CURVE_METRICS[metric]} "
+                      "against the number of labels; line: mean over seeds, band: ± one "
+                      "standard deviation.")
     if not summary:
         section.text += " No run here has a test set."
         return section
@@ -158,6 +170,18 @@ def _curves_section(summary: dict, out: Path) -> Section:
         plot_learning_curves({setup: summary[setup] for setup in shown}, path, strategies)
         section.figures.append((f"Learning curves, {caption}", path))
     return section
+
+
+def _noise_section(runs: list[dict], summary: dict) -> Section | None:
+    """The noise budget of the runs with a test set; None without any."""
+    rows = noise_rows(runs)
+    if not rows:
+        return None
+    return Section("Noise budget", "How much of a round's accuracy is noise: the test set's own "
+                   "sampling error, the spread between seeds and, where `star noise` retrained a "
+                   "round, the spread between training seeds on the same labels; then the "
+                   "smallest AUC difference the seeds here (and 10 seeds) could detect.",
+                   tables=noise_tables(rows, detectable_rows(summary)))
 
 
 def _calibration_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
@@ -215,6 +239,28 @@ def _selection_section(runs: list[dict], groups: list[SetupGroup], out: Path) ->
     return section
 
 
+def _classes_section(runs: list[dict]) -> Section | None:
+    """Whether strategies found the rare classes: recall per class at the last round, and the
+    labels of the batches against the pool's; a table of each per task (tasks have labels of
+    their own). None when no run records them (runs from before STAR did)."""
+    recall, batches = class_rows(runs), batch_label_rows(runs)
+    if not recall and not batches:
+        return None
+    section = Section("Classes", "Accuracy hides a rare class; these tables show whether each "
+                      "strategy learned every class and whether its batches sought the rare "
+                      "ones.")
+    for rows, make, name, title in (
+            (recall, class_recall_table, "class_recall", "Classes at the last round"),
+            (batches, batch_labels_table, "batch_labels",
+             "Labels of the chosen batches against the pool")):
+        tasks = sorted({row["task"] for row in rows})
+        for task in tasks:
+            mine = [row for row in rows if row["task"] == task]
+            section.tables.append(make(mine) if len(tasks) == 1 else
+                                  make(mine, f"{name}_{file_stem(task)}", f"{title}, {task}"))
+    return section
+
+
 def _labels_section(records: list[dict]) -> Section:
     """A labels table per task, since tasks have labels of their own (`labels.csv` while
     there is one task, `labels_<task>.csv` for each of several)."""
@@ -238,16 +284,24 @@ def _labels_section(records: list[dict]) -> Section:
 
 
 def build_sections(runs: list[dict], summary: dict, out: Path,
-                   pairs: Sequence[tuple[str, str]] = ()) -> list[Section]:
+                   pairs: Sequence[tuple[str, str]] = (), metric: str = "accuracy"
+                   ) -> list[Section]:
     """Compute every table and figure, writing PNG and CSV files into `out`. Each table covers
     one group of setups (see `setup_groups`): all of them while no task has two setups.
     `pairs` are strategy pairs compared by seed besides each strategy against random;
-    `summary` is `summarize(runs)`, computed once by the caller (it reads every last round's
-    predictions)."""
+    `summary` is `summarize(runs, metric)`, computed once by the caller (it reads every last
+    round's predictions)."""
     groups = setup_groups({run["setup"]: run["task"] for run in runs})
-    sections = [_results_section(runs, summary, groups, pairs), _curves_section(summary, out),
+    sections = [_results_section(runs, summary, groups, pairs, metric),
+                _curves_section(summary, out, metric),
                 _calibration_section(runs, summary, groups, out, pairs),
                 _selection_section(runs, groups, out)]
+    classes = _classes_section(runs)
+    if classes:
+        sections.append(classes)
+    noise = _noise_section(runs, summary)
+    if noise:
+        sections.append(noise)
     advice = advice_table(runs)
     if advice.rows:
         sections.append(Section("Stopping advice and forecast", "Whether more labels are still "
@@ -294,16 +348,17 @@ def render_html(sections: list[Section], runs: list[dict], title: str) -> str:
 
 
 def write_report(runs_dir: Path, out: Path, title: str = "STAR report",
-                 pairs: Sequence[tuple[str, str]] = ()) -> Path:
-    """report.html, report.md, their PNGs and CSVs, and summary.json in `out`."""
+                 pairs: Sequence[tuple[str, str]] = (), metric: str = "accuracy") -> Path:
+    """report.html, report.md, their PNGs and CSVs, and summary.json in `out`; AUC, RIPL and
+    the learning curves on `metric` (see `classes.CURVE_METRICS`)."""
     if not runs_dir.is_dir():
         raise DataError(f"runs folder '{runs_dir}' does not exist")
     runs = collect_runs(runs_dir)
     if not runs:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
+    summary = summarize(runs, metric)  # before any file: a missing metric writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(runs)
-    sections = build_sections(runs, summary, out, pairs)
+    sections = build_sections(runs, summary, out, pairs, metric)
     write_json(out / "summary.json", json.loads(json.dumps(summary)))
     write_text_atomic(out / "report.md", render_markdown(sections, runs, title))
     write_text_atomic(out / "report.html", render_html(sections, runs, title))

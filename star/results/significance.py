@@ -99,23 +99,46 @@ def unpaired(first: list[float], second: list[float]) -> Estimate:
 def seeds_for_power(mean: float, std: float) -> int | None:
     """The smallest n whose two-sided paired t-test at α detects a true mean difference `mean`
     with per-seed spread `std` with probability ≥ `POWER` (non-central t)."""
-    from scipy import stats  # here: the labeling commands import results modules and start fast
 
     if mean == 0 or not math.isfinite(mean):
         return None
     if std == 0:
         return 2  # no spread: any two seeds show the difference
     for n in range(2, MAX_SEEDS + 1):
-        df = n - 1
-        critical = stats.t.ppf(1 - ALPHA / 2, df)
-        shift = abs(mean) / (std / math.sqrt(n))
-        # The wrong-sign tail: scipy's non-central t returns NaN far out in it (a large shift,
-        # where it is below 1e-15), and a NaN power would pass over every n.
-        wrong_sign = stats.nct.cdf(-critical, df, shift)
-        power = stats.nct.sf(critical, df, shift) + (wrong_sign if math.isfinite(wrong_sign) else 0.0)
-        if power >= POWER:
+        if paired_power(mean, std, n) >= POWER:
             return n
     return None
+
+
+def paired_power(mean: float, std: float, n: int) -> float:
+    """The probability that a two-sided paired t-test at α over n ≥ 2 seeds rejects "no
+    difference" when the true mean difference is `mean` and its per-seed spread `std` > 0."""
+    from scipy import stats
+
+    df = n - 1
+    critical = stats.t.ppf(1 - ALPHA / 2, df)
+    shift = abs(mean) / (std / math.sqrt(n))
+    # The wrong-sign tail: scipy's non-central t returns NaN far out in it (a large shift,
+    # where it is below 1e-15), and a NaN power would pass over every n.
+    wrong_sign = stats.nct.cdf(-critical, df, shift)
+    return float(stats.nct.sf(critical, df, shift)
+                 + (wrong_sign if math.isfinite(wrong_sign) else 0.0))
+
+
+def detectable_difference(std: float, n: int) -> float | None:
+    """The smallest true mean difference a paired t-test over n seeds detects at 80 % power
+    (α = 0.05) given the per-seed spread `std`: `seeds_for_power` read the other way, what a
+    seed count can see before the seeds are spent. None with fewer than two seeds."""
+    from scipy.optimize import brentq
+
+    if n < 2:
+        return None
+    if std == 0:
+        return 0.0
+    high = std
+    while paired_power(high, std, n) < POWER:  # power rises with the difference
+        high *= 2
+    return float(brentq(lambda d: paired_power(d, std, n) - POWER, 0.0, high, xtol=1e-9 * std))
 
 
 def paired(first: dict[int, float], second: dict[int, float]) -> Paired | None:

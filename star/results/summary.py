@@ -10,14 +10,25 @@ from typing import Any
 
 import numpy as np
 
+from star.active.classes import batch_against_pool
 from star.active.journal import annotator_agreement
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
+from star.errors import DataError
 from star.progress import log
-from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
+from star.results.metrics import auc, brier_score, expected_calibration_error, mean_std, ripl
+from star.results.savings import (
+    Z95,
+    binomial_se,
+    bootstrap_interval,
+    deficiency,
+    labels_saved,
+    pooled_sd,
+)
 from star.results.setups import name_setups, refuse_duplicates, setup_key
-from star.results.significance import paired
+from star.results.significance import detectable_difference, paired
+from star.seeding import numpy_rng
 
 
 def collect_runs(root: Path) -> list[dict[str, Any]]:
@@ -58,19 +69,48 @@ BASELINES = ("chance", "majority", "zero_shot")
 """What a run records before any training (results.json `baselines`)."""
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{setup: {strategy: {task, setup, seeds, auc_per_seed, auc_mean, auc_std, ripl_per_seed,
-    ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std,
+def metric_auc(run: dict[str, Any], metric: str) -> float:
+    """A run's AUC on `metric` (a key of its rounds): the one it recorded for accuracy, else
+    computed the same way from its rounds."""
+    if metric == "accuracy":
+        return run["auc"]
+    rounds = complete_rounds(run)
+    return auc([r["n_labeled"] for r in rounds], [r[metric] for r in rounds])
+
+
+def refuse_missing(runs: list[dict[str, Any]], metric: str) -> None:
+    """A `DataError` naming the runs with a round that lacks `metric`: a curve on it would
+    compare them with others on another footing."""
+    lacking = [run["path"] for run in runs
+               if any(r.get(metric) is None for r in complete_rounds(run))]
+    if lacking:
+        raise DataError(f"no {metric} in every round of {len(lacking)} run(s) (runs from before "
+                        f"STAR recorded it, or generative tasks): {', '.join(lacking)}; leave "
+                        "them out, or report on accuracy")
+
+
+def summarize(runs: list[dict[str, Any]],
+              metric: str = "accuracy") -> dict[str, dict[str, dict[str, Any]]]:
+    """{setup: {strategy: {task, setup, metric, seeds, auc_per_seed, auc_mean, auc_std,
+    ripl_per_seed, ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std,
     ece_last_per_seed, curve, vs_random}}} over the runs with a test set. `ece_last` is the ECE
     of the last round all the strategy's seeds reached. `gain` is AUC minus the zero-shot
     accuracy: what fine-tuning bought over not fine-tuning at all. The curve starts at 0 labels
     with the zero-shot point. `vs_random` is the AUC difference to random paired by seed (see
     `significance.paired`).
 
+    `metric` (see `classes.CURVE_METRICS`) is what the curve (`<metric>_mean`, `<metric>_std`),
+    AUC and RIPL are of; every run must have it in every round (`refuse_missing`). The baselines,
+    the zero-shot point and the gain are accuracies, so only an accuracy summary has them.
+
     `setup` holds the config keys that set the setup apart from the other setups of its task.
     RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
+    `savings` (accuracy summaries where random ran on some seed of the setup): labels saved
+    and the deficiency against random, per seed and over seeds (see `savings_of`).
     """
     runs = scored(runs)
+    refuse_missing(runs, metric)
+    runs = [{**run, "auc": metric_auc(run, metric)} for run in runs]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         groups[(run["setup"], run["strategy"])].append(run)
@@ -80,7 +120,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                                            key=lambda kv: (kv[0][0], display_order(kv[0][1]))):
         group.sort(key=lambda r: r["seed"])
         length = min(len(complete_rounds(r)) for r in group)
-        accuracy = np.array([[x["accuracy"] for x in complete_rounds(r)[:length]] for r in group])
+        values = np.array([[x[metric] for x in complete_rounds(r)[:length]] for r in group])
         aucs = [r["auc"] for r in group]
         auc_mean, auc_std = mean_std(aucs)
         ripls = [ripl(r["auc"], random_auc[(setup, r["seed"])])
@@ -88,8 +128,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                  for r in group]
         known = [value for value in ripls if value is not None]
         ripl_mean, ripl_std = mean_std(known) if known else (None, None)
-        baselines = {name: [(r.get("baselines") or {}).get(name) for r in group]
-                     for name in BASELINES}
+        recorded = [(r.get("baselines") or {}) if metric == "accuracy" else {} for r in group]
+        baselines = {name: [levels.get(name) for levels in recorded] for name in BASELINES}
         zero_shot = baselines["zero_shot"]
         gains = [None if z is None else a - z for a, z in zip(aucs, zero_shot, strict=True)]
         gain_mean, gain_std = mean_std(gains) if None not in gains else (None, None)
@@ -97,9 +137,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         last_ece = [calibration_at(r, complete_rounds(r)[length - 1]) for r in group]
         if None not in zero_shot:  # the curve starts at the base model, before any label
             n_labeled = [0, *n_labeled]
-            accuracy = np.column_stack([zero_shot, accuracy])
+            values = np.column_stack([zero_shot, values])
         summary[setup][strategy] = {
-            "task": group[0]["task"], "setup": group[0]["setup_keys"],
+            "task": group[0]["task"], "setup": group[0]["setup_keys"], "metric": metric,
             "seeds": [r["seed"] for r in group], "auc_per_seed": aucs,
             "auc_mean": auc_mean, "auc_std": auc_std,
             "ripl_per_seed": ripls, "ripl_mean": ripl_mean, "ripl_std": ripl_std,
@@ -107,9 +147,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             "gain_per_seed": gains, "gain_mean": gain_mean, "gain_std": gain_std,
             "ece_last_per_seed": [None if c is None else c[0] for c in last_ece],
             "curve": {"n_labeled": n_labeled,
-                      "accuracy_mean": accuracy.mean(axis=0).tolist(),
-                      "accuracy_std": (accuracy.std(axis=0, ddof=1) if len(group) > 1
-                                       else np.zeros(accuracy.shape[1])).tolist()}}
+                      f"{metric}_mean": values.mean(axis=0).tolist(),
+                      f"{metric}_std": (values.std(axis=0, ddof=1) if len(group) > 1
+                                        else np.zeros(values.shape[1])).tolist()}}
     for entries in summary.values():
         random = entries.get("random")
         for strategy, entry in entries.items():
@@ -117,6 +157,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             if random is not None and strategy != "random":
                 against = paired(per_seed(entry, "auc"), per_seed(random, "auc"))
             entry["vs_random"] = against.to_dict() if against else None
+    if metric == "accuracy":  # savings are counted in accuracy, as the baselines are
+        for (setup, strategy), savings in savings_of(runs).items():
+            summary[setup][strategy]["savings"] = savings
     return dict(summary)
 
 
@@ -124,6 +167,107 @@ def per_seed(entry: dict[str, Any], metric: str) -> dict[int, float]:
     """seed -> value of a summary entry's `<metric>_per_seed` (values that exist)."""
     return {seed: value for seed, value in zip(entry["seeds"], entry[f"{metric}_per_seed"],
                                                strict=True) if value is not None}
+
+
+def curve_of(run: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """A run's learning curve: labels and accuracy of its complete rounds with a test set."""
+    rounds = [r for r in complete_rounds(run) if r.get("accuracy") is not None]
+    return [r["n_labeled"] for r in rounds], [r["accuracy"] for r in rounds]
+
+
+def savings_of(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (setup, strategy), over the seeds random ran too: per seed, random's final accuracy
+    (`target`) and budget, the labels needed to reach it (null: not reached), the labels saved,
+    the deficiency and its reference (the best accuracy of any run of the setup and seed);
+    then the mean and 95 % bootstrap interval of both over the seeds, and how many seeds did
+    not reach random's final accuracy (see `savings.py` for how they count)."""
+    curves = {(r["setup"], r["strategy"], r["seed"]): curve_of(r) for r in scored(runs)}
+    best: dict[tuple[str, int], float] = defaultdict(float)
+    for (setup, _, seed), (_, accuracy) in curves.items():
+        best[(setup, seed)] = max(best[(setup, seed)], *accuracy)
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for (setup, strategy, seed), (n, accuracy) in sorted(curves.items()):
+        random = curves.get((setup, "random", seed))
+        if random is None:
+            continue
+        saving = labels_saved(n, accuracy, *random)
+        rows[(setup, strategy)].append({
+            "seed": seed, "target": random[1][-1], "budget": random[0][-1],
+            "needed": saving.needed, "saved": saving.saved, "reached": saving.reached,
+            "reference": best[(setup, seed)],
+            "deficiency": deficiency(n, accuracy, *random, best[(setup, seed)])})
+    return {key: {"per_seed": seeds,
+                  "labels_saved": {**_over_seeds([s["saved"] for s in seeds]),
+                                   "not_reached": sum(not s["reached"] for s in seeds)},
+                  "deficiency": _over_seeds([s["deficiency"] for s in seeds
+                                             if s["deficiency"] is not None])}
+            for key, seeds in rows.items()}
+
+
+def _over_seeds(values: list[float]) -> dict[str, Any]:
+    """Mean, 95 % bootstrap interval and count of per-seed values; the resampling generator is
+    fixed, so the same runs give the same interval."""
+    if not values:
+        return {"mean": None, "low": None, "high": None, "seeds": 0}
+    low, high = bootstrap_interval(values, numpy_rng(0, 0, "bootstrap")) or (None, None)
+    return {"mean": float(np.mean(values)), "low": low, "high": high, "seeds": len(values)}
+
+
+PLANNED_SEEDS = 10
+"""The seed count of a comparison that backs a claim: what it could detect is shown too."""
+
+
+def noise_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup and label count: the mean accuracy of its runs; the test set's binomial
+    standard error at that accuracy and its 95 % half-width (what another test set of the same
+    size alone would move); the spread between seeds (sample SD within each strategy, pooled
+    over the strategies); and, where `star noise` retrained the round, the spread between
+    training seeds on the same labels (pooled over those runs)."""
+    accuracies: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    retrained: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
+    runs = scored(runs)
+    for run in runs:
+        folder = RunFolder(Path(run["path"]))
+        for entry in complete_rounds(run):
+            if entry.get("accuracy") is None:
+                continue
+            key = (run["setup"], entry["n_labeled"])
+            accuracies[key][run["strategy"]].append(entry["accuracy"])
+            noise = folder.read_noise(entry["round"])
+            if noise and noise["retrains"]:
+                retrained[key].append([r["accuracy"] for r in noise["retrains"]])
+    tasks = {run["setup"]: run["task"] for run in runs}
+    sizes = {run["setup"]: run.get("test_size") for run in runs}
+    rows = []
+    for (setup, n), groups in sorted(accuracies.items()):
+        mean = float(np.mean([a for group in groups.values() for a in group]))
+        se = binomial_se(mean, sizes[setup]) if sizes[setup] else None
+        rows.append({"task": tasks[setup], "setup": setup, "n_labeled": n, "accuracy": mean,
+                     "test_size": sizes[setup], "test_se": se,
+                     "test_half_width": None if se is None else Z95 * se,
+                     "seeds": max(len(group) for group in groups.values()),
+                     "seed_sd": pooled_sd(list(groups.values())),
+                     "train_runs": len(retrained[(setup, n)]),
+                     "train_sd": pooled_sd(retrained[(setup, n)])})
+    return rows
+
+
+def detectable_rows(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per setup where strategies were paired with random on two or more seeds: the spread of
+    the per-seed AUC differences (pooled over the strategies) and the smallest true difference a
+    paired t-test detects at 80 % power with that many seeds, and with `PLANNED_SEEDS`."""
+    rows = []
+    for setup, entries in sorted(summary.items()):
+        differences = [e["vs_random"]["differences"] for e in entries.values() if e.get("vs_random")]
+        spread = pooled_sd(differences)
+        if spread is None:
+            continue
+        seeds = max(len(d) for d in differences)
+        rows.append({"task": next(iter(entries.values()))["task"], "setup": setup,
+                     "seeds": seeds, "difference_sd": spread,
+                     "detectable": detectable_difference(spread, seeds),
+                     "detectable_planned": detectable_difference(spread, PLANNED_SEEDS)})
+    return rows
 
 
 def baseline_levels(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, float]]:
@@ -251,3 +395,72 @@ def label_records(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                             "annotators": annotator_agreement(
                                 RunFolder(Path(run["path"])).journal)})
     return records
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values that exist; None without any."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def _by_strategy(keyed: dict[tuple[str, str], Any]) -> list[tuple[tuple[str, str], Any]]:
+    """(setup, strategy) groups in the order of the tables: by setup, then strategy."""
+    return sorted(keyed.items(), key=lambda kv: (kv[0][0], display_order(kv[0][1])))
+
+
+def class_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup and strategy whose last round records per-class numbers: that round's accuracy,
+    balanced accuracy, macro-F1 and each class's recall, averaged over the seeds (a class the
+    test set lacks has no recall and stays out of its mean)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    tasks = {run["setup"]: run["task"] for run in runs}
+    for run in scored(runs):
+        last = complete_rounds(run)[-1]
+        if last.get("class_recall") is not None:
+            groups[(run["setup"], run["strategy"])].append(last)
+    rows = []
+    for (setup, strategy), lasts in _by_strategy(groups):
+        labels = sorted({label for last in lasts for label in last["class_recall"]})
+        rows.append({"task": tasks[setup], "setup": setup, "strategy": strategy,
+                     "seeds": len(lasts), "n_labeled": lasts[0]["n_labeled"],
+                     **{key: _mean([last[key] for last in lasts])
+                        for key in ("accuracy", "balanced_accuracy", "macro_f1")},
+                     "class_recall": {label: _mean([last["class_recall"].get(label)
+                                                    for last in lasts]) for label in labels}})
+    return rows
+
+
+def batch_shares(rounds: list[dict[str, Any]]) -> dict[str, tuple[float, float | None]]:
+    """label -> (its share of these rounds' batches, its share of the unlabeled pools they were
+    chosen from), each round weighted by its batch size: the second is what random selection
+    would have taken on average. None for the pool without its labels (people)."""
+    sizes = [sum(r["batch_label_counts"].values()) for r in rounds]
+    shares = [batch_against_pool(r["batch_label_counts"], r.get("pool_label_counts"))
+              for r in rounds]
+    labels = sorted({label for s in shares for label in s})
+
+    def weighted(label: str, which: int) -> float | None:
+        values = [s.get(label, (0.0, 0.0))[which] for s in shares]
+        return None if None in values else float(np.average(values, weights=sizes))
+
+    return {label: (weighted(label, 0) or 0.0, weighted(label, 1)) for label in labels}
+
+
+def batch_label_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup and strategy whose rounds record their batches' labels: `batch_shares` of the
+    rounds the strategy chose (round 0, the warm start, left out), averaged over the seeds."""
+    groups: dict[tuple[str, str], list[dict[str, tuple[float, float | None]]]] = defaultdict(list)
+    tasks = {run["setup"]: run["task"] for run in runs}
+    for run in runs:
+        rounds = [r for r in complete_rounds(run)[1:] if r.get("batch_label_counts")]
+        if rounds:
+            groups[(run["setup"], run["strategy"])].append(batch_shares(rounds))
+    rows = []
+    for (setup, strategy), runs_shares in _by_strategy(groups):
+        labels = sorted({label for shares in runs_shares for label in shares})
+        rows.append({"task": tasks[setup], "setup": setup, "strategy": strategy,
+                     "seeds": len(runs_shares),
+                     "shares": {label: tuple(_mean([s.get(label, (0.0, 0.0))[which]
+                                                    for s in runs_shares]) for which in (0, 1))
+                                for label in labels}})
+    return rows

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from star.active.classes import CURVE_METRICS
 from star.active.runfolder import complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.active.strategies import display_order
 from star.files import write_text_atomic
 from star.results.metrics import mean_std
 from star.results.significance import paired
-from star.results.summary import BASELINES, baseline_levels, per_seed
+from star.results.summary import BASELINES, PLANNED_SEEDS, baseline_levels, per_seed
 
 FOLD_ROWS = 30
 """Tables with more rows than this are folded (`<details>`) in the report."""
@@ -164,6 +165,10 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
     columns = ["Method"] + [f"{tasks[u]} {headers[m]}" for u in setups for m in metrics]
     marks = {(u, m): _marks({s: summary[u][s][f"{m}_mean"] for s in rows_for if s in summary[u]})
              for u in setups for m in metrics}
+    has_saved = any(summary[u][s].get("savings") for u in setups for s in rows_for
+                    if s in summary[u])
+    if has_saved:  # after every setup's other columns: one per setup
+        columns += [f"{tasks[u]} labels saved" for u in setups]
     table = Table(name, title, columns)
     for strategy in rows_for:
         row = [Cell(strategy)]
@@ -179,6 +184,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                     text += _verdict(entry.get("vs_random"))
                 row.append(Cell(text, round(100 * mean, 4),
                                 marks[(setup, metric)].get(strategy, "")))
+        if has_saved:
+            row += [_saved_cell(summary[u].get(strategy)) for u in setups]
         table.rows.append(row)
     levels = {u: baseline_levels({s: summary[u][s] for s in rows_for if s in summary[u]})
               for u in setups}
@@ -194,6 +201,7 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
             else:
                 row.append(Cell("–"))
             row += [Cell("–")] * (len(metrics) - 1)
+        row += [Cell("–")] * (len(setups) if has_saved else 0)
         table.rows.append(row)
     counts = {(u, s): len(summary[u][s]["seeds"]) for u in setups for s in rows_for if s in summary[u]}
     seeds = sorted(set(counts.values()))
@@ -207,7 +215,12 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                                   for (u, s), n in counts.items())
                  + "; rows on different seeds differ by their seeds too, which the paired "
                  "comparisons leave out)")
-    table.note = (f"AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
+    metric = next((summary[u][s]["metric"] for u in setups for s in rows_for if s in summary[u]),
+                  "accuracy")
+    on = "" if metric == "accuracy" else (
+        f"On {CURVE_METRICS[metric]}: AUC and RIPL of its learning curve; no zero-shot point, "
+        "gain or baseline rows, which are accuracies. ")
+    table.note = (f"{on}AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
                   f"points; mean ± sample std (n − 1) over "
                   f"{'/'.join(map(str, seeds))} seed(s){which}"
                   + "; one seed gives one number and no spread, "
@@ -218,8 +231,31 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                   "the RIPL of the mean AUCs); "
                   "gain: AUC minus the zero-shot accuracy of the same seed's test set. Baseline "
                   "rows (chance, majority class of the test set, zero-shot base model) give the "
-                  "accuracy in the AUC column.")
+                  "accuracy in the AUC column."
+                  + (" " + SAVED_NOTE if has_saved else ""))
     return table
+
+
+SAVED_NOTE = ("Labels saved: 1 − the labels a strategy's curve (linear between rounds) first "
+              "needs to reach random's final accuracy of the same seed, over random's budget, "
+              "in %, mean (95 % bootstrap interval over seeds); n.r. k/n: k of n seeds never "
+              "reached it, each counted at its own budget (no label saved), so the mean is an "
+              "upper bound (≤). Random's row is what the first crossing credits a bumpy curve by "
+              "chance: read the others against it.")
+
+
+def _saved_cell(entry: dict[str, Any] | None) -> Cell:
+    """Labels saved of a summary entry: mean (interval), `≤` and n.r. k/n when some seeds never
+    reached random's final accuracy."""
+    saved = (entry or {}).get("savings", {}).get("labels_saved")
+    if not saved or saved["mean"] is None:
+        return Cell("–")
+    text = f"{100 * saved['mean']:.1f}"
+    if saved["low"] is not None:
+        text += f" ({100 * saved['low']:.1f} to {100 * saved['high']:.1f})"
+    if saved["not_reached"]:
+        text = f"≤ {text}, n.r. {saved['not_reached']}/{saved['seeds']}"
+    return Cell(text, round(100 * saved["mean"], 4))
 
 
 def table_markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -355,6 +391,51 @@ def _percent(value: float | None, digits: int = 1) -> Cell:
     return Cell("–") if value is None else Cell(f"{100 * value:.{digits}f}", round(100 * value, 4))
 
 
+def class_recall_table(rows: list[dict[str, Any]], name: str = "class_recall",
+                       title: str = "Classes at the last round") -> Table:
+    """Per setup and strategy (`summary.class_rows`): the last round's accuracy, balanced
+    accuracy, macro-F1 and recall per class, in %, averaged over seeds. Give it one task's
+    rows: a column per label of every row's task."""
+    labels = sorted({label for row in rows for label in row["class_recall"]})
+    table = Table(name, title, ["Setup", "Method", "Seeds", "Labels", "accuracy",
+                                "balanced accuracy", "macro-F1",
+                                *[f"recall {label}" for label in labels]])
+    for row in rows:
+        table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
+                           Cell(str(row["seeds"]), row["seeds"]),
+                           Cell(str(row["n_labeled"]), row["n_labeled"]),
+                           *[_percent(row[key]) for key in
+                             ("accuracy", "balanced_accuracy", "macro_f1")],
+                           *[_percent(row["class_recall"].get(label)) for label in labels]])
+    table.note = ("In %, on the test set, mean over seeds. Recall of a class: the share of its "
+                  "test examples the model answered with it (– where the test set lacks it); "
+                  "balanced accuracy: the mean recall over the classes the test set holds; "
+                  "macro-F1: the mean F1 over the classes in the test set or the answers (F1 0 "
+                  "for a class never answered right).")
+    return table
+
+
+def batch_labels_table(rows: list[dict[str, Any]], name: str = "batch_labels",
+                       title: str = "Labels of the chosen batches against the pool") -> Table:
+    """Per setup and strategy (`summary.batch_label_rows`): each label's share of the batches
+    and of the pool they came from, in %. Give it one task's rows."""
+    labels = sorted({label for row in rows for label in row["shares"]})
+    table = Table(name, title, ["Setup", "Method", "Seeds", *[
+        f"{label} {where}" for label in labels for where in ("batch", "pool")]])
+    for row in rows:
+        table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
+                           Cell(str(row["seeds"]), row["seeds"]),
+                           *[_percent(row["shares"].get(label, (0.0, 0.0))[which])
+                             for label in labels for which in (0, 1)]])
+    table.note = ("In %, mean over seeds, over the rounds after the warm start, each weighted by "
+                  "its batch size. batch: the label's share of the examples the strategy chose; "
+                  "pool: its share of the unlabeled pool each batch was chosen from, which is "
+                  "what random selection takes on average (– when the pool's labels are "
+                  "unknown, as with people labeling). A strategy that seeks a rare class shows a "
+                  "batch share above its pool share.")
+    return table
+
+
 def advice_table(runs: list[dict[str, Any]]) -> Table:
     """Per run, as of its last round: the stopping signals, the learning-curve forecast with
     its interval, and the forecast's check on the run itself (first half fitted, second half
@@ -483,3 +564,92 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
                        f"{min(100, 5 * tests)} % (Bonferroni: p < {0.05 / tests:.3g} for all "
                        f"{tests} together).")
     return table
+
+
+def _interval(values: dict[str, Any], scale: float = 100.0, digits: int = 1) -> Cell:
+    """`mean (low to high)` of a savings summary (`summary.savings_of`); the mean alone for
+    one seed."""
+    if values["mean"] is None:
+        return Cell("–")
+    text = f"{scale * values['mean']:.{digits}f}"
+    if values["low"] is not None:
+        text += f" ({scale * values['low']:.{digits}f} to {scale * values['high']:.{digits}f})"
+    return Cell(text, round(scale * values["mean"], 4))
+
+
+def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]:
+    """Labels saved and the deficiency per setup and strategy, then seed by seed; none when no
+    setup ran random."""
+    keys = [(u, s) for u in sorted(summary) for s in sorted(summary[u], key=display_order)
+            if summary[u][s].get("savings")]
+    if not keys:
+        return []
+    overall = Table("labels_saved", "Labels saved against random, and the deficiency",
+                    ["Setup", "Method", "Seeds", "labels saved %", "not reached",
+                     "deficiency"])
+    each = Table("labels_saved_per_seed", "Labels saved and deficiency of every run",
+                 ["Setup", "Method", "Seed", "random's final accuracy", "random's budget",
+                  "labels needed", "labels saved %", "reference accuracy", "deficiency"])
+    for setup, strategy in keys:
+        savings = summary[setup][strategy]["savings"]
+        saved = savings["labels_saved"]
+        overall.rows.append([Cell(setup), Cell(strategy), Cell(str(saved["seeds"]), saved["seeds"]),
+                             _saved_cell(summary[setup][strategy]),
+                             Cell(f"{saved['not_reached']}/{saved['seeds']}", saved["not_reached"]),
+                             _interval(savings["deficiency"], scale=1.0, digits=2)])
+        for row in savings["per_seed"]:
+            needed, score = row["needed"], row["deficiency"]
+            each.rows.append([
+                Cell(setup), Cell(strategy), Cell(str(row["seed"]), row["seed"]),
+                _percent(row["target"], 2), Cell(str(row["budget"]), row["budget"]),
+                Cell("not reached") if needed is None else Cell(f"{needed:.1f}", round(needed, 4)),
+                _percent(row["saved"]), _percent(row["reference"], 2),
+                Cell("–") if score is None else Cell(f"{score:.2f}", round(score, 5))])
+    overall.note = (SAVED_NOTE + " Deficiency (Zhang & Plank 2021): the area between the "
+                    "reference accuracy (the best of any run of the setup and seed) and the "
+                    "curve, over the same area for random; below 1 the strategy stays closer to "
+                    "the reference than random; mean (95 % bootstrap interval) over seeds.")
+    each.note = ("One row per run and seed random ran too. Labels needed: where the curve first "
+                 "reaches random's final accuracy (linear between rounds); not reached: counted "
+                 "at the strategy's own budget. Accuracies in %.")
+    return [overall, each]
+
+
+def noise_tables(rows: list[dict[str, Any]], detectable: list[dict[str, Any]]) -> list[Table]:
+    """The noise budget per setup and label count (`summary.noise_rows`) and what the seeds
+    can detect (`summary.detectable_rows`)."""
+    def points(value: float | None, digits: int = 2) -> Cell:
+        return Cell("–") if value is None else Cell(f"{100 * value:.{digits}f}",
+                                                    round(100 * value, 4))
+
+    budget = Table("noise_budget", "Noise budget: how much of a round's accuracy is noise",
+                   ["Setup", "Labels", "accuracy", "test size", "test-set SE", "test-set 95 % ±",
+                    "seeds", "seed SD", "training-seed SD", "retrained runs"])
+    for row in rows:
+        budget.rows.append([
+            Cell(row["setup"]), Cell(str(row["n_labeled"]), row["n_labeled"]),
+            points(row["accuracy"]),
+            Cell("–") if row["test_size"] is None else Cell(str(row["test_size"]), row["test_size"]),
+            points(row["test_se"]), points(row["test_half_width"]),
+            Cell(str(row["seeds"]), row["seeds"]), points(row["seed_sd"]),
+            points(row["train_sd"]), Cell(str(row["train_runs"]), row["train_runs"])])
+    budget.note = ("In accuracy points. Accuracy: mean of every run of the setup at that label "
+                   "count. Test-set SE: sqrt(p(1 − p)/n) at that accuracy, the spread another "
+                   "test set of the same size alone would give (95 % ±: 1.96 SE). Seed SD: "
+                   "sample SD between seeds within each strategy, pooled over the strategies: "
+                   "test set, pool, warm start, selection and training together. Training-seed "
+                   "SD: between retrains of the same labels under other training seeds (star "
+                   "noise RUN --round K), pooled over the runs retrained; – where none was.")
+    detect = Table("noise_detectable", "What the seeds can detect",
+                   ["Setup", "seeds", "SD of paired Δ AUC",
+                    "detectable Δ AUC at these seeds", f"at {PLANNED_SEEDS} seeds"])
+    for row in detectable:
+        detect.rows.append([Cell(row["setup"]), Cell(str(row["seeds"]), row["seeds"]),
+                            points(row["difference_sd"]), points(row["detectable"]),
+                            points(row["detectable_planned"])])
+    detect.note = ("In AUC points. SD of the per-seed AUC differences of each strategy to random "
+                   "(pooled over the strategies); detectable: the smallest true mean difference "
+                   "a paired t-test (α = 0.05, two-sided) finds with 80 % power given that "
+                   "spread. A claimed difference below it cannot be told from seed noise with "
+                   "that many seeds.")
+    return [budget, detect] if detect.rows else [budget]

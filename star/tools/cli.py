@@ -1,5 +1,6 @@
-"""The `star` command: run, next, status, label, batch, import, export, compare, report,
-probe, bench, plan, demo. Parsing only: each command calls one function that does the work.
+"""The `star` command: run, next, status, label, labelstudio, serve, batch, import, export,
+compare, report, noise, probe, bench, plan, demo. Parsing only: each command calls one
+function that does the work.
 
 Commands that need torch, transformers or matplotlib import their module when they run, so
 the labeling commands start in about a second instead of the ~9 s those imports take.
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from star.active.classes import CURVE_METRICS
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.strategies import get_strategy
 from star.config import StarConfig, load_config
@@ -92,11 +94,23 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    labels.label_page(Path(args.run), args.host, args.port, args.annotator)
+    labels.label_page(Path(args.run), args.host, args.port, args.annotator, args.blind)
+
+
+def cmd_labelstudio(args: argparse.Namespace) -> None:
+    from star.tools.labelstudio_cmd import label_live
+
+    print(label_live(Path(args.run), args.url, args.project, args.create, args.poll))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from star.tools.labelstudio_cmd import serve
+
+    serve(Path(args.run), args.host, args.port, args.user)
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
-    path = labels.export_batch(Path(args.run), args.format, Path(args.out))
+    path = labels.export_batch(Path(args.run), args.format, Path(args.out), args.blind)
     print(f"batch written to {path}")
 
 
@@ -125,7 +139,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     strategies = _csv(args.strategies)
     for name in strategies:
         get_strategy(name)  # all names checked before the first run starts
-    print(compare(args.config, list(args.set or []), strategies, _integers(args.seeds, "--seeds"), out=out))
+    print(compare(args.config, list(args.set or []), strategies, _integers(args.seeds, "--seeds"),
+                  out=out, metric=args.metric))
     print(f"learning curves: {out / 'learning_curves.png'}")
 
 
@@ -146,8 +161,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         for name in (first, second):
             get_strategy(name)
         pairs.append((first, second))
-    page = write_report(Path(args.runs_dir), Path(args.out), args.title, pairs)
+    page = write_report(Path(args.runs_dir), Path(args.out), args.title, pairs, args.metric)
     print(f"report: {page} (and report.md, PNG and CSV files beside it)")
+
+
+def cmd_noise(args: argparse.Namespace) -> None:
+    from star.tools.noise import describe, noise
+
+    record = noise(Path(args.run), args.round, args.train_seeds)
+    print(describe(record, RunFolder(Path(args.run)).noise_path(record["round"])))
 
 
 def cmd_probe_confidence(args: argparse.Namespace) -> None:
@@ -210,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a config key, e.g. --set loop.budget=300 (repeatable)")
 
+    def add_metric(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--metric", choices=list(CURVE_METRICS), default="accuracy",
+                         help="what learning curves, AUC and RIPL are of (default: accuracy; "
+                              "macro_f1 weighs every class alike)")
+
     def add_run_folder(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("run", help="the run folder (the --out of star run)")
 
@@ -240,13 +267,41 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default 8765; 0 takes any free port")
     label.add_argument("--annotator", default=labels.default_annotator(),
                        help="your name, kept with each label (default: your login name)")
+    label.add_argument("--blind", action="store_true",
+                       help="hide the model's suggestion and confidence (also: loop.blind_labeling)")
     label.set_defaults(func=cmd_label)
+
+    live = commands.add_parser("labelstudio", help="label in a Label Studio project: STAR pushes "
+                               "each batch, journals each annotation, runs each round")
+    add_run_folder(live)
+    live.add_argument("--url", required=True, help="Label Studio's address, e.g. http://localhost:8080 "
+                      "(the key: environment variable LABEL_STUDIO_API_KEY)")
+    which = live.add_mutually_exclusive_group(required=True)
+    which.add_argument("--project", type=_number(int, 1), help="an existing project made for this run")
+    which.add_argument("--create", action="store_true", help="create the project (once: a rerun "
+                       "goes on in the project the run is linked to)")
+    live.add_argument("--poll", type=_number(float, 0, above=True), default=5.0,
+                      help="seconds between looks at the project's annotations (default 5)")
+    live.set_defaults(func=cmd_labelstudio)
+
+    srv = commands.add_parser("serve", help="the run's model as a Label Studio ML backend: "
+                              "predictions, and Start training runs the next round")
+    add_run_folder(srv)
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default loopback; another host is reachable by others)")
+    srv.add_argument("--port", type=_number(int, 0, 65535), default=9090,
+                     help="default 9090 (Label Studio's usual ML backend port); 0 takes any free port")
+    srv.add_argument("--user", help="require Basic Auth with this user; the password from "
+                     "STAR_SERVE_PASSWORD (set both in Label Studio's model settings)")
+    srv.set_defaults(func=cmd_serve)
 
     batch = commands.add_parser("batch", help="write the waiting batch for another labeling tool")
     add_run_folder(batch)
     batch.add_argument("--format", choices=["labelstudio", "csv", "jsonl"], default="labelstudio",
                        help="default: labelstudio")
     batch.add_argument("--out", required=True, help="file to write (.json, .csv or .jsonl)")
+    batch.add_argument("--blind", action="store_true",
+                       help="leave out the model's suggestion and confidence (also: loop.blind_labeling)")
     batch.set_defaults(func=cmd_batch)
 
     imp = commands.add_parser("import", help="labels from Label Studio (JSON, JSON-MIN, CSV) or "
@@ -269,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated strategy names (default: random,me,me-star)")
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     cmp.add_argument("--out", required=True)
+    add_metric(cmp)
     add_set(cmp)
     cmp.set_defaults(func=cmd_compare)
 
@@ -278,7 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="STAR report")
     report.add_argument("--pairs", help="strategy pairs compared by seed besides each against "
                         "random, e.g. me-star:me,bald:me")
+    add_metric(report)
     report.set_defaults(func=cmd_report)
+
+    noise = commands.add_parser("noise", help="retrain a round's labels under other training "
+                                "seeds: how much of its accuracy is the seed")
+    add_run_folder(noise)
+    noise.add_argument("--round", type=_number(int, 0), help="which round (default: the last)")
+    noise.add_argument("--train-seeds", type=_number(int, 2), default=3,
+                       help="training seeds to retrain under (default 3; retrains done before "
+                            "are kept)")
+    noise.set_defaults(func=cmd_noise)
 
     probe = commands.add_parser("probe", help="the paper's probe experiments (Sec. 4)")
     probes = probe.add_subparsers(dest="probe", required=True)

@@ -135,7 +135,14 @@ def status(run: Path) -> str:
     return "\n".join(lines)
 
 
-def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 0) -> LabelingServer:
+def is_blind(folder: RunFolder, blind: bool) -> bool:
+    """Whether people label without the model's guess: `--blind`, or the run's
+    `loop.blind_labeling` (a team's choice for every page and export of the run)."""
+    return blind or load_config(folder.config_path).loop.blind_labeling
+
+
+def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 0,
+                blind: bool = False) -> LabelingServer:
     """The labeling page of the batch that waits in `run`. It takes answers only while that
     batch waits and no `star next` holds the run: once a round trains on them, an open page
     cannot change them."""
@@ -157,17 +164,18 @@ def page_server(run: Path, annotator: str, host: str = "127.0.0.1", port: int = 
             yield None
 
     return LabelingServer(batch, folder.journal, annotator, host, port=port,
-                          done_hint=f"star next {run}", closed=closed)
+                          done_hint=f"star next {run}", closed=closed, blind=is_blind(folder, blind))
 
 
-def label_page(run: Path, host: str, port: int, annotator: str) -> None:
-    serve(page_server(run, annotator, host, port))
+def label_page(run: Path, host: str, port: int, annotator: str, blind: bool = False) -> None:
+    serve(page_server(run, annotator, host, port, blind))
 
 
-def export_batch(run: Path, fmt: str, out: Path) -> Path:
+def export_batch(run: Path, fmt: str, out: Path, blind: bool = False) -> Path:
     folder = open_run(run)
     batch = waiting_batch(folder)
-    write_batch(batch, out, fmt, model_version=f"{folder.root.name} round {batch.round}")
+    write_batch(batch, out, fmt, model_version=f"{folder.root.name} round {batch.round}",
+                blind=is_blind(folder, blind))
     return out
 
 

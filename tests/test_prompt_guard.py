@@ -1,0 +1,120 @@
+"""The prompt guard: folds, the choice, and the loop handing out the base model or the adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+import star.active.prompt_guard as prompt_guard
+from star.active.prompt_guard import BASE, TUNED, GuardCheck, choose, fold_indices
+from star.model.lora import ADAPTER_WEIGHTS
+from star.tools.cli import main
+
+
+def test_folds_cover_every_label_once_in_near_equal_sizes():
+    folds = fold_indices(10, 4, np.random.default_rng(0))
+    assert sorted(len(f) for f in folds) == [2, 2, 3, 3]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(10))
+    assert all((np.diff(f) > 0).all() for f in folds)  # sorted, so disjoint within a fold
+    again = fold_indices(10, 4, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again, strict=True))
+    other = fold_indices(10, 4, np.random.default_rng(1))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, other, strict=True))
+    for count, k in ((3, 4), (5, 1)):
+        with pytest.raises(ValueError, match="folds"):
+            fold_indices(count, k, np.random.default_rng(0))
+
+
+def test_the_adapter_is_kept_when_it_holds_out_at_least_as_well():
+    assert choose([True, True, False, False], [True, False, False, False]) == TUNED
+    assert choose([True, False, False, False], [True, True, False, False]) == BASE
+    assert choose([True, False, True, False], [False, True, True, False]) == TUNED  # a tie
+    with pytest.raises(ValueError, match="same"):
+        choose([True], [True, False])
+    with pytest.raises(ValueError, match="same"):
+        choose([], [])
+
+
+def test_a_check_records_both_accuracies_by_hand():
+    check = GuardCheck.of([True, False, False, False], [True, True, True, False], folds=2,
+                          seconds=1.23456)
+    assert check.to_dict() == {"folds": 2, "labels": 4, "tuned_cv_accuracy": 0.25,
+                               "base_accuracy": 0.75, "chosen": BASE, "seconds": 1.235}
+
+
+def run(out: Path, overrides: list[str], strategy: str = "me") -> dict:
+    sets = [part for item in overrides for part in ("--set", item)]
+    assert main(["run", "--strategy", strategy, "--seed", "0", "--out", str(out), *sets]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def lora_b(out: Path, k: int) -> list[np.ndarray]:
+    weights = load_file(out / "rounds" / str(k) / "adapter" / ADAPTER_WEIGHTS)
+    return [v.numpy() for name, v in weights.items() if "lora_B" in name]
+
+
+def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_path, monkeypatch):
+    """Evaluated, saved (for export and the next round's scoring) and recorded: the base
+    model, i.e. the initial adapter with B = 0, whose test accuracy is the zero-shot one."""
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=16"])
+    rounds = results["rounds"]
+    assert [r["n_labeled"] for r in rounds] == [8, 16, 24]
+    for r in rounds[:2]:
+        assert r["guard"]["chosen"] == BASE and r["guard"]["folds"] == 2
+        assert r["guard"]["labels"] == r["n_labeled"]
+        assert r["accuracy"] == results["baselines"]["zero_shot"]
+        assert all(not b.any() for b in lora_b(tmp_path / "r", r["round"]))
+    assert rounds[2]["guard"] is None  # 24 labels > guard.max_labels
+    assert any(b.any() for b in lora_b(tmp_path / "r", 2))
+
+
+@pytest.mark.parametrize("init", ["fresh", "continue"])
+def test_a_round_that_keeps_its_adapter_is_the_unguarded_round(tiny_overrides, tmp_path,
+                                                               monkeypatch, init):
+    """The check trains k other adapters from their own draws and then puts the round's back
+    (under `continue`, the one the round goes on from): the adapter handed out, its accuracy
+    and the next selections equal a run without guard."""
+    overrides = [*tiny_overrides, f"train.init={init}"]
+    plain = run(tmp_path / "plain", overrides)
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: TUNED)
+    guarded = run(tmp_path / "guarded", [*overrides, "guard.folds=4"])
+    assert all(r["guard"]["chosen"] == TUNED for r in guarded["rounds"])
+    for a, b in zip(plain["rounds"], guarded["rounds"], strict=True):
+        assert (a["accuracy"], a["selected_ids"]) == (b["accuracy"], b["selected_ids"])
+        assert all(np.array_equal(x, y) for x, y in zip(lora_b(tmp_path / "plain", a["round"]),
+                                                        lora_b(tmp_path / "guarded", b["round"]),
+                                                        strict=True))
+
+
+def test_the_base_model_is_measured_on_the_labels_so_far(tiny_overrides, tmp_path):
+    """base_accuracy: the base model's share of correct answers on the round's labels, the
+    same as its answers in the round-0 batch (suggestions made before any training)."""
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "loop.budget=8"])
+    check = results["rounds"][0]["guard"]
+    batch = json.loads((tmp_path / "r" / "rounds" / "0" / "batch.json").read_text())
+    answers = {json.loads(line)["id"]: json.loads(line)["value"]
+               for line in (tmp_path / "r" / "labels.jsonl").read_text().splitlines()}
+    agree = [item["suggestion"] == answers[item["id"]] for item in batch["items"]]
+    assert check["labels"] == 8 and check["base_accuracy"] == pytest.approx(np.mean(agree))
+    assert check["chosen"] == (TUNED if check["tuned_cv_accuracy"] >= check["base_accuracy"]
+                               else BASE)
+    assert results["rounds"][0]["suggestion_agreement"]["rate"] == pytest.approx(np.mean(agree))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("guard.folds=1", "guard.folds is 1"),
+    ("guard.folds=9", "guard.folds (9) is larger than loop.warm_start (8)"),
+    ("guard.max_labels=0", "guard.max_labels"),
+])
+def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys, override,
+                                               message):
+    sets = [part for item in [*tiny_overrides, override] for part in ("--set", item)]
+    assert main(["run", "--out", str(tmp_path / "r"), *sets]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "config.yaml").exists()
