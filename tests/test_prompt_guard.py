@@ -13,6 +13,7 @@ import star.active.prompt_guard as prompt_guard
 from star.active.prompt_guard import BASE, TUNED, GuardCheck, choose, fold_indices
 from star.model.lora import ADAPTER_WEIGHTS
 from star.tools.cli import main
+from star.tools.labels import status
 
 
 def test_folds_cover_every_label_once_in_near_equal_sizes():
@@ -71,6 +72,13 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
         assert all(not b.any() for b in lora_b(tmp_path / "r", r["round"]))
     assert rounds[2]["guard"] is None  # 24 labels > guard.max_labels
     assert any(b.any() for b in lora_b(tmp_path / "r", 2))
+    report = tmp_path / "report"
+    assert main(["report", str(tmp_path / "r"), "--out", str(report)]) == 0
+    guard_csv = (report / "prompt_guard.csv").read_text().splitlines()
+    assert len(guard_csv) == 3 and ",8,1,1," in guard_csv[1] and ",16,1,1," in guard_csv[2]
+    shown = status(tmp_path / "r").splitlines()
+    assert "guard: the base model (tuned recipe" in shown[2] and "guard" not in shown[4]
+    assert "answers equal the model's suggestion" in shown[2]
 
 
 @pytest.mark.parametrize("init", ["fresh", "continue"])

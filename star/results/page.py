@@ -32,6 +32,7 @@ from star.results.summary import (
     class_rows,
     collect_runs,
     detectable_rows,
+    guard_rows,
     label_records,
     matched_seeds,
     noise_rows,
@@ -48,6 +49,7 @@ from star.results.tables import (
     calibration_tables,
     class_recall_table,
     comparisons_table,
+    guard_table,
     labels_table,
     noise_tables,
     per_seed_table,
@@ -302,6 +304,11 @@ def build_sections(runs: list[dict], summary: dict, out: Path,
     noise = _noise_section(runs, summary)
     if noise:
         sections.append(noise)
+    guarded = guard_rows(runs)
+    if guarded:
+        sections.append(Section("The prompt guard", "Rounds with few labels hand out the base "
+                                "model where the labels say the tuned one is worse.",
+                                tables=[guard_table(guarded)]))
     advice = advice_table(runs)
     if advice.rows:
         sections.append(Section("Stopping advice and forecast", "Whether more labels are still "

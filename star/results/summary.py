@@ -464,3 +464,21 @@ def batch_label_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                     for s in runs_shares]) for which in (0, 1))
                                 for label in labels}})
     return rows
+
+
+def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup, strategy and label count where the prompt guard checked a round: how many
+    seeds it checked, in how many it handed out the base model, and the mean of the evidence
+    (the tuned recipe's held-out accuracy and the base model's, on the labels so far)."""
+    groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for run in runs:
+        for entry in complete_rounds(run):
+            if entry.get("guard"):
+                groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["guard"])
+    return [{"setup": setup, "strategy": strategy, "n_labeled": n, "seeds": len(checks),
+             "base_chosen": sum(check["chosen"] == "base" for check in checks),
+             "tuned_cv_accuracy": _mean([check["tuned_cv_accuracy"] for check in checks]),
+             "base_accuracy": _mean([check["base_accuracy"] for check in checks])}
+            for (setup, strategy), by_count in _by_strategy(groups)
+            for n, checks in sorted(by_count.items())]

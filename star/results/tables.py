@@ -436,6 +436,26 @@ def batch_labels_table(rows: list[dict[str, Any]], name: str = "batch_labels",
     return table
 
 
+def guard_table(rows: list[dict[str, Any]]) -> Table:
+    """Per setup, strategy and label count (`summary.guard_rows`): what the prompt guard handed
+    out and on what evidence."""
+    table = Table("prompt_guard", "The prompt guard", ["Setup", "Method", "Labels", "Seeds",
+                                                       "Base model handed out",
+                                                       "Tuned recipe, held out", "Base model"])
+    for row in rows:
+        table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
+                           Cell(str(row["n_labeled"]), row["n_labeled"]),
+                           Cell(str(row["seeds"]), row["seeds"]),
+                           Cell(f"{row['base_chosen']} of {row['seeds']}", row["base_chosen"]),
+                           _percent(row["tuned_cv_accuracy"]), _percent(row["base_accuracy"])])
+    table.note = ("Accuracies in %, mean over the seeds the guard checked, on the labels so far: "
+                  "the tuned recipe's k-fold held-out accuracy against the base model's. Where "
+                  "the base model holds out better, the round evaluates, saves and selects with "
+                  "it (its accuracy is then the zero-shot one), so a few labels never make the "
+                  "model worse than its prompt.")
+    return table
+
+
 def advice_table(runs: list[dict[str, Any]]) -> Table:
     """Per run, as of its last round: the stopping signals, the learning-curve forecast with
     its interval, and the forecast's check on the run itself (first half fitted, second half

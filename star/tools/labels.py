@@ -84,6 +84,26 @@ def _signals(entry: dict[str, Any]) -> str:
     return text
 
 
+def _guard(entry: dict[str, Any]) -> str:
+    """What the prompt guard handed out this round, and on what evidence."""
+    check = entry.get("guard")
+    if not check:
+        return ""
+    return (f"; guard: the {check['chosen']} model (tuned recipe "
+            f"{100 * check['tuned_cv_accuracy']:.1f} % held out in {check['folds']} folds, base "
+            f"model {100 * check['base_accuracy']:.1f} % on the {check['labels']} labels)")
+
+
+def _anchoring(entry: dict[str, Any]) -> str:
+    """How many answers of the round's batch equal the model's suggestion (anchoring)."""
+    agreement = entry.get("suggestion_agreement")
+    if not agreement:
+        return ""
+    blind = " (blind)" if entry.get("blind") else ""
+    return (f"; {agreement['agreeing']} of {agreement['answered']} answers equal the model's "
+            f"suggestion{blind}")
+
+
 def status(run: Path) -> str:
     folder = open_run(run)
     results = folder.read_results() or {}
@@ -99,7 +119,8 @@ def status(run: Path) -> str:
         shown = (f"accuracy {100 * entry['accuracy']:.2f} %" if entry.get("accuracy") is not None
                  else "no test set")
         lines.append(f"  round {entry['round']}: {entry['n_labeled']} labels, {shown}, "
-                     f"labels {entry.get('label_counts', {})}" + _signals(entry))
+                     f"labels {entry.get('label_counts', {})}" + _signals(entry)
+                     + _guard(entry) + _anchoring(entry))
     stopping = results.get("stopping") or {}
     if stopping.get("stop_advised"):
         lines.append(f"stopping advised: predictions agree across the last {STOP_WINDOW} rounds "
