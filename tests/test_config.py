@@ -31,8 +31,8 @@ def test_unknown_key_lists_the_allowed_ones():
 
 
 def test_bad_choice_names_key_and_allowed_values():
-    with pytest.raises(ConfigError, match=r"uncertainty.schedule.*'linear', 'exp', 'cosine' or "
-                                          r"'constant'.*'step'"):
+    with pytest.raises(ConfigError, match=r"uncertainty.schedule.*'linear', 'exp', 'cosine', "
+                                          r"'constant' or 'evidence'.*'step'"):
         load_config(None, ["uncertainty.schedule=step"])
 
 

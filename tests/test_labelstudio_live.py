@@ -87,6 +87,10 @@ def test_two_rounds_in_label_studio_survive_kill_9_and_a_restart_and_replay(
     annotate(server, tasks[ids[3]], sample_label(ids[3]), carol)
 
     wait_until(lambda: len(project_tasks(server, project)) == 8, 180, "round 1's tasks")
+    star.send_signal(signal.SIGINT)  # Ctrl+C: a clean stop with a summary, and the same command again
+    assert star.wait(timeout=60) == 0
+    assert "stopped (Ctrl+C); the same command goes on from here. " in log.read_text()
+    star = launch(run, server, log)
     second = RunFolder(run).pending_batch()
     tasks, later = project_tasks(server, project), second.ids
     annotate(server, tasks[later[0]], sample_label(later[0]), carol)
@@ -99,7 +103,9 @@ def test_two_rounds_in_label_studio_survive_kill_9_and_a_restart_and_replay(
     annotate(server, tasks[later[3]], sample_label(later[3]), carol)
     assert star.wait(timeout=300) == 0, log.read_text()
     wall = time.monotonic() - started
-    assert "budget spent: " in log.read_text()
+    said = log.read_text()
+    assert "round 0: answered 4 of 4, last answer " in said and "round 1: answered 4 of 4" in said
+    assert f"budget spent: {run}: 2 rounds, 8 labels, accuracy " in said
 
     got = [(a.id, a.value, a.annotator, a.round, a.source) for a in lines(run)]
     assert got == [

@@ -116,7 +116,6 @@ def test_the_base_model_is_measured_on_the_labels_so_far(tiny_overrides, tmp_pat
 
 @pytest.mark.parametrize(("override", "message"), [
     ("guard.folds=1", "guard.folds is 1"),
-    ("guard.folds=9", "guard.folds (9) is larger than loop.warm_start (8)"),
     ("guard.max_labels=0", "guard.max_labels"),
 ])
 def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys, override,
@@ -126,3 +125,10 @@ def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_fewer_labels_than_folds_leave_one_out(tiny_overrides, tmp_path):
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=4", "loop.warm_start=3",
+                                   "loop.step=3", "loop.budget=6"])
+    assert [r["guard"]["folds"] for r in results["rounds"]] == [3, 4]
+    assert [r["guard"]["labels"] for r in results["rounds"]] == [3, 6]

@@ -421,12 +421,15 @@ class Experiment:
             return None
         start = time.perf_counter()
         examples = self.labeled_examples(labels)
+        folds = min(settings.folds, len(examples))  # leave-one-out below k labels
+        if folds < 2:
+            return None
         with adapter_off(self.loaded.model):
             base = [bool(p.correct) for p in self.predict(examples)]
         before = adapter_state(self.loaded.model)
         tuned = [False] * len(examples)
-        folds = fold_indices(len(examples), settings.folds, numpy_rng(seed, k, "guard_folds"))
-        for fold, held_out in enumerate(folds):
+        for fold, held_out in enumerate(fold_indices(len(examples), folds,
+                                                     numpy_rng(seed, k, "guard_folds"))):
             load_adapter_state(self.loaded.model, before)  # `continue` goes on from the same one
             kept = np.setdiff1d(np.arange(len(examples)), held_out)
             self.train_on([examples[i] for i in kept], k,
@@ -435,7 +438,7 @@ class Experiment:
                                  strict=True):
                 tuned[i] = bool(answer.correct)
         load_adapter_state(self.loaded.model, before)
-        check = GuardCheck.of(tuned, base, folds=settings.folds,
+        check = GuardCheck.of(tuned, base, folds=folds,
                               seconds=time.perf_counter() - start)
         if self.processes.main:
             log(f"[{self.config.strategy} seed {seed}] round {k} guard: tuned recipe "

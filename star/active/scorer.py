@@ -13,7 +13,7 @@ they are computed once over the whole pool (adapter off) and kept in the on-disk
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from star.active.measures import (
     response_uncertainty,
 )
 from star.active.runfolder import ScoringParts
+from star.active.shortlist import merge_passes, merge_rows, shortlist_rows
 from star.data.batching import Encoded
 from star.data.tasks import Example, Task
 from star.files import digest
@@ -142,6 +143,35 @@ def score_in_parts(loaded: LoadedModel, task: Task, examples: Sequence[Example],
         np.concatenate([p.passes for p in parts], axis=1),
         probs=None if parts[0].probs is None else np.concatenate([p.probs for p in parts]),
         hidden=None if parts[0].hidden is None else np.concatenate([p.hidden for p in parts]))
+
+
+def score_with_shortlist(loaded: LoadedModel, task: Task, examples: Sequence[Example],
+                         scoring: Scoring, *, size: int,
+                         rank: Callable[[np.ndarray], np.ndarray],
+                         masks: Callable[[int], torch.Generator],
+                         first_masks: Callable[[int], torch.Generator], features: bool = False,
+                         processes: Processes = ALONE, store: ScoringParts | None = None,
+                         desc: str = "scoring") -> tuple[PoolScores, np.ndarray]:
+    """`score_in_parts` with the MC passes on a shortlist (`shortlist`): one MC pass over
+    `examples` (part p's masks from `first_masks(p)`), then `scoring.passes` passes over the
+    `size` examples whose one-pass scores ([1, n]) `rank` puts highest, part p of those with
+    masks from `masks(p)`, as a pass over the whole pool draws them. Returns the merged scores
+    and the shortlist's positions.
+
+    Every mask is a function of (seed, round, phase, part) and the shortlist of the one pass's
+    scores, so a resume replays both passes exactly; the one pass keeps its parts in `store`'s
+    folder `first`, the shortlist's passes in `store` itself."""
+    common = {"features": features, "processes": processes}
+    first = score_in_parts(loaded, task, examples, replace(scoring, passes=1), masks=first_masks,
+                           store=None if store is None else
+                           ScoringParts(store.folder / "first", writes=store.writes),
+                           desc=f"{desc}, one pass", **common)
+    rows = shortlist_rows(rank(first.passes), size)
+    short = score_in_parts(loaded, task, [examples[i] for i in rows], scoring, masks=masks,
+                           store=store, desc=f"{desc}, shortlist", **common)
+    return PoolScores(merge_passes(first.passes, short.passes, rows),
+                      probs=merge_rows(first.probs, short.probs, rows),
+                      hidden=merge_rows(first.hidden, short.hidden, rows)), rows
 
 
 def score_examples(loaded: LoadedModel, task: Task, examples: Sequence[Example],

@@ -7,6 +7,7 @@ that diversifies or samples. `me-star` is ME with all three switches and top-k; 
 ablations turn them on one by one; `me+kcenter` is plain ME with k-center batches. `typiclust` is
 label-free TypiClust (`typicality`), and the prefix `typiclust-` puts typicality in the base
 model's slot of a dynamic strategy's mix (`typiclust-me-star`: typical first, uncertain later).
+`auto` hedges: a bandit over other strategies draws each batch from their mixture (`bandit`).
 The table's order is the display order; Table 1/2 membership and each strategy's colour are
 read off it, so a new measure, switch or rule is one entry here and nothing anywhere else.
 """
@@ -45,6 +46,9 @@ class Strategy:
     """The base model speaks through the typicality of its hidden states (`typicality`), not
     its uncertainty: without a measure, TypiClust's picks are the batch (`typiclust`); with one,
     typicality takes μ_b's slot of the λ(t) mix (`typiclust-me-star`)."""
+    bandit: bool = False
+    """No measure of its own: the batch is drawn from the mixture of the strategies in
+    `bandit.arms`, weighted by how well their picks trained the model (`bandit`, ALBL)."""
     color: str | None = None
     """A fixed colour (random and the paper's strategies, as in the earlier reports); the
     others are coloured per figure by `strategy_colors`."""
@@ -97,7 +101,8 @@ _BALD_VARIANTS = ("", "+dynamic", "-star")
 
 def _table() -> dict[str, Strategy]:
     table = {"random": Strategy("random", None, color="tab:gray"),
-             "typiclust": Strategy("typiclust", None, typical=True)}
+             "typiclust": Strategy("typiclust", None, typical=True),
+             "auto": Strategy("auto", None, bandit=True)}
     for rule in BATCH_RULES:
         for measure in MEASURES:
             for index, (suffix, switches) in enumerate(VARIANTS):
@@ -121,7 +126,8 @@ TABLE2 = [name for name, s in STRATEGIES.items() if s.in_table2]
 GRAMMAR = ("random, or a measure (" + ", ".join(MEASURES) + ") with none or one of "
            + ", ".join(suffix for suffix, _ in VARIANTS[1:]) + ", then optionally one of "
            + ", ".join(f"+{rule}" for rule in BATCH_RULES[1:])
-           + "; or typiclust (label-free); a dynamic one may take the prefix " + TYPICAL_PREFIX
+           + "; or typiclust (label-free); or auto (a bandit over bandit.arms); a dynamic one "
+           + "may take the prefix " + TYPICAL_PREFIX
            + ", which mixes in typicality where μ_b was"
            + " (e.g. me-star, margin+dynamic, bald-star, me+kcenter, me-star+balanced)")
 

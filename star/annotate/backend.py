@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import queue
 import secrets
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -42,6 +41,7 @@ from star.errors import StarError
 from star.model.loading import load_model
 from star.model.lora import attach_lora, load_adapter
 from star.model.passes import drafts, predict
+from star.progress import log
 from star.seeding import derived_seed
 
 QUEUE = 8
@@ -51,10 +51,6 @@ WAIT = 90.0
 PASSWORD = "STAR_SERVE_PASSWORD"
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
                      "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class Model:
@@ -143,7 +139,7 @@ class Backend:
         self._syncing = threading.Lock()  # one webhook sync waiting at a time is enough
         threading.Thread(target=self._work, daemon=True).start()
         if host not in LOCAL_NAMES and user is None:
-            say(f"warning: star serve listens on {host} without a password: anyone who reaches it "
+            log(f"warning: star serve listens on {host} without a password: anyone who reaches it "
                 f"can read predictions and start training; pass --user and set {PASSWORD}")
         try:
             self._httpd = _Server(host, port, _Handler)
@@ -205,7 +201,7 @@ class Backend:
         if job.error is not None:
             raise job.error
         version, answers = job.result
-        say(f"predicted {len(tasks)} tasks with {version} in {time.monotonic() - start:.1f} s")
+        log(f"predicted {len(tasks)} tasks with {version} in {time.monotonic() - start:.1f} s")
         return {"results": [labelstudio_prediction(self.model.task.generative, to_name, answer,
                                                    confidence, version)
                             for answer, confidence in answers],
@@ -233,10 +229,10 @@ class Backend:
             try:
                 lines = self.live.sync(batch)
             except StarError as error:
-                say(f"annotations not journaled: {error}")
+                log(f"annotations not journaled: {error}")
                 return
             if lines:
-                say(f"round {batch.round}: journaled {len(lines)} answers from Label Studio")
+                log(f"round {batch.round}: journaled {len(lines)} answers from Label Studio")
 
     def start_training(self) -> dict[str, Any]:
         """Check (journaling the project's annotations first) that the waiting batch is
@@ -260,7 +256,7 @@ class Backend:
         except Refused:
             self.training = None
             raise
-        say(f"round {batch.round}: training (Start training)")
+        log(f"round {batch.round}: training (Start training)")
         return {"status": "training", "round": batch.round}
 
     def _train(self) -> None:
@@ -270,9 +266,9 @@ class Backend:
             batch = self.folder.pending_batch()
             if self.live is not None and batch is not None and results.get("waiting"):
                 self.live.push(batch)
-            say(f"round {self.training} trained; now serving {self.model.version}")
+            log(f"round {self.training} trained; now serving {self.model.version}")
         except Exception as error:  # said on the terminal: Label Studio heard back long ago
-            say(f"round {self.training} did not train: {error}")
+            log(f"round {self.training} did not train: {error}")
         finally:
             self.training = None
 
@@ -325,7 +321,7 @@ class _Handler(GuardedHandler):
             self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
             return
         except Exception as error:  # e.g. a full disk: one line, never a traceback and a cut reply
-            say(f"{method} {path} failed: {type(error).__name__}: {error}")
+            log(f"{method} {path} failed: {type(error).__name__}: {error}")
             self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(error).__name__}: {error}"})
             return
         self.send_json(HTTPStatus.OK, reply)

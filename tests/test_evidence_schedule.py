@@ -1,0 +1,68 @@
+"""The `evidence` schedule: the paper's λ(t) scaled by the base model's skill on the labels so
+far, its accuracy over chance. Every number is worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from star.active.mixing import base_skill, chance_agreement, schedule_weight
+from star.config import load_config
+from star.errors import ConfigError
+
+
+def test_chance_is_the_agreement_of_answers_independent_of_the_examples():
+    # predictions a a b b, labels a b b b: p(a) = p(b) = 1/2, q(a) = 1/4, q(b) = 3/4
+    assert chance_agreement(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == 0.5
+    # one answer always: chance is its share of the labels, 3/4, not 1/2 of two classes
+    assert chance_agreement(["a", "a", "a", "a"], ["a", "a", "a", "b"]) == 0.75
+    # a class never predicted or never labeled adds nothing
+    assert chance_agreement(["c", "b"], ["a", "b"]) == 0.25
+    with pytest.raises(ValueError):
+        chance_agreement(["a"], ["a", "b"])
+    with pytest.raises(ValueError):
+        chance_agreement([], [])
+
+
+def test_skill_is_the_way_from_chance_to_always_right():
+    assert base_skill(0.625, 0.25) == 0.5  # (0.625 - 0.25) / 0.75
+    assert base_skill(1.0, 0.25) == 1.0
+    assert base_skill(0.25, 0.25) == 0.0
+    assert base_skill(0.22, 0.25) == 0.0  # below chance (the skewed topic pool's 22 %)
+    assert base_skill(1.0, 1.0) == 0.0  # one answer, one label: no evidence
+    assert base_skill(0.9, 0.6) == pytest.approx(0.75)  # (0.9 - 0.6) / 0.4
+
+
+@pytest.mark.parametrize("t", range(12))
+def test_a_base_model_always_right_keeps_the_papers_schedule(t):
+    assert schedule_weight(t, "evidence", skill=1.0) == schedule_weight(t, "linear")
+
+
+def test_evidence_scales_the_papers_schedule_by_the_skill():
+    assert schedule_weight(0, "evidence", skill=0.5) == pytest.approx(0.45)  # 0.5 · 0.9
+    assert schedule_weight(1, "evidence", rate=0.2, skill=0.5) == pytest.approx(0.3)  # 0.5 · 0.6
+    assert schedule_weight(12, "evidence", skill=0.5) == 0.0  # 1 − 1.3 < 0: clipped
+    with pytest.raises(ValueError, match="outside"):
+        schedule_weight(0, "evidence", skill=1.5)
+    with pytest.raises(ValueError, match="outside"):
+        schedule_weight(0, "evidence", skill=-0.1)
+    assert schedule_weight(0, "linear", skill=0.0) == pytest.approx(0.9)  # other schedules ignore it
+
+
+def test_a_base_model_at_chance_is_not_heard():
+    # A prompt that answers "sports" to everything, on labels a quarter of which are sports:
+    # 25 % accurate, exactly chance, so λ is 0 from the first selection on.
+    predicted, gold = ["sports"] * 8, ["sports", "sports", "world", "world", "business",
+                                       "business", "science", "science"]
+    accuracy = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+    skill = base_skill(accuracy, chance_agreement(predicted, gold))
+    assert skill == 0.0 and schedule_weight(0, "evidence", skill=skill) == 0.0
+    # Perfect answers on the same labels: chance 1/4 (2/8 of each), skill 1, the paper's 0.9.
+    perfect = base_skill(1.0, chance_agreement(gold, gold))
+    assert perfect == 1.0 and schedule_weight(0, "evidence", skill=perfect) == pytest.approx(0.9)
+
+
+def test_the_config_takes_evidence_and_refuses_it_where_typicality_stands_for_the_base_model():
+    assert load_config(None, []).uncertainty.schedule == "linear"
+    assert load_config(None, ["uncertainty.schedule=evidence"]).uncertainty.schedule == "evidence"
+    with pytest.raises(ConfigError, match=r"uncertainty.schedule: evidence .*'typiclust-me-star'"):
+        load_config(None, ["strategy=typiclust-me-star", "uncertainty.schedule=evidence"])
