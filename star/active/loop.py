@@ -42,7 +42,7 @@ from star.active.cache import base_score_folder
 from star.active.classes import class_metrics
 from star.active.journal import suggestion_agreement
 from star.active.measures import base_measure, reads_gold
-from star.active.mixing import normalise_base, schedule_weight
+from star.active.mixing import base_skill, chance_agreement, normalise_base, schedule_weight
 from star.active.prompt_guard import BASE, GuardCheck, fold_indices
 from star.active.runfolder import RunFolder, complete_rounds, new_results
 from star.active.scorer import (
@@ -51,8 +51,10 @@ from star.active.scorer import (
     base_score_cache,
     base_scores,
     score_in_parts,
+    score_with_shortlist,
     zero_shot_correct,
 )
+from star.active.shortlist import shortlist_first
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust
@@ -164,6 +166,8 @@ class Experiment:
         """Round -> the pool's mean μ_f, from the scoring pass this process ran."""
         self.base_hidden: np.ndarray | None = None
         """[pool, hidden size]: the base model's answer-position states (typiclust), once."""
+        self.skills: dict[int, float] = {}
+        """Round -> the base model's skill on the labels before it (schedule `evidence`)."""
 
     # -- the recipe ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -242,6 +246,8 @@ class Experiment:
         weighted = self.config.uncertainty.mix == "weighted"  # `subtract` has no λ
         if self.strategy.dynamic and weighted and k > 0:  # also for a batch read back after a stop
             self.results.setdefault("lambda", {})[str(k)] = self.weight(k)
+            if self.config.uncertainty.schedule == "evidence":
+                self.results.setdefault("base_skill", {})[str(k)] = self.base_skill(k)
         labels = self.collect_labels(batch)
         if labels is None:
             return False
@@ -311,7 +317,7 @@ class Experiment:
                 scores = Scores(typical_scores(clusters, labeled)[rows])
                 self.pool_means[k] = None
             else:
-                scores, outputs = self.score(unlabeled, rows, k, clusters=clusters)
+                scores, outputs = self.score(unlabeled, rows, k, count=count, clusters=clusters)
                 self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
                 chosen = select_batch(
                     self.strategy, scores.score, count,
@@ -346,7 +352,7 @@ class Experiment:
         labels = self.folder.journal.in_force([*self.labeled, *batch.ids])
         return {i: answer.value for i, answer in labels.items()}
 
-    def score(self, unlabeled: Sequence[Example], rows: np.ndarray, k: int, *,
+    def score(self, unlabeled: Sequence[Example], rows: np.ndarray, k: int, *, count: int,
               clusters: Clusters | None = None) -> tuple[Scores, PoolScores | None]:
         """Round k's acquisition scores of the unlabeled examples (at `rows` of the pool), and
         the pass's outputs that the batch rule reads (None for random, which runs no pass).
@@ -359,9 +365,6 @@ class Experiment:
         seed, device = self.config.seed, self.loaded.device
         masks = ((lambda part: torch_generator(seed, k, "mc_dropout", device, part=part))
                  if strategy.mc_dropout else None)
-        outputs = score_in_parts(self.loaded, self.task, unlabeled, self.scoring(passes),
-                                 masks=masks, features=strategy.features, processes=self.processes,
-                                 store=self.folder.scoring_parts(k), desc=f"scoring round {k}")
         base = None
         if clusters is not None:
             labeled = np.ones(len(self.pool), dtype=bool)
@@ -374,15 +377,51 @@ class Experiment:
                                     cache=base_score_cache(self.loaded, self.task, scoring),
                                     processes=self.processes)
             base = normalise_base(pool_base, rows, settings.normalise)
-        scores = acquisition_scores(strategy, outputs.passes, base, weight=self.weight(k),
-                                    mix=settings.mix, normalise=settings.normalise)
-        return scores, outputs
+
+        weight = self.weight(k)
+
+        def ranked(per_pass: np.ndarray) -> Scores:
+            return acquisition_scores(strategy, per_pass, base, weight=weight,
+                                      mix=settings.mix, normalise=settings.normalise)
+
+        common = {"features": strategy.features, "processes": self.processes,
+                  "store": self.folder.scoring_parts(k), "desc": f"scoring round {k}"}
+        size = self.config.selection.shortlist * count
+        if masks is not None and 0 < size < len(unlabeled):
+            outputs, shortlist = score_with_shortlist(
+                self.loaded, self.task, unlabeled, self.scoring(passes), size=size,
+                rank=lambda per_pass: ranked(per_pass).score, masks=masks,
+                first_masks=lambda part: torch_generator(seed, k, "mc_first_pass", device, part=part),
+                **common)
+            scores = ranked(outputs.passes)
+            scores.score = shortlist_first(scores.score, shortlist)
+            return scores, outputs
+        outputs = score_in_parts(self.loaded, self.task, unlabeled, self.scoring(passes),
+                                 masks=masks, **common)
+        return ranked(outputs.passes), outputs
 
     def weight(self, k: int) -> float:
         """λ(t) of round k: t counts acquisition rounds from 0, so round 1 has t = 0."""
         settings = self.config.uncertainty
+        skill = self.base_skill(k) if settings.schedule == "evidence" else 1.0
         return schedule_weight(k - 1, settings.schedule, rate=settings.rate,
-                               total=total_rounds(self.config), constant=settings.constant)
+                               total=total_rounds(self.config), constant=settings.constant,
+                               skill=skill)
+
+    def base_skill(self, k: int) -> float:
+        """The base model's accuracy over chance (`mixing.base_skill`) on the labels of the rounds
+        before k: its answers (adapter off, no dropout) against the answers in force, which
+        cannot change once their round is complete; so a resume computes the same number."""
+        if k not in self.skills:
+            ids = [i for r in complete_rounds(self.results)[:k] for i in r["selected_ids"]]
+            labels = {i: answer.value for i, answer in self.folder.journal.in_force(ids).items()}
+            with adapter_off(self.loaded.model):
+                answers = self.predict([self.task.with_label(e, labels[e.id])
+                                        for e in self.examples(ids)])
+            accuracy = float(np.mean([bool(a.correct) for a in answers]))
+            chance = chance_agreement([a.prediction for a in answers], [a.gold for a in answers])
+            self.skills[k] = base_skill(accuracy, chance)
+        return self.skills[k]
 
     def scoring(self, passes: int) -> Scoring:
         settings = self.config.uncertainty
