@@ -218,7 +218,7 @@ class BanditConfig(Section):
     """The strategies whose mixture draws each batch; random is always one of them."""
     floor: float | None = Field(None, gt=0)
     """p_min, every arm's least share of a draw, at most 1/len(arms); null: libact's
-    √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks."""
+    √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks, at most 1/N."""
     delta: float = Field(0.1, gt=0, lt=1)
     """δ of Exp4.P (its bound holds with probability 1 − δ): a smaller δ raises the bonus that
     keeps arms with few draws in play."""

@@ -132,3 +132,28 @@ def test_fewer_labels_than_folds_leave_one_out(tiny_overrides, tmp_path):
                                    "loop.step=3", "loop.budget=6"])
     assert [r["guard"]["folds"] for r in results["rounds"]] == [3, 4]
     assert [r["guard"]["labels"] for r in results["rounds"]] == [3, 6]
+
+
+def test_accuracy_against_the_prompt_by_hand(tmp_path):
+    """Seeds 0, 1 and 2 at 8 and 16 labels against zero-shot 0.7, 0.6 and 0.5: differences
+    −0.1, 0.0, +0.1 at 8 labels (mean 0, t-interval ±t(0.975, 2)·0.1/√3 = ±0.2484) and +0.1
+    each at 16 (no spread: an interval of one point)."""
+    from star.results.summary import collect_runs, prompt_rows
+    from tests.test_report_setups import make_run
+
+    for seed, (zero_shot, first) in enumerate(((0.7, 0.6), (0.6, 0.6), (0.5, 0.6))):
+        config = {"strategy": "random", "seed": seed, "task": {"name": "sst2"},
+                  "loop": {"budget": 16}}
+        rounds = [{"round": 0, "n_labeled": 8, "accuracy": first, "selected_ids": []},
+                  {"round": 1, "n_labeled": 16, "accuracy": zero_shot + 0.1, "selected_ids": []}]
+        make_run(tmp_path / "random" / f"seed{seed}", config, rounds,
+                 baselines={"chance": 0.5, "majority": 0.5, "zero_shot": zero_shot})
+    eight, sixteen = prompt_rows(collect_runs(tmp_path))
+    assert (eight["n_labeled"], eight["below"], eight["accuracy"]) == (8, 1, pytest.approx(0.6))
+    assert eight["comparison"].mean == pytest.approx(0.0, abs=1e-12)
+    assert eight["comparison"].high == pytest.approx(0.1 * 4.302653 / 3**0.5, rel=1e-6)
+    assert (sixteen["below"], sixteen["comparison"].mean) == (0, pytest.approx(0.1))
+    assert sixteen["comparison"].low == pytest.approx(0.1)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    rows = (tmp_path / "report" / "against_the_prompt.csv").read_text().splitlines()
+    assert rows[1:] == ["SST-2,random,8,3,60.0,0.0,1.0,1", "SST-2,random,16,3,70.0,10.0,0.0,0"]

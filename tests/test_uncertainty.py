@@ -96,9 +96,9 @@ def test_strategy_table_composes_switches():
     assert STRATEGIES["random"].measure is None
     assert {"random", "me", "pe", "me-star", "pe-star", "me+dynamic", "me+dynamic+mc",
             "me+dynamic+l2", "pe+dynamic", "pe+dynamic+mc", "pe+dynamic+l2"} <= set(STRATEGIES)
-    # random, then 6 batch rules × (5 measures × 5 switch sets + BALD's 3)
-    # and typiclust, and each dynamic one (5 measures × 4 + BALD's 2) with the prefix typiclust-
-    assert len(STRATEGIES) == 1 + 6 * (5 * 5 + 3) + 1 + 6 * (5 * 4 + 2)
+    # random, then 6 batch rules × (5 measures × 5 switch sets + BALD's 3), typiclust and auto,
+    # and each dynamic one (5 measures × 4 + BALD's 2) with the prefix typiclust-
+    assert len(STRATEGIES) == 1 + 6 * (5 * 5 + 3) + 2 + 6 * (5 * 4 + 2)
 
 
 def test_unknown_strategy_names_the_grammar():

@@ -5,7 +5,7 @@
 # Needs the shared data in ../shared/data (and, for TREC-6, the files make_data.py names).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STAR=.venv/bin/star
+STAR=${STAR:-.venv/bin/star}
 RUNS=${STUDY_RUNS:-runs/savings}
 SEEDS=0,1,2,3,4,5,6,7,8,9
 OUT=docs/label-savings
@@ -19,9 +19,18 @@ sweep() {  # name, then --set overrides
         --set loop.budget=32 --set guard.folds=0 "$@" --out "$RUNS/sweep/$name"
 }
 sweep preset
-sweep lr2e-4 --set train.lr=2.0e-4
 $STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
     --set loop.budget=32 --out "$RUNS/sweep/guard"
+sweep lr2e-4 --set train.lr=2.0e-4
+sweep lr1e-4 --set train.lr=1.0e-4
+sweep rank8 --set lora.r=8 --set lora.alpha=2  # LoRA's scale alpha/r kept at 0.25
+
+# The guard's direction on another task: TREC-6 (six classes, skewed; make_data.py), 16 and 32
+# labels, without and with the guard.
+for folds in 0 4; do
+    $STAR compare configs/savings-trec6.yaml --strategies random --seeds $SEEDS \
+        --set loop.budget=32 --set guard.folds=$folds --out "$RUNS/trec6-guard/folds$folds"
+done
 
 # 2. The noise budget: round 1 (32 labels) of three sweep runs retrained under 3 training seeds.
 for seed in 0 1 2; do
@@ -29,3 +38,4 @@ for seed in 0 1 2; do
 done
 
 $STAR report "$RUNS/sweep" --out "$OUT/recipe" --title "Small budgets on SST-2: recipe and guard"
+$STAR report "$RUNS/trec6-guard" --out "$OUT/trec6-guard" --title "The prompt guard on TREC-6"

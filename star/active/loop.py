@@ -1,17 +1,18 @@
 """The active-learning loop, read top to bottom: setup, rounds, finish.
 
 First the base model is evaluated untrained (the zero-label point, cached). Round 0 labels
-a random warm start. Every later round scores the unlabeled pool with the last adapter (and,
-for dynamic strategies, the cached base-model scores) and picks `loop.step` examples by the
-strategy's batch rule. The picks are written as the round's batch, with the model's answers
-as suggestions; the annotator (the oracle, or people) answers into the label journal; once
-every answer is in, a new adapter trains on all labels so far and is evaluated, and the
-stopping signals and the learning-curve forecast are updated.
+a warm start (random, or TypiClust's). Every later round scores the unlabeled pool with the
+last adapter (and, for dynamic strategies, the cached base-model scores) and picks `loop.step`
+examples by the strategy's batch rule (`auto` draws them from its arms' picks, `bandit`).
+The picks are written as the round's batch, with the model's answers as suggestions; the
+annotator (the oracle, or people) answers into the label journal; once every answer is in, a
+new adapter trains on all labels so far and is evaluated (and `auto` rewards its arms by that
+model), and the stopping signals and the learning-curve forecast are updated.
 
 A round is complete when results.json lists it. A stopped run (killed, or waiting for
 people) resumes with the same command and replays exactly: every random draw comes from a
-generator derived from (seed, round, phase), a written batch is never recomputed, and a
-scoring pass resumes from its saved parts.
+generator derived from (seed, round, phase), a written batch is never recomputed (`auto`'s
+draw is saved before its batch), and a scoring pass resumes from its saved parts.
 
 Under a launcher (`torchrun --nproc_per_node N -m star run ...`) every process runs this same
 loop: passes over the pool and the test set are shared out part by part, training is DDP, and
@@ -37,6 +38,16 @@ import numpy as np
 import torch
 
 from star.active.annotators import Annotator, People, make_annotator
+from star.active.bandit import (
+    RANDOM,
+    BanditState,
+    Pick,
+    default_floor,
+    draw,
+    iw_accuracy,
+    probabilities,
+    update,
+)
 from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder
 from star.active.classes import class_metrics
@@ -44,7 +55,7 @@ from star.active.journal import suggestion_agreement
 from star.active.measures import base_measure, reads_gold
 from star.active.mixing import base_skill, chance_agreement, normalise_base, schedule_weight
 from star.active.prompt_guard import BASE, GuardCheck, fold_indices
-from star.active.runfolder import RunFolder, complete_rounds, new_results
+from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
 from star.active.scorer import (
     PoolScores,
     Scoring,
@@ -62,7 +73,7 @@ from star.config import NAMES_ONLY, StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
-from star.errors import ConfigError
+from star.errors import ConfigError, DataError
 from star.files import check_cache_folder
 from star.model.loading import load_model, pick_device
 from star.model.lora import (
@@ -119,17 +130,23 @@ def check_same_config(folder: RunFolder, config: StarConfig) -> None:
                           f"(differs in: {', '.join(changed)}); choose another --out")
 
 
+def choosers(config: StarConfig, strategy: Strategy) -> list[Strategy]:
+    """The strategies whose picks make the batches: `auto`'s arms, else the strategy itself."""
+    return [get_strategy(arm) for arm in config.bandit.arms] if strategy.bandit else [strategy]
+
+
 def check_setup(config: StarConfig, strategy: Strategy, pool: Sequence[Example]) -> None:
     if config.loop.budget > len(pool):
         raise ConfigError(f"loop.budget ({config.loop.budget}) is larger than the pool "
                           f"({len(pool)} examples)")
-    if (config.loop.annotator == "people" and strategy.measure is not None
-            and reads_gold(strategy.measure, config.uncertainty.response)):
-        why = ("its measure is PE" if strategy.measure == "pe"
-               else "uncertainty.response is 'gold'")
-        raise ConfigError(f"strategy '{strategy.name}' scores the gold answers of unlabeled "
-                          f"examples ({why}), which people have not given yet; use a label-free "
-                          "strategy (e.g. me-star) with uncertainty.response: own")
+    for chooser in choosers(config, strategy) if config.loop.annotator == "people" else []:
+        if chooser.measure is not None and reads_gold(chooser.measure, config.uncertainty.response):
+            why = ("its measure is PE" if chooser.measure == "pe"
+                   else "uncertainty.response is 'gold'")
+            arm = "" if chooser is strategy else f" (its arm '{chooser.name}')"
+            raise ConfigError(f"strategy '{strategy.name}'{arm} scores the gold answers of "
+                              f"unlabeled examples ({why}), which people have not given yet; use "
+                              "a label-free strategy (e.g. me-star) with uncertainty.response: own")
 
 
 class Experiment:
@@ -141,6 +158,7 @@ class Experiment:
         self.folder = RunFolder(out, writes=self.processes.main)
         check_same_config(self.folder, config)
         self.strategy: Strategy = get_strategy(config.strategy)
+        self.choosers = choosers(config, self.strategy)
         self.task: Task = load_task(config.task)
         seed = config.seed
         self.pool = subsample(self.task.train, config.loop.pool_size, numpy_rng(seed, 0, "pool"))
@@ -244,7 +262,8 @@ class Experiment:
         batch = written or self.new_batch(k)
         score_seconds = time.perf_counter() - start
         weighted = self.config.uncertainty.mix == "weighted"  # `subtract` has no λ
-        if self.strategy.dynamic and weighted and k > 0:  # also for a batch read back after a stop
+        dynamic = any(s.dynamic for s in self.choosers)
+        if dynamic and weighted and k > 0:  # also for a batch read back after a stop
             self.results.setdefault("lambda", {})[str(k)] = self.weight(k)
             if self.config.uncertainty.schedule == "evidence":
                 self.results.setdefault("base_skill", {})[str(k)] = self.base_skill(k)
@@ -262,6 +281,7 @@ class Experiment:
         start = time.perf_counter()
         evaluation = self.evaluate(k)
         eval_seconds = time.perf_counter() - start
+        bandit = self.reward_arms(k, labels) if self.strategy.bandit and k > 0 else None
         complete_rounds(self.results).append({
             "round": k, "n_labeled": len(self.labeled), **evaluation,
             "pool_uncertainty": self.pool_uncertainty(k, batch),
@@ -269,6 +289,7 @@ class Experiment:
             "batch_label_counts": dict(sorted(Counter(labels[i] for i in batch.ids).items())),
             "pool_label_counts": pool_counts,
             "guard": None if guard is None else guard.to_dict(),
+            **({"bandit": bandit} if bandit else {}),
             "suggestion_agreement": suggestion_agreement(batch, self.folder.journal.latest()),
             "blind": self.config.loop.blind_labeling,
             "train_seconds": round(train.seconds, 3), "score_seconds": round(score_seconds, 3),
@@ -308,25 +329,15 @@ class Experiment:
             count = min(loop.step, loop.budget - len(self.labeled))
             labeled = np.ones(len(self.pool), dtype=bool)
             labeled[rows] = False
-            clusters = (self.clusters(labeled, count, numpy_rng(self.config.seed, k, "typiclust"))
-                        if self.strategy.typical else None)
-            if clusters is not None and self.strategy.measure is None:  # `typiclust` alone
-                typical = typiclust(clusters, labeled, count,
-                                    rng=numpy_rng(self.config.seed, k, "batch_rule"))
-                chosen = np.searchsorted(rows, typical)
-                scores = Scores(typical_scores(clusters, labeled)[rows])
-                self.pool_means[k] = None
+            arms: dict[int, str] | None = None  # `auto`: each pick's arm
+            if self.strategy.bandit:
+                chosen, scores, arms = self.bandit_batch(k, rows, unlabeled, labeled, count)
             else:
-                scores, outputs = self.score(unlabeled, rows, k, count=count, clusters=clusters)
-                self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
-                chosen = select_batch(
-                    self.strategy, scores.score, count,
-                    rng=numpy_rng(self.config.seed, k, "batch_rule"),
-                    probs=outputs.probs if outputs else None,
-                    hidden=outputs.hidden if outputs else None,
-                    candidates=self.config.selection.candidates, beta=self.config.selection.beta)
+                chosen, scores = self.choose(self.strategy, k, rows, unlabeled, labeled, count,
+                                             store=self.folder.scoring_parts(k))
+            self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
             top = set(chosen.tolist())
-            self.folder.write_scores(k, example_ids(unlabeled), scores, top)
+            self.folder.write_scores(k, example_ids(unlabeled), scores, top, arms=arms)
             picked = [unlabeled[i] for i in sorted(top)]
             uncertainty = [float(scores.score[i]) for i in sorted(top)]
         items = [BatchItem(e.id, e.fields, e.prompt, guess, confidence=confidence, uncertainty=u)
@@ -334,8 +345,87 @@ class Experiment:
                                                      strict=True)]
         batch = Batch(k, items, list(self.task.labels), self.task.display())  # no labels: text
         self.folder.write_batch(batch)
-        self.folder.scoring_parts(k).clear()
+        self.folder.scoring_parts(k).clear()  # auto's arms' parts too: they sit below it
         return batch
+
+    def choose(self, strategy: Strategy, k: int, rows: np.ndarray, unlabeled: Sequence[Example],
+               labeled: np.ndarray, count: int, *, store: ScoringParts) -> tuple[np.ndarray, Scores]:
+        """`strategy`'s `count` picks of round k (positions into `unlabeled`, the pool at `rows`;
+        `labeled`: the pool's mask) in pick order, and the scores they were taken by. The
+        scoring pass keeps its parts in `store`."""
+        seed = self.config.seed
+        clusters = (self.clusters(labeled, count, numpy_rng(seed, k, "typiclust"))
+                    if strategy.typical else None)
+        if clusters is not None and strategy.measure is None:  # `typiclust` alone
+            typical = typiclust(clusters, labeled, count, rng=numpy_rng(seed, k, "batch_rule"))
+            return np.searchsorted(rows, typical), Scores(typical_scores(clusters, labeled)[rows])
+        scores, outputs = self.score(strategy, unlabeled, rows, k, count=count, clusters=clusters,
+                                     store=store)
+        chosen = select_batch(strategy, scores.score, count, rng=numpy_rng(seed, k, "batch_rule"),
+                              probs=outputs.probs if outputs else None,
+                              hidden=outputs.hidden if outputs else None,
+                              candidates=self.config.selection.candidates,
+                              beta=self.config.selection.beta)
+        return chosen, scores
+
+    def bandit_batch(self, k: int, rows: np.ndarray, unlabeled: Sequence[Example],
+                     labeled: np.ndarray, count: int
+                     ) -> tuple[np.ndarray, Scores, dict[int, str]]:
+        """`auto`'s picks of round k (as `choose`'s), drawn from its arms' mixture: each arm but
+        random advises from its own picks, which it makes as it would alone (its scoring parts
+        apart: their keys are the examples' ids). Returns also each pick's q (as its score) and
+        its arm. The draw goes to results.json before the batch is written: the round's update
+        reads it there after a stop, and a stop before the batch draws the same again."""
+        arms = self.config.bandit.arms
+        shares = probabilities(self.bandit_state(), self.bandit_floor())
+        rankings = {arm: self.choose(get_strategy(arm), k, rows, unlabeled, labeled, count,
+                                     store=self.folder.scoring_parts(k, arm))[0]
+                    for arm in arms if arm != RANDOM}
+        chosen, picks = draw(arms, shares, rankings, list(example_ids(unlabeled)), count,
+                             rng=numpy_rng(self.config.seed, k, "bandit"))
+        self.results["bandit_draw"] = {"round": k, "probabilities": shares.tolist(),
+                                       "picks": [pick.to_json() for pick in picks]}
+        self.folder.write_results(self.results)
+        score = np.zeros(len(unlabeled))
+        score[chosen] = [pick.probability for pick in picks]
+        return chosen, Scores(score), {int(i): pick.arm for i, pick in zip(chosen, picks,
+                                                                           strict=True)}
+
+    def bandit_horizon(self) -> int:
+        """T: the picks the bandit makes in the whole run (the warm start is not its)."""
+        return self.config.loop.budget - self.config.loop.warm_start
+
+    def bandit_floor(self) -> float:
+        """p_min: `bandit.floor`, else libact's, at most 1/N (a budget of few picks for many
+        arms: then the arms share every draw equally)."""
+        arms = len(self.config.bandit.arms)
+        return self.config.bandit.floor or min(default_floor(arms, self.bandit_horizon()), 1 / arms)
+
+    def bandit_state(self) -> BanditState:
+        """The arms' log-weights after the last complete round: a resume reads them back."""
+        entries = [r["bandit"] for r in complete_rounds(self.results) if "bandit" in r]
+        return (BanditState.from_json(entries[-1]) if entries
+                else BanditState.start(self.config.bandit.arms))
+
+    def reward_arms(self, k: int, labels: dict[str, str]) -> dict[str, Any]:
+        """Round k's bandit record: its draw (the shares it was drawn with, the picks), the reward
+        of the model the round hands out (ALBL's importance-weighted accuracy on every label the
+        bandit bought, `bandit.iw_accuracy`), and the arms' log-weights after Exp4.P's update."""
+        drawn = self.results.pop("bandit_draw", None)
+        if drawn is None or drawn["round"] != k:
+            raise DataError(f"'{self.folder.results_path}' holds no bandit draw of round {k}, "
+                            "which wrote its batch; restore it, or choose another --out")
+        picks = [Pick.from_json(pick) for pick in drawn["picks"]]
+        bought = [Pick.from_json(pick) for r in complete_rounds(self.results) if "bandit" in r
+                  for pick in r["bandit"]["picks"]] + picks
+        answers = self.predict([self.task.with_label(e, labels[e.id])
+                                for e in self.examples([pick.id for pick in bought])])
+        horizon = self.bandit_horizon()
+        reward = iw_accuracy(bought, [bool(a.correct) for a in answers], horizon)
+        state = update(self.bandit_state(), np.array(drawn["probabilities"]), picks, reward,
+                       floor=self.bandit_floor(), delta=self.config.bandit.delta, horizon=horizon)
+        return {**state.to_json(), "probabilities": drawn["probabilities"],
+                "picks": drawn["picks"], "reward": reward}
 
     def collect_labels(self, batch: Batch) -> dict[str, str] | None:
         """Every label so far (id -> answer), or None while the batch still waits for some."""
@@ -352,12 +442,13 @@ class Experiment:
         labels = self.folder.journal.in_force([*self.labeled, *batch.ids])
         return {i: answer.value for i, answer in labels.items()}
 
-    def score(self, unlabeled: Sequence[Example], rows: np.ndarray, k: int, *, count: int,
-              clusters: Clusters | None = None) -> tuple[Scores, PoolScores | None]:
+    def score(self, strategy: Strategy, unlabeled: Sequence[Example], rows: np.ndarray, k: int,
+              *, count: int, clusters: Clusters | None, store: ScoringParts
+              ) -> tuple[Scores, PoolScores | None]:
         """Round k's acquisition scores of the unlabeled examples (at `rows` of the pool), and
         the pass's outputs that the batch rule reads (None for random, which runs no pass).
         A `typiclust-` strategy mixes in the typicality of its pool's `clusters` where μ_b was."""
-        strategy, settings = self.strategy, self.config.uncertainty
+        settings = self.config.uncertainty
         if strategy.measure is None:
             draws = numpy_rng(self.config.seed, k, "random_scores").random(len(unlabeled))
             return Scores(draws), None
@@ -371,7 +462,7 @@ class Experiment:
             labeled[rows] = False
             base = normalise_base(typical_scores(clusters, labeled), rows, settings.normalise)
         elif strategy.dynamic:
-            scoring = replace(self.scoring(1),
+            scoring = replace(self.scoring(strategy, 1),
                               measure=base_measure(strategy.measure, self.task.generative))
             pool_base = base_scores(self.loaded, self.task, self.pool, scoring,
                                     cache=base_score_cache(self.loaded, self.task, scoring),
@@ -385,18 +476,19 @@ class Experiment:
                                       mix=settings.mix, normalise=settings.normalise)
 
         common = {"features": strategy.features, "processes": self.processes,
-                  "store": self.folder.scoring_parts(k), "desc": f"scoring round {k}"}
+                  "store": store, "desc": f"scoring round {k}"}
         size = self.config.selection.shortlist * count
         if masks is not None and 0 < size < len(unlabeled):
             outputs, shortlist = score_with_shortlist(
-                self.loaded, self.task, unlabeled, self.scoring(passes), size=size,
+                self.loaded, self.task, unlabeled, self.scoring(strategy, passes),
+                size=size,
                 rank=lambda per_pass: ranked(per_pass).score, masks=masks,
                 first_masks=lambda part: torch_generator(seed, k, "mc_first_pass", device, part=part),
                 **common)
             scores = ranked(outputs.passes)
             scores.score = shortlist_first(scores.score, shortlist)
             return scores, outputs
-        outputs = score_in_parts(self.loaded, self.task, unlabeled, self.scoring(passes),
+        outputs = score_in_parts(self.loaded, self.task, unlabeled, self.scoring(strategy, passes),
                                  masks=masks, **common)
         return ranked(outputs.passes), outputs
 
@@ -423,9 +515,9 @@ class Experiment:
             self.skills[k] = base_skill(accuracy, chance)
         return self.skills[k]
 
-    def scoring(self, passes: int) -> Scoring:
+    def scoring(self, strategy: Strategy, passes: int) -> Scoring:
         settings = self.config.uncertainty
-        return Scoring(self.strategy.measure or "me", settings.response, passes,
+        return Scoring(strategy.measure or "me", settings.response, passes,
                        settings.batch_size, max_length=self.config.model.max_length,
                        part_size=settings.part_size)
 
@@ -491,7 +583,8 @@ class Experiment:
         if self.base_hidden is None:
             with adapter_off(self.loaded.model):
                 self.base_hidden = score_in_parts(
-                    self.loaded, self.task, self.pool, self.scoring(1), features=True,
+                    self.loaded, self.task, self.pool, self.scoring(self.strategy, 1),
+                    features=True,
                     processes=self.processes, store=self.folder.base_hidden_parts(),
                     desc="base hidden states").hidden
         settings = self.config.selection

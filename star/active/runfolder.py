@@ -7,7 +7,10 @@ labels.jsonl                 the label journal (append-only, see `journal.py`)
 labelstudio.json             the Label Studio project the run labels in: url, project
 rounds/<k>/batch.json        the examples round k asks annotators to label
 rounds/<k>/scoring/<p>.npz   the scoring pass's finished parts, until the batch is written
-rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected
+rounds/<k>/scoring/<arm>/    `auto`: each arm's pass's parts, likewise
+rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected;
+                             `auto`: id, score (a pick's q: the chance its draw chose it; 0
+                             for the others), selected, and a pick's arm
 rounds/<k>/adapter/          the adapter trained in round k (PEFT save_pretrained)
 rounds/<k>/predictions.jsonl id, prediction, gold, correct, confidence
 rounds/<k>/noise.json        `star noise`: round k's labels retrained under other training seeds
@@ -26,7 +29,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -90,8 +93,11 @@ class RunFolder:
     def scores_path(self, k: int) -> Path:
         return self.round_dir(k) / "scores.jsonl"
 
-    def scoring_parts(self, k: int) -> ScoringParts:
-        return ScoringParts(self.round_dir(k) / "scoring", writes=self.writes)
+    def scoring_parts(self, k: int, arm: str | None = None) -> ScoringParts:
+        """Round k's scoring pass's parts; `auto`'s `arm`'s apart, below them (a part's key is
+        its examples' ids, the same for every arm)."""
+        folder = self.round_dir(k) / "scoring"
+        return ScoringParts(folder / arm if arm else folder, writes=self.writes)
 
     def base_hidden_parts(self) -> ScoringParts:
         """The base model's hidden states over the pool (typiclust): the same every round, kept
@@ -195,9 +201,10 @@ class RunFolder:
         write_json(self.results_path, results)
 
     # -- per-round files ----------------------------------------------------------------------
-    def write_scores(self, k: int, ids: Iterable[str], scores: Scores, picked: set[int]) -> None:
+    def write_scores(self, k: int, ids: Iterable[str], scores: Scores, picked: set[int], *,
+                     arms: Mapping[int, str] | None = None) -> None:
         """One row per unlabeled example: id, base (μ_b), passes (μ_f per pass), full (their
-        mean), score (what was ranked), selected."""
+        mean), score (what was ranked), selected, and with `arms` (`auto`) a pick's arm."""
         if not self.writes:
             return
         def rows() -> Iterator[dict[str, Any]]:
@@ -210,6 +217,8 @@ class RunFolder:
                     row["full"] = float(scores.full[i])
                 row["score"] = float(scores.score[i])
                 row["selected"] = i in picked
+                if arms is not None and i in arms:
+                    row["arm"] = arms[i]
                 yield row
 
         make_folder(self.round_dir(k))

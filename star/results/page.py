@@ -36,6 +36,7 @@ from star.results.summary import (
     label_records,
     matched_seeds,
     noise_rows,
+    prompt_rows,
     scored,
     selection_rows,
     summarize,
@@ -53,6 +54,7 @@ from star.results.tables import (
     labels_table,
     noise_tables,
     per_seed_table,
+    prompt_table,
     results_table,
     savings_tables,
     selection_table,
@@ -304,11 +306,15 @@ def build_sections(runs: list[dict], summary: dict, out: Path,
     noise = _noise_section(runs, summary)
     if noise:
         sections.append(noise)
-    guarded = guard_rows(runs)
-    if guarded:
-        sections.append(Section("The prompt guard", "Rounds with few labels hand out the base "
-                                "model where the labels say the tuned one is worse.",
-                                tables=[guard_table(guarded)]))
+    against = prompt_rows(runs)
+    if against:
+        prompt = Section("Against the prompt", "Whether each label count bought a model better "
+                         "than the untrained prompt, and, where the prompt guard ran, what it "
+                         "handed out.", tables=[prompt_table(against)])
+        guarded = guard_rows(runs)
+        if guarded:
+            prompt.tables.append(guard_table(guarded))
+        sections.append(prompt)
     advice = advice_table(runs)
     if advice.rows:
         sections.append(Section("Stopping advice and forecast", "Whether more labels are still "

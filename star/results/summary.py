@@ -482,3 +482,29 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "base_accuracy": _mean([check["base_accuracy"] for check in checks])}
             for (setup, strategy), by_count in _by_strategy(groups)
             for n, checks in sorted(by_count.items())]
+
+
+def prompt_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup, strategy and label count: the test accuracy minus the same seed's zero-shot
+    accuracy, paired by seed (`significance.paired`), and how many seeds fell below it. Did
+    the labels buy a model better than the untrained prompt at that budget?"""
+    from star.results.significance import paired
+
+    groups: dict[tuple[str, str], dict[int, tuple[dict[int, float], dict[int, float]]]] = \
+        defaultdict(lambda: defaultdict(lambda: ({}, {})))
+    for run in runs:
+        zero_shot = (run.get("baselines") or {}).get("zero_shot")
+        if zero_shot is None:
+            continue
+        for entry in complete_rounds(run):
+            if entry.get("accuracy") is not None:
+                tuned, prompt = groups[(run["setup"], run["strategy"])][entry["n_labeled"]]
+                tuned[run["seed"]], prompt[run["seed"]] = entry["accuracy"], zero_shot
+    rows = []
+    for (setup, strategy), by_count in _by_strategy(groups):
+        for n, (tuned, prompt) in sorted(by_count.items()):
+            comparison = paired(tuned, prompt)
+            rows.append({"setup": setup, "strategy": strategy, "n_labeled": n,
+                         "accuracy": _mean(list(tuned.values())), "comparison": comparison,
+                         "below": sum(tuned[seed] < prompt[seed] for seed in tuned)})
+    return rows

@@ -436,6 +436,31 @@ def batch_labels_table(rows: list[dict[str, Any]], name: str = "batch_labels",
     return table
 
 
+def prompt_table(rows: list[dict[str, Any]]) -> Table:
+    """Per setup, strategy and label count (`summary.prompt_rows`): accuracy against the
+    untrained prompt, paired by seed."""
+    table = Table("against_the_prompt", "Against the prompt", [
+        "Setup", "Method", "Labels", "Seeds", "Accuracy", "Minus zero-shot (95 % CI)", "p",
+        "Seeds below zero-shot"])
+    for row in rows:
+        comparison = row["comparison"]
+        seeds = len(comparison.seeds)
+        interval = ("" if comparison.low is None else
+                    f" ({100 * comparison.low:+.2f} to {100 * comparison.high:+.2f})")
+        table.rows.append([
+            Cell(row["setup"]), Cell(row["strategy"]), Cell(str(row["n_labeled"]), row["n_labeled"]),
+            Cell(str(seeds), seeds), _percent(row["accuracy"], 2),
+            Cell(f"{100 * comparison.mean:+.2f}{interval}", round(100 * comparison.mean, 4)),
+            Cell("–") if comparison.p_value is None else Cell(f"{comparison.p_value:.3g}",
+                                                               comparison.p_value),
+            Cell(f"{row['below']} of {seeds}", row["below"])])
+    table.note = ("Test accuracy in %, mean over seeds; minus zero-shot: the same seed's test "
+                  "accuracy of the untrained base model subtracted seed by seed, in points, with "
+                  "the paired 95 % t-interval and p-value. A negative mean says the labels so far "
+                  "bought a model worse than its prompt.")
+    return table
+
+
 def guard_table(rows: list[dict[str, Any]]) -> Table:
     """Per setup, strategy and label count (`summary.guard_rows`): what the prompt guard handed
     out and on what evidence."""
