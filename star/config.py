@@ -164,6 +164,9 @@ class TrainConfig(Section):
     decay_b_always: bool = False
     """Apply β to `lora_B` for every strategy, `random` included, as the paper's code does;
     false: only for strategies with the L2 switch (the paper's text)."""
+    balance: Literal["none", "classes"] = "none"
+    """`classes`: each example's loss weighted n / (classes · n_class), so the classes of the
+    labels so far weigh alike (choice tasks; a lopsided warm start teaches its prior)."""
     init: Literal["fresh", "continue"] = "fresh"
     """`fresh`: every round trains a new adapter from the same initial weights (paper code)."""
 

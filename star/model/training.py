@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,11 +37,22 @@ def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
             {"params": plain, "weight_decay": 0.0}]
 
 
+def class_weights(golds: Sequence[str | None]) -> list[float]:
+    """A weight per example, n / (classes · n_class), so each class present weighs the same in
+    the loss and the weights average 1.
+
+    With a handful of labels the warm start is often lopsided (13 of 16 one way in the SST-2
+    study), and an adapter trained on it learns that prior: it answers the majority label and
+    falls below the untrained prompt. Weighting the classes alike keeps the prompt's prior."""
+    counts = Counter(golds)
+    return [len(golds) / (len(counts) * counts[gold]) for gold in golds]
+
+
 def answer_loss(loaded: LoadedModel, items: Sequence[Encoded], *,
-                tokens: int | None = None) -> torch.Tensor:
+                tokens: int | None = None, weights: Sequence[float] | None = None) -> torch.Tensor:
     """Cross-entropy over the response tokens of a batch (prompt and padding excluded), summed
     and divided by `tokens`: by default this batch's response tokens (the mean); under DDP the
-    whole batch's, of which this process holds a share."""
+    whole batch's, of which this process holds a share. `weights` scale each item's tokens."""
     backbone, head = backbone_and_head(loaded.model)
     ids, mask = pad_right([e.inputs for e in items], loaded.tokenizer.pad_token_id)
     rows, cols, targets = response_positions(items, device=loaded.device)
@@ -49,8 +61,10 @@ def answer_loss(loaded: LoadedModel, items: Sequence[Encoded], *,
                           use_cache=False).last_hidden_state
     # The head runs in fp32 on answer tokens only: cheap there, and no cast of its weights.
     logits = head(hidden[rows, cols].float())  # [answer tokens, vocab]
-    total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    return total / (len(targets) if tokens is None else tokens)
+    losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    if weights is not None:
+        losses = losses * torch.tensor(weights, device=losses.device)[rows]
+    return losses.sum() / (len(targets) if tokens is None else tokens)
 
 
 class ShareLoss(nn.Module):
@@ -69,10 +83,11 @@ class ShareLoss(nn.Module):
         self.loaded = loaded
         self.world = world
 
-    def forward(self, items: list[Encoded], tokens: int) -> torch.Tensor:
+    def forward(self, items: list[Encoded], tokens: int,
+                weights: list[float] | None = None) -> torch.Tensor:
         if not items:
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
-        return answer_loss(self.loaded, items, tokens=tokens) * self.world
+        return answer_loss(self.loaded, items, tokens=tokens, weights=weights) * self.world
 
 
 EAGER_ATTENTION_BYTES = 2 * 2**30
@@ -138,6 +153,8 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
     model = loaded.model
     encoded = [encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
                       add_eos=task.generative) for e in examples]
+    weights = (class_weights([e.gold for e in examples])
+               if config.balance == "classes" and not task.generative else None)
     cut = sum(e.answer_cut for e in encoded)
     if cut and processes.main:
         log(f"warning: {cut} of {len(encoded)} answers are longer than model.max_length − 1 "
@@ -182,10 +199,12 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
         for batch in progress(batches, "training", unit="batch"):
             items = [encoded[i] for i in batch]
             share = items[processes.rank::processes.world]
+            share_weights = None if weights is None else \
+                [weights[i] for i in batch][processes.rank::processes.world]
             if share:
                 tokens += sum(len(e.inputs) for e in share)
                 padded += len(share) * max(len(e.inputs) for e in share)
-            loss = share_loss(share, sum(len(e.response) for e in items))
+            loss = share_loss(share, sum(len(e.response) for e in items), share_weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()

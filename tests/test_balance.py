@@ -1,0 +1,69 @@
+"""Class-balanced training (`train.balance: classes`): the weights and the weighted loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from star.config import load_config
+from star.data.batching import encode
+from star.data.sources import load_task
+from star.model.loading import load_model
+from star.model.lora import attach_lora
+from star.model.training import answer_loss, class_weights, train_adapter
+
+
+def test_each_class_weighs_alike_and_the_weights_average_one():
+    weights = class_weights(["no", "no", "no", "yes"])  # n / (classes · n_class)
+    assert weights == [4 / 6, 4 / 6, 4 / 6, 2.0]
+    assert sum(weights) / len(weights) == pytest.approx(1.0)
+    assert class_weights(["a", "b", "c"]) == [1.0, 1.0, 1.0]
+    assert class_weights(["a", "a"]) == [1.0, 1.0]  # one class present: nothing to balance
+
+
+@pytest.fixture
+def setup(tiny_overrides):
+    config = load_config(None, tiny_overrides)
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    return config, task, loaded
+
+
+def test_the_weighted_loss_scales_each_items_tokens(setup):
+    """Σ_items w_i · (item i's summed token loss) / all response tokens, item by item."""
+    _, task, loaded = setup
+    items = [encode(loaded.tokenizer, e.prompt, e.response, max_length=64, add_eos=False)
+             for e in task.train[:4]]
+    weights = [0.5, 2.0, 1.0, 0.25]
+    tokens = sum(len(item.response) for item in items)
+    with torch.no_grad():
+        alone = [float(answer_loss(loaded, [item])) * len(item.response) for item in items]
+        weighted = float(answer_loss(loaded, items, weights=weights))
+        plain = float(answer_loss(loaded, items))
+    assert weighted == pytest.approx(sum(w * a for w, a in zip(weights, alone, strict=True))
+                                     / tokens, rel=1e-5)
+    assert plain == pytest.approx(sum(alone) / tokens, rel=1e-5)
+    assert float(answer_loss(loaded, items, weights=[1.0] * 4)) == pytest.approx(plain, rel=1e-6)
+
+
+def test_balance_changes_training_only_when_the_labels_are_lopsided(setup, tiny_overrides):
+    config, task, loaded = setup
+    from star.model.lora import adapter_state, load_adapter_state
+
+    start = adapter_state(loaded.model)
+    yes = [e for e in task.train if e.gold == "yes"]
+    no = [e for e in task.train if e.gold == "no"]
+
+    def trained(balance: str, examples) -> dict:
+        load_adapter_state(loaded.model, start)
+        train = config.train.model_copy(update={"balance": balance})
+        train_adapter(loaded, task, examples, config=train, weight_decay_b=0.0, seed=0,
+                      round_index=1, max_length=64)
+        return adapter_state(loaded.model)
+
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    even = yes[:4] + no[:4]
+    assert same(trained("none", even), trained("classes", even))  # weights all 1
+    lopsided = yes[:6] + no[:2]
+    assert not same(trained("none", lopsided), trained("classes", lopsided))
