@@ -18,19 +18,28 @@ sweep() {  # name, then --set overrides
     $STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
         --set loop.budget=32 --set guard.folds=0 "$@" --out "$RUNS/sweep/$name"
 }
+guarded() {  # name, then --set overrides: the same with the prompt guard (its defaults)
+    local name=$1; shift
+    $STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
+        --set loop.budget=32 "$@" --out "$RUNS/sweep/$name"
+}
 sweep preset
-$STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
-    --set loop.budget=32 --out "$RUNS/sweep/guard"
+guarded guard
+sweep balance --set train.balance=classes
+guarded balance-guard --set train.balance=classes
 sweep lr2e-4 --set train.lr=2.0e-4
-sweep lr1e-4 --set train.lr=1.0e-4
-sweep rank8 --set lora.r=8 --set lora.alpha=2  # LoRA's scale alpha/r kept at 0.25
 
-# The guard's direction on another task: TREC-6 (six classes, skewed; make_data.py), 16 and 32
-# labels, without and with the guard.
-for folds in 0 4; do
+# The direction on another task: TREC-6 (six classes, skewed; make_data.py), 16 and 32 labels,
+# the preset, the class-balanced loss, and each with the guard.
+trec() {  # name, then --set overrides
+    local name=$1; shift
     $STAR compare configs/savings-trec6.yaml --strategies random --seeds $SEEDS \
-        --set loop.budget=32 --set guard.folds=$folds --out "$RUNS/trec6-guard/folds$folds"
-done
+        --set loop.budget=32 "$@" --out "$RUNS/trec6-small/$name"
+}
+trec preset --set guard.folds=0
+trec guard
+trec balance --set guard.folds=0 --set train.balance=classes
+trec balance-guard --set train.balance=classes
 
 # 2. The noise budget: round 1 (32 labels) of three sweep runs retrained under 3 training seeds.
 for seed in 0 1 2; do
@@ -38,4 +47,4 @@ for seed in 0 1 2; do
 done
 
 $STAR report "$RUNS/sweep" --out "$OUT/recipe" --title "Small budgets on SST-2: recipe and guard"
-$STAR report "$RUNS/trec6-guard" --out "$OUT/trec6-guard" --title "The prompt guard on TREC-6"
+$STAR report "$RUNS/trec6-small" --out "$OUT/trec6-small" --title "Small budgets on TREC-6: recipe and guard"
