@@ -74,6 +74,10 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
     assert any(b.any() for b in lora_b(tmp_path / "r", 2))
     report = tmp_path / "report"
     assert main(["report", str(tmp_path / "r"), "--out", str(report)]) == 0
+    labels_csv = (report / "labels.csv").read_text().splitlines()
+    assert labels_csv[0].endswith(",Answers equal to the suggestion")
+    agreement = rounds[0]["suggestion_agreement"]
+    assert labels_csv[1].endswith(f",{agreement['rate']}") and agreement["answered"] == 8
     guard_csv = (report / "prompt_guard.csv").read_text().splitlines()
     assert len(guard_csv) == 3 and ",8,1,1," in guard_csv[1] and ",16,1,1," in guard_csv[2]
     shown = status(tmp_path / "r").splitlines()

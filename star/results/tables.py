@@ -350,8 +350,8 @@ def labels_table(records: list[dict[str, Any]], name: str = "labels",
     task's runs: a column per label of every run's task."""
     labels = sorted({label for record in records for entry in record["entries"]
                      for label in entry["label_counts"]})
-    table = Table(name, title,
-                  ["Setup", "Method", "Seed", "Round", "Labels", *labels, "κ with last round"])
+    table = Table(name, title, ["Setup", "Method", "Seed", "Round", "Labels", *labels,
+                                "κ with last round", "Answers equal to the suggestion"])
     for record in records:
         for entry in record["entries"]:
             counts = entry["label_counts"]
@@ -361,13 +361,25 @@ def labels_table(records: list[dict[str, Any]], name: str = "labels",
                                Cell(str(entry["n_labeled"]), entry["n_labeled"]),
                                *[Cell(str(counts.get(label, 0)), counts.get(label, 0))
                                  for label in labels],
-                               _kappa(entry.get("agreement"))])
+                               _kappa(entry.get("agreement")), _anchoring(entry)])
     signals = "; ".join(f"{r['setup']} {r['strategy']} seed {r['seed']}: "
                         f"{'advised' if r['stop_advised'] else 'not yet'}" for r in records)
     table.note = (f"Counts of all labels so far. κ: Cohen's κ between the round's predictions and "
                   f"the last round's on a fixed set. Stopping is advised once κ averages "
-                  f"≥ {STOP_KAPPA} over the last {STOP_WINDOW} rounds: {signals}.")
+                  f"≥ {STOP_KAPPA} over the last {STOP_WINDOW} rounds: {signals}. Answers equal to "
+                  f"the suggestion: of the round's batch, how many answers are the model's guess "
+                  f"shown beside it (blind: the guess was hidden); from people, a share near all "
+                  f"on the uncertain examples a round picks hints at anchoring; from the oracle, "
+                  f"it is the last model's accuracy on the batch.")
     return table
+
+
+def _anchoring(entry: dict[str, Any]) -> Cell:
+    agreement = entry.get("suggestion_agreement")
+    if not agreement:
+        return Cell("–")
+    blind = " (blind)" if entry.get("blind") else ""
+    return Cell(f"{agreement['agreeing']} of {agreement['answered']}{blind}", agreement["rate"])
 
 
 def annotator_table(records: list[dict[str, Any]]) -> Table:
