@@ -129,6 +129,38 @@ class Server:
         return json.loads(raw) if raw else None
 
 
+class FakeLabelStudio:
+    """Label Studio as `LiveProject` sees it (the `Client` calls), for tests of what STAR does
+    with its answers that need no server: each listing of the tasks is the next of `listings`
+    (the last one again once they run out), so annotations can appear between two looks."""
+
+    url = "http://label-studio.test"
+
+    def __init__(self, *listings: list[dict[str, Any]]) -> None:
+        self.listings = list(listings)
+        self.imported: list[dict[str, Any]] = []
+
+    def tasks(self, project: int) -> list[dict[str, Any]]:
+        return self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+
+    def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> None:
+        self.imported += tasks
+
+    def users(self) -> dict[int, str]:
+        return {7: "carol@star.test"}
+
+
+def task_with(number: int, star_id: str, *labels: str) -> dict[str, Any]:
+    """A task of STAR's as Label Studio lists it, annotated by user 7 with each of `labels`
+    (annotation ids 100·number + k, a second apart)."""
+    return {"id": number, "data": {"star_id": star_id}, "annotations": [
+        {"id": 100 * number + k, "completed_by": 7, "was_cancelled": False, "ground_truth": False,
+         "updated_at": f"2025-06-01T10:00:0{k}.123456Z",
+         "result": [{"from_name": "star_label", "to_name": "text", "type": "choices",
+                     "value": {"choices": [label]}}]}
+        for k, label in enumerate(labels)]}
+
+
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory, pytestconfig) -> Iterator[Server]:
     if not LABEL_STUDIO.exists():

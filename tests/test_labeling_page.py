@@ -203,11 +203,8 @@ def test_a_host_beyond_this_machine_warns(tmp_path, capsys):
     assert server.url.startswith("http://0.0.0.0:")
 
 
-def test_each_answer_is_fsynced_before_it_is_acknowledged(tmp_path, monkeypatch):
-    """The order of the journal's fsyncs and the replies, recorded: each reply comes after the
-    fsync of a journal that already holds its line."""
-    journal = tmp_path / "labels.jsonl"
-    events: list[tuple[str, int]] = []
+def record_fsyncs(monkeypatch: Any, journal: Path, events: list[tuple[str, Any]]) -> None:
+    """From now on, each fsync of `journal` appends ("fsync", the lines it holds) to `events`."""
     real_fsync = os.fsync
 
     def fsync(descriptor: int) -> None:
@@ -215,12 +212,26 @@ def test_each_answer_is_fsynced_before_it_is_acknowledged(tmp_path, monkeypatch)
         if journal.exists() and os.path.samestat(os.fstat(descriptor), os.stat(journal)):
             events.append(("fsync", len(lines(journal))))  # lines on disk as it was synced
 
-    def send_response(handler: Any, code: int, message: str | None = None) -> None:
-        events.append(("reply", int(code)))
-        BaseHTTPRequestHandler.send_response(handler, code, message)
-
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(_Handler, "send_response", send_response)
+
+
+def record_replies(monkeypatch: Any, handler: type[BaseHTTPRequestHandler],
+                   events: list[tuple[str, Any]]) -> None:
+    """From now on, each reply of a `handler` server appends ("reply", its status) to `events`."""
+    def send_response(self: Any, code: int, message: str | None = None) -> None:
+        events.append(("reply", int(code)))
+        BaseHTTPRequestHandler.send_response(self, code, message)
+
+    monkeypatch.setattr(handler, "send_response", send_response)
+
+
+def test_each_answer_is_fsynced_before_it_is_acknowledged(tmp_path, monkeypatch):
+    """The order of the journal's fsyncs and the replies, recorded: each reply comes after the
+    fsync of a journal that already holds its line."""
+    journal = tmp_path / "labels.jsonl"
+    events: list[tuple[str, Any]] = []
+    record_fsyncs(monkeypatch, journal, events)
+    record_replies(monkeypatch, _Handler, events)
     with running(choice_batch(), journal) as server:
         for example_id in ("e0", "e1"):
             assert call(server.url + "api/answer", {"id": example_id, "value": "1"})[0] == 200

@@ -1,7 +1,8 @@
 """`star labelstudio` against a real Label Studio (the session's, tests/labelstudio.py): two
 full rounds labeled by two users through Label Studio's API, with STAR killed (kill -9)
-mid-round and Label Studio restarted, replaying as a run labeled by files does; and bad input
-stopping it in one line before anything is written."""
+mid-round and Label Studio restarted, replaying as a run labeled by files does; bad input to
+`star labelstudio` and `star serve` stopping it in one line before anything is written; and,
+against a stand-in for Label Studio, that an answer is counted only once it is fsynced."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 
 from star.active.journal import Answer
 from star.active.runfolder import RunFolder
-from star.annotate.labelstudio import connect
+from star.annotate.labelstudio import LiveProject, Progress, _complete, connect
 from star.tools.cli import main
-from tests.labelstudio import ADMIN, Server, free_port
+from tests.labelstudio import ADMIN, FakeLabelStudio, Server, free_port, task_with
+from tests.test_labeling_page import record_fsyncs, waiting_run
 from tests.test_people import sample_label, write_labels_csv
 from tests.test_serve import annotate, new_run, project_tasks, wait_until
 
@@ -124,6 +126,8 @@ def test_two_rounds_in_label_studio_survive_kill_9_and_a_restart_and_replay(
     assert refs[2] == refs[0] and refs[7] == refs[6] and len(set(refs)) == 9
     assert all(ref.startswith(f"{project}/") for ref in refs)
     assert len(project_tasks(server, project)) == 8  # no task pushed twice
+    assert server.token not in said  # the key: never printed, never written into the run
+    assert not [name for name, data in files(run).items() if server.token.encode() in data]
 
     # The same labels given as files (star import, star next) give the same run.
     replay = new_run(tmp_path / "replay", tiny_model_dir)
@@ -145,39 +149,74 @@ def waiting(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 def files(run: Path) -> dict[str, bytes]:
-    """Every file of the run but its lock file (whose holder's pid each command writes)."""
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    """Every file of the run and its bytes."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("no key", "set LABEL_STUDIO_API_KEY to your Label Studio access token"),
-    ("unreachable", "does not answer to a check of the key"),
-    ("wrong key", "refused the key in LABEL_STUDIO_API_KEY to a check of the key (401: Invalid token.)"),
-    ("no such project", "refused reading project 99999 (404: No Project matches the given query.)"),
-    ("another config", "has another labeling config than this run's"),
-])
-def test_bad_input_stops_in_one_line_and_writes_nothing(label_studio, waiting, monkeypatch, capsys, case,
-                                                        message):
-    url, project = label_studio.url, "99999"
+def refuse_to_load(folder: RunFolder) -> None:
+    raise AssertionError("star serve went on to load the model: its checks let bad input through")
+
+
+def stopped(run: Path, args: list[str], capsys: Any) -> str:
+    """`star ARGS` exits 2 with one line (its error) and leaves every file of `run` as it was.
+    The lock file is removed first: a command that took the lock would leave one."""
+    (run / ".lock").unlink(missing_ok=True)
+    before = files(run)
+    assert main(args) == 2
+    assert files(run) == before
+    out, err = capsys.readouterr()
+    assert err.startswith("star: error: ") and err.count("\n") == 1, err
+    key = os.environ.get("LABEL_STUDIO_API_KEY")
+    assert not key or key not in out + err
+    return err
+
+
+BAD_INPUT = {
+    "no key": "set LABEL_STUDIO_API_KEY to your Label Studio access token",
+    "unreachable": "does not answer to a check of the key",
+    "wrong key": "refused the key in LABEL_STUDIO_API_KEY to a check of the key (401: Invalid token.)",
+    "no such project": "refused reading project 99999 (404: No Project matches the given query.)",
+    "another config": "has another labeling config than this run's",
+}
+
+
+@pytest.mark.parametrize(("command", "case"), [
+    (command, case) for command in ("labelstudio", "serve") for case in BAD_INPUT
+    if (command, case) != ("serve", "no key")])  # without a key, star serve serves unlinked
+def test_bad_input_stops_in_one_line_and_writes_nothing(label_studio, waiting, monkeypatch, capsys, command,
+                                                        case):
+    """`star labelstudio --project ID`, and `star serve` in a run linked to that project."""
+    url, project = label_studio.url, 99999
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "wrong" if case == "wrong key" else label_studio.token)
+    monkeypatch.setattr("star.annotate.backend.Model", refuse_to_load)
     if case == "no key":
         monkeypatch.delenv("LABEL_STUDIO_API_KEY")
     if case == "unreachable":
         url = f"http://127.0.0.1:{free_port()}"
     if case == "another config":
         other_config = '<View><Text name="text" value="$text"/></View>'
-        project = str(label_studio.call("POST", "/api/projects", {"title": "someone else's",
-                                                                  "label_config": other_config})["id"])
-    before = files(waiting)
-    assert main(["labelstudio", str(waiting), "--url", url, "--project", project]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("star: error: ") and message in err and err.count("\n") == 1
-    assert files(waiting) == before
+        project = label_studio.call("POST", "/api/projects", {"title": "someone else's",
+                                                              "label_config": other_config})["id"]
+    link = RunFolder(waiting).labelstudio_path
+    if command == "serve":
+        link.write_text(json.dumps({"url": url, "project": project}))
+        args = ["serve", str(waiting), "--port", "0"]
+    else:
+        args = ["labelstudio", str(waiting), "--url", url, "--project", str(project)]
+    try:
+        assert BAD_INPUT[case] in stopped(waiting, args, capsys)
+    finally:
+        link.unlink(missing_ok=True)  # the other tests link the run themselves
 
 
-def test_a_label_outside_the_set_stops_it_and_writes_nothing(label_studio, waiting, monkeypatch, capsys):
+@pytest.mark.parametrize("command", ["labelstudio --project", "labelstudio", "serve"])
+def test_a_label_outside_the_set_stops_it_and_writes_nothing(label_studio, waiting, monkeypatch, capsys,
+                                                              command):
+    """In a project that holds the batch's tasks (pushed by STAR or imported from `star batch`):
+    `star labelstudio --project ID` in a run not linked yet (no link is written), the same
+    command again in a linked run, and `star serve` in a linked run."""
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    monkeypatch.setattr("star.annotate.backend.Model", refuse_to_load)
     folder = RunFolder(waiting)
     live = connect(folder, label_studio.url, None, create=True)
     batch = folder.pending_batch()
@@ -185,14 +224,38 @@ def test_a_label_outside_the_set_stops_it_and_writes_nothing(label_studio, waiti
     tasks = project_tasks(label_studio, live.project)
     annotate(label_studio, tasks[batch.ids[0]], sample_label(batch.ids[0]))
     annotate(label_studio, tasks[batch.ids[1]], "maybe")
-    before = files(waiting)
+    args = {"labelstudio --project": ["labelstudio", str(waiting), "--url", label_studio.url,
+                                      "--project", str(live.project)],
+            "labelstudio": ["labelstudio", str(waiting), "--url", label_studio.url, "--create"],
+            "serve": ["serve", str(waiting), "--port", "0"]}[command]
+    if command == "labelstudio --project":
+        folder.labelstudio_path.unlink()
     try:
-        code = main(["labelstudio", str(waiting), "--url", label_studio.url, "--create"])
-        after = files(waiting)
+        err = stopped(waiting, args, capsys)
     finally:
-        folder.labelstudio_path.unlink()  # the other tests link the run themselves
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
+        folder.labelstudio_path.unlink(missing_ok=True)  # the other tests link the run themselves
     assert f"label 'maybe' for id '{batch.ids[1]}' is not one of: positive" in err
-    assert after == before
     assert folder.journal.answers() == []  # the good annotation waits with the bad one
+
+
+def test_an_answer_is_counted_only_once_it_is_fsynced(tmp_path, monkeypatch):
+    """The status line is what `star labelstudio` acknowledges with: each count it shows was
+    fsynced to the journal first. Two looks at the project: two answers, then a third task
+    annotated twice (both journaled, oldest first: the newer one is in force)."""
+    folder = RunFolder(waiting_run(tmp_path))  # round 0 waits for e0, e1, e2: 0 negative, 1 positive
+    batch = folder.pending_batch()
+    two = [task_with(0, "e0", "1"), task_with(1, "e1", "negative"), task_with(2, "e2")]
+    client = FakeLabelStudio([], two, [*two[:2], task_with(2, "e2", "0", "1")])
+    events: list[tuple[str, Any]] = []
+    record_fsyncs(monkeypatch, folder.journal.path, events)
+    monkeypatch.setattr(Progress, "show", lambda self, key, text: events.append(("shown", text)))
+    assert _complete(LiveProject(folder, client, 1), batch, Progress(), poll=0.0)
+    assert [(kind, str(what).split(",")[0]) for kind, what in events] == [
+        ("fsync", "2"), ("shown", "round 0: answered 2 of 3"),
+        ("fsync", "4"), ("shown", "round 0: answered 3 of 3")]
+    assert [task["data"]["star_id"] for task in client.imported] == batch.ids  # pushed once, first
+    assert [(a.id, a.value, a.annotator, a.source, a.ref, a.time) for a in folder.journal.answers()] == [
+        ("e0", "1", "carol@star.test", "labelstudio", "1/0", "2025-06-01T10:00:00+00:00"),
+        ("e1", "0", "carol@star.test", "labelstudio", "1/100", "2025-06-01T10:00:00+00:00"),
+        ("e2", "0", "carol@star.test", "labelstudio", "1/200", "2025-06-01T10:00:00+00:00"),
+        ("e2", "1", "carol@star.test", "labelstudio", "1/201", "2025-06-01T10:00:01+00:00")]

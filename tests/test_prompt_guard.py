@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 import star.active.prompt_guard as prompt_guard
-from star.active.prompt_guard import BASE, TUNED, GuardCheck, choose, fold_indices
+from star.active.prompt_guard import BASE, TUNED, GuardCheck, choose, fold_indices, held_out_score
 from star.model.lora import ADAPTER_WEIGHTS
 from star.tools.cli import main
 from star.tools.labels import status
@@ -31,20 +31,35 @@ def test_folds_cover_every_label_once_in_near_equal_sizes():
 
 
 def test_the_adapter_is_kept_when_it_holds_out_at_least_as_well():
-    assert choose([True, True, False, False], [True, False, False, False]) == TUNED
-    assert choose([True, False, False, False], [True, True, False, False]) == BASE
-    assert choose([True, False, True, False], [False, True, True, False]) == TUNED  # a tie
-    with pytest.raises(ValueError, match="same"):
-        choose([True], [True, False])
-    with pytest.raises(ValueError, match="same"):
-        choose([], [])
+    assert choose(0.6, 0.5) == TUNED
+    assert choose(0.5, 0.6) == BASE
+    assert choose(0.5, 0.5) == TUNED  # a tie keeps the adapter
 
 
-def test_a_check_records_both_accuracies_by_hand():
-    check = GuardCheck.of([True, False, False, False], [True, True, True, False], folds=2,
-                          seconds=1.23456)
-    assert check.to_dict() == {"folds": 2, "labels": 4, "tuned_cv_accuracy": 0.25,
-                               "base_accuracy": 0.75, "chosen": BASE, "seconds": 1.235}
+def test_balanced_accuracy_weighs_each_class_of_the_labels_alike():
+    """13 labels `no`, 3 `yes`: answering `no` to all is 13/16 right but balanced 1/2."""
+    classes = ["no"] * 13 + ["yes"] * 3
+    majority = [True] * 13 + [False] * 3
+    assert held_out_score(majority, None) == 13 / 16
+    assert held_out_score(majority, classes) == 0.5
+    mixed = [True] * 10 + [False] * 3 + [True] * 2 + [False]  # 10/13 and 2/3
+    assert held_out_score(mixed, classes) == pytest.approx((10 / 13 + 2 / 3) / 2)
+
+
+def test_a_check_records_both_scores_by_hand():
+    check = GuardCheck.of([True, False, False, False], [True, True, True, False], ["a", "a", "b", "b"],
+                          folds=2, seconds=1.23456)
+    assert check.to_dict() == {"folds": 2, "labels": 4, "metric": "balanced_accuracy",
+                               "tuned_cv": 0.25, "base": 0.75, "chosen": BASE, "seconds": 1.235}
+    lopsided = GuardCheck.of([True] * 13 + [False] * 3, [True] * 12 + [False, True, True, False],
+                             ["no"] * 13 + ["yes"] * 3, folds=4, seconds=0.0)
+    assert (lopsided.tuned_cv, lopsided.chosen) == (0.5, BASE)  # 13/16 plain: it would be kept
+    plain = GuardCheck.of([True, False], [False, False], None, folds=2, seconds=0.0)
+    assert (plain.metric, plain.tuned_cv, plain.chosen) == ("accuracy", 0.5, TUNED)
+    with pytest.raises(ValueError, match="same"):
+        GuardCheck.of([True], [True, False], None, folds=2, seconds=0.0)
+    with pytest.raises(ValueError, match="same"):
+        GuardCheck.of([], [], None, folds=2, seconds=0.0)
 
 
 def run(out: Path, overrides: list[str], strategy: str = "me") -> dict:
@@ -104,17 +119,18 @@ def test_a_round_that_keeps_its_adapter_is_the_unguarded_round(tiny_overrides, t
 
 
 def test_the_base_model_is_measured_on_the_labels_so_far(tiny_overrides, tmp_path):
-    """base_accuracy: the base model's share of correct answers on the round's labels, the
-    same as its answers in the round-0 batch (suggestions made before any training)."""
+    """base: the base model's balanced accuracy on the round's labels, from the same answers as
+    its suggestions in the round-0 batch (made before any training)."""
     results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "loop.budget=8"])
     check = results["rounds"][0]["guard"]
     batch = json.loads((tmp_path / "r" / "rounds" / "0" / "batch.json").read_text())
     answers = {json.loads(line)["id"]: json.loads(line)["value"]
                for line in (tmp_path / "r" / "labels.jsonl").read_text().splitlines()}
     agree = [item["suggestion"] == answers[item["id"]] for item in batch["items"]]
-    assert check["labels"] == 8 and check["base_accuracy"] == pytest.approx(np.mean(agree))
-    assert check["chosen"] == (TUNED if check["tuned_cv_accuracy"] >= check["base_accuracy"]
-                               else BASE)
+    golds = [answers[item["id"]] for item in batch["items"]]
+    assert check["labels"] == 8 and check["metric"] == "balanced_accuracy"
+    assert check["base"] == pytest.approx(held_out_score(agree, golds))
+    assert check["chosen"] == (TUNED if check["tuned_cv"] >= check["base"] else BASE)
     assert results["rounds"][0]["suggestion_agreement"]["rate"] == pytest.approx(np.mean(agree))
 
 

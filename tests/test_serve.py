@@ -1,5 +1,6 @@
 """`star serve`: the ML backend protocol on a tiny model (predictions equal the loop's own
-guesses, Basic Auth, a full queue, Start training), then Label Studio itself calling it."""
+guesses, Basic Auth, a full queue, Start training), what its replies acknowledge (against a
+stand-in for Label Studio), then Label Studio itself calling it."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from star.active.journal import Answer, now
 from star.active.runfolder import RunFolder
+from star.annotate import backend as backend_module
 from star.annotate.backend import QUEUE, Backend, Model
 from star.annotate.exchange import labeling_config, labelstudio_tasks
-from star.annotate.labelstudio import connect
+from star.annotate.labelstudio import LiveProject, connect
 from star.tools.cli import main
-from tests.labelstudio import Server
+from tests.labelstudio import FakeLabelStudio, Server, task_with
+from tests.test_labeling_page import record_fsyncs, record_replies, waiting_run
 from tests.test_people import SAMPLE, TINY, sample_label, sets
 
 USER, PASSWORD = "ls", "s3cret-of-the-test"
@@ -114,13 +118,14 @@ def test_predictions_are_the_loops_own_guesses_before_and_after_start_training(t
     run = new_run(tmp_path / "reviews", tiny_model_dir)
     batch = RunFolder(run).pending_batch()
     with serving(run) as backend:
-        assert request(backend.url + "/health") == (200, {"status": "UP", "model_version": "reviews round 0"})
-        assert request(backend.url + "/setup", {"project": "1.1", "schema": "<View/>"}) == (
+        assert request(backend.origin + "/health") == (
+            200, {"status": "UP", "model_version": "reviews round 0"})
+        assert request(backend.origin + "/setup", {"project": "1.1", "schema": "<View/>"}) == (
             200, {"model_version": "reviews round 0"})
         tasks = labelstudio_tasks(batch, "")
         # a task of the team's own: no star_id, only the prompt (here the first example's)
         tasks.append({"id": 99, "data": {"text": "x", "prompt": batch.items[0].prompt}})
-        status, reply = request(backend.url + "/predict", predict_body(run, tasks))
+        status, reply = request(backend.origin + "/predict", predict_body(run, tasks))
         assert status == 200 and reply["model_version"] == "reviews round 0"
         assert [r["model_version"] for r in reply["results"]] == ["reviews round 0"] * 5
         assert reply["results"][0]["result"][0]["to_name"] == "text"
@@ -128,19 +133,20 @@ def test_predictions_are_the_loops_own_guesses_before_and_after_start_training(t
         assert [g for g, _ in guessed(reply["results"])] == [g for g, _ in expected]
         assert [s for _, s in guessed(reply["results"])] == pytest.approx([c for _, c in expected], abs=1e-5)
 
-        status, reply = request(backend.url + "/webhook", {"action": "START_TRAINING", "project": {"id": 1}})
+        status, reply = request(backend.origin + "/webhook",
+                                {"action": "START_TRAINING", "project": {"id": 1}})
         assert (status, reply["error"]) == (400, "round 0 waits for 4 of 4 labels; Start training runs "
                                                  "it once every task is labeled")
         answer_all(run)
-        assert request(backend.url + "/webhook", {"action": "START_TRAINING"}) == (
+        assert request(backend.origin + "/webhook", {"action": "START_TRAINING"}) == (
             200, {"status": "training", "round": 0})
-        assert request(backend.url + "/predict", predict_body(run, tasks[:1]))[0] == 503
+        assert request(backend.origin + "/predict", predict_body(run, tasks[:1]))[0] == 503
         wait_until(lambda: backend.training is None, what="round 0 to train")
         assert backend.model.version == "reviews round 1"
         next_batch = RunFolder(run).pending_batch()
         assert next_batch.round == 1
         tasks = labelstudio_tasks(next_batch, "")
-        status, reply = request(backend.url + "/predict", predict_body(run, tasks))
+        status, reply = request(backend.origin + "/predict", predict_body(run, tasks))
         assert status == 200 and reply["model_version"] == "reviews round 1"
         guesses = guessed(reply["results"])
         assert [g for g, _ in guesses] == [g for g, _ in suggestions(run)]  # round 1's batch shows these
@@ -166,7 +172,7 @@ def test_bad_requests_get_one_line(run, call, status, message):
     if call.pop("config", False):
         call["body"]["label_config"] = labeling_config(RunFolder(run).pending_batch())
     with serving(run) as backend:
-        got, reply = request(backend.url + "/predict", **call)
+        got, reply = request(backend.origin + "/predict", **call)
     assert got == status and message in reply["error"] and "\n" not in reply["error"]
 
 
@@ -178,16 +184,16 @@ def test_a_full_queue_and_a_round_in_training_answer_503(run):
         for _ in range(QUEUE):
             backend._queue(lambda: None)
         tasks = labelstudio_tasks(RunFolder(run).pending_batch(), "")[:1]
-        status, reply = request(backend.url + "/predict", predict_body(run, tasks))
+        status, reply = request(backend.origin + "/predict", predict_body(run, tasks))
         assert (status, reply["error"]) == (503, f"busy: {QUEUE} requests wait for the model already; "
                                                  "try again in a moment")
         release.set()
         wait_until(lambda: backend._jobs.empty(), 10, "the queue to drain")
         backend.training = 3
-        assert request(backend.url + "/predict", predict_body(run, tasks)) == (
+        assert request(backend.origin + "/predict", predict_body(run, tasks)) == (
             503, {"error": "round 3 is training; predictions come back with its adapter"})
         backend.training = None
-        assert request(backend.url + "/predict", predict_body(run, tasks))[0] == 200
+        assert request(backend.origin + "/predict", predict_body(run, tasks))[0] == 200
 
 
 def test_serve_refuses_bad_input_in_one_line_before_loading_the_model(run, monkeypatch, capsys):
@@ -206,6 +212,36 @@ def test_serve_refuses_bad_input_in_one_line_before_loading_the_model(run, monke
     assert err.count("\n") == 1
 
 
+def test_start_training_is_acknowledged_only_once_the_labels_are_fsynced(tmp_path, monkeypatch):
+    """A webhook's reply acknowledges the event, never an answer: it leaves at once (Label
+    Studio waits on it while an annotator saves), the journaling follows on the worker, and an
+    annotation it misses stays in Label Studio for the next look. Start training's reply does
+    acknowledge the labels: it leaves only after the project's answers are fsynced."""
+    folder = RunFolder(waiting_run(tmp_path))  # round 0 waits for e0, e1, e2
+    client = FakeLabelStudio([task_with(0, "e0", "1"), task_with(1, "e1", "0"), task_with(2, "e2")],
+                             [task_with(0, "e0", "1"), task_with(1, "e1", "0"), task_with(2, "e2", "1")])
+    trained: list[Path] = []
+    monkeypatch.setattr(backend_module, "run_next_round", lambda run: trained.append(run.root) or {})
+    model: Any = SimpleNamespace(version="run round 0", reload=lambda: None)
+    events: list[tuple[str, Any]] = []
+    record_fsyncs(monkeypatch, folder.journal.path, events)
+    record_replies(monkeypatch, backend_module._Handler, events)
+    backend = Backend(folder, model, LiveProject(folder, client, 1))
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    try:
+        assert request(backend.origin + "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 1}},
+                       auth=None) == (200, {"status": "journaling"})
+        wait_until(lambda: ("fsync", 2) in events, 10, "the webhook's journaling")
+        events.clear()
+        assert request(backend.origin + "/webhook", {"action": "START_TRAINING"}, auth=None) == (
+            200, {"status": "training", "round": 0})
+        assert events == [("fsync", 3), ("reply", 200)]
+        wait_until(lambda: backend.training is None, 10, "the round to run")
+    finally:
+        backend.shutdown()
+    assert trained == [folder.root]
+
+
 def test_label_studio_connects_star_serve_gets_predictions_and_starts_training(
         label_studio, tiny_model_dir, tmp_path, monkeypatch):
     server, run = label_studio, new_run(tmp_path / "reviews", tiny_model_dir)
@@ -216,12 +252,12 @@ def test_label_studio_connects_star_serve_gets_predictions_and_starts_training(
     live.push(batch)
     with serving(run, live=live) as backend:
         model = server.call("POST", "/api/ml", {
-            "project": live.project, "url": backend.url, "title": "STAR", "auth_method": "BASIC_AUTH",
+            "project": live.project, "url": backend.origin, "title": "STAR", "auth_method": "BASIC_AUTH",
             "basic_auth_user": USER, "basic_auth_pass": PASSWORD})
         assert (model["state"], model["model_version"]) == ("CO", "reviews round 0")  # /health, /setup
         # Label Studio made a webhook to /webhook for the backend; a team gives it the password
         [hook] = [h for h in server.call("GET", f"/api/webhooks/?project={live.project}")
-                  if h["url"] == backend.url + "/webhook"]
+                  if h["url"] == backend.origin + "/webhook"]
         basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         server.call("PATCH", f"/api/webhooks/{hook['id']}/", {"headers": {"Authorization": basic}})
 

@@ -569,13 +569,14 @@ class Experiment:
                                  strict=True):
                 tuned[i] = bool(answer.correct)
         load_adapter_state(self.loaded.model, before)
-        check = GuardCheck.of(tuned, base, folds=folds,
+        classes = None if self.task.generative else [e.gold for e in examples]
+        check = GuardCheck.of(tuned, base, classes, folds=folds,
                               seconds=time.perf_counter() - start)
         if self.processes.main:
             log(f"[{self.config.strategy} seed {seed}] round {k} guard: tuned recipe "
-                f"{100 * check.tuned_cv_accuracy:.1f} % held out against the base model's "
-                f"{100 * check.base_accuracy:.1f} % on {check.labels} labels: the {check.chosen} "
-                "model is handed out")
+                f"{100 * check.tuned_cv:.1f} % held out against the base model's "
+                f"{100 * check.base:.1f} % ({check.metric.replace('_', ' ')}, {check.labels} "
+                f"labels): the {check.chosen} model is handed out")
         return check
 
     def clusters(self, labeled: np.ndarray, count: int, rng: np.random.Generator) -> Clusters:

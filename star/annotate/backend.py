@@ -6,8 +6,12 @@ label-studio-ml-backend (`label_studio_ml/api.py`) as Label Studio 1.23 calls it
   per task, in order: the latest adapter's answer scored by its confidence, all the request's
   tasks in one batched pass;
 - `POST /webhook {"action": ...}`: START_TRAINING ("Start training" in the model settings)
-  runs the next round; ANNOTATION_CREATED/UPDATED/DELETED journal the project's annotations
-  at once (Label Studio sends them to every ML backend's /webhook when it can reach it).
+  journals the project's annotations, then answers (so its reply follows their fsync) and runs
+  the next round; ANNOTATION_CREATED/UPDATED/DELETED journal the project's annotations on the
+  worker (Label Studio sends them to every ML backend's /webhook when it can reach it). Their
+  reply, at once, acknowledges the event, not an answer: Label Studio sends webhooks while the
+  annotator's save waits, and an annotation that a crash keeps out of the journal stays in
+  Label Studio for the next look.
 
 One worker thread owns the model, so requests queue for it; at most `QUEUE` wait, and the
 next gets a 503 saying so, as does a prediction while a round trains. Label Studio's "Basic
@@ -26,12 +30,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from star.active.runfolder import RunFolder, complete_rounds
 from star.annotate.exchange import LABEL_CONTROL, labelstudio_prediction
-from star.annotate.guard import LOCAL_NAMES, GuardedHandler, GuardedServer, Refused
+from star.annotate.guard import LOCAL_NAMES, GuardedHandler, Refused, Service
 from star.annotate.labelstudio import LiveProject, model_version, run_next_round
 from star.config import load_config
 from star.data.sources import load_task
@@ -122,7 +126,7 @@ class _Job:
     error: BaseException | None = None
 
 
-class Backend:
+class Backend(Service):
     """The server's state: the model, its worker and queue, the linked project if any."""
 
     def __init__(self, folder: RunFolder, model: Model, live: LiveProject | None,
@@ -141,13 +145,7 @@ class Backend:
         if host not in LOCAL_NAMES and user is None:
             log(f"warning: star serve listens on {host} without a password: anyone who reaches it "
                 f"can read predictions and start training; pass --user and set {PASSWORD}")
-        try:
-            self._httpd = _Server(host, port, _Handler)
-        except OSError as error:
-            raise StarError(f"star serve cannot listen on {host}:{port} ({error.strerror})") from None
-        self._httpd.backend = self
-        self._started = False
-        self.url = f"http://{host}:{self._httpd.server_port}"
+        super().__init__(host, port, _Handler, "star serve")
 
     # -- the worker ---------------------------------------------------------------------------
     def _work(self) -> None:
@@ -272,23 +270,6 @@ class Backend:
         finally:
             self.training = None
 
-    # -- serving ------------------------------------------------------------------------------
-    def serve_forever(self) -> None:
-        self._started = True
-        try:
-            self._httpd.serve_forever()
-        finally:
-            self._httpd.server_close()
-
-    def shutdown(self) -> None:
-        if self._started:
-            self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-class _Server(GuardedServer):
-    backend: Backend
-
 
 ROUTES: dict[tuple[str, str], Callable[[Backend, Any], dict[str, Any]]] = {
     ("GET", "/"): Backend.health, ("GET", "/health"): Backend.health, ("POST", "/setup"): Backend.setup,
@@ -296,24 +277,17 @@ ROUTES: dict[tuple[str, str], Callable[[Backend, Any], dict[str, Any]]] = {
 
 
 class _Handler(GuardedHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def _route(self, method: str) -> None:
+    def route(self, method: str) -> None:
+        backend = cast(Backend, self.server.service)
         path = urlsplit(self.path).path.rstrip("/") or "/"
         try:
             self.guard(writes=method == "POST")
-            self.server.backend.authorize(self.headers.get("Authorization"))
+            backend.authorize(self.headers.get("Authorization"))
             route = ROUTES.get((method, path))
             if route is None:
                 raise Refused(HTTPStatus.NOT_FOUND, f"no {method} {path}: this is a Label Studio ML "
                               "backend (/health, /setup, /predict, /webhook)")
-            reply = route(self.server.backend, self.json_body() if method == "POST" else None)
+            reply = route(backend, self.json_body() if method == "POST" else None)
         except Refused as refused:
             self.refuse(refused)
             return

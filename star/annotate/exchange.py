@@ -202,15 +202,31 @@ def _text(path: Path) -> str:
         raise DataError(f"{path}:{line}: not UTF-8 text (byte {error.start})") from None
 
 
-def _moment(stamp: Any, where: str) -> datetime:
-    """An export's ISO 8601 time (with 'Z' or an offset), comparable with any other."""
+def annotation_time(record: Mapping[str, Any], where: str) -> datetime | None:
+    """When a Label Studio annotation last changed: its update (else creation) time, ISO 8601
+    with 'Z' or an offset, comparable with any other; None where it has neither."""
+    stamp = record.get("updated_at") or record.get("created_at")
     if not stamp:
-        return _OLDEST
+        return None
     try:
         moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
         raise DataError(f"{where}: {stamp!r} is not an ISO 8601 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def annotation_order(record: Mapping[str, Any], annotation_id: Any, where: str) -> tuple[bool, datetime, int]:
+    """Where an annotation goes in time order: a reviewer's ground truth after every other
+    annotation of its task, then by `annotation_time`, then by annotation id. Journaled in this
+    order, the newest per id is the one in force (`star import` and `star labelstudio` alike)."""
+    return (bool(record.get("ground_truth")), annotation_time(record, where) or _OLDEST,
+            _number(annotation_id))
+
+
+def counted_annotations(task: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """A full-JSON task's annotations that count (not skipped), oldest first (`annotation_order`)."""
+    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    return sorted(kept, key=lambda a: annotation_order(a, a.get("id"), where))
 
 
 def _number(value: Any) -> int:
@@ -222,8 +238,7 @@ def _number(value: Any) -> int:
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One Label Studio annotation and where it goes in time order: a reviewer's ground truth
-    after every other annotation of its task, then by update time, then by annotation id."""
+    """One Label Studio annotation and where it goes in time order (`annotation_order`)."""
 
     label: ImportedLabel
     order: tuple[bool, datetime, int]
@@ -238,11 +253,9 @@ def _candidate(example_id: Any, value: Any, who: Any, record: Mapping[str, Any],
                         "project made with star's labeling config?")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
-    stamp = record.get("updated_at") or record.get("created_at")
-    moment = _moment(stamp, where)
     label = ImportedLabel(str(example_id), value, "" if who is None else str(who), where,
-                          time=moment if stamp else None)
-    return _Candidate(label, (bool(record.get("ground_truth")), moment, _number(annotation_id)))
+                          time=annotation_time(record, where))
+    return _Candidate(label, annotation_order(record, annotation_id, where))
 
 
 def result_value(results: list[dict[str, Any]], where: str) -> str:
@@ -266,9 +279,7 @@ def _ls_full(tasks: list[Any], path: Path) -> Iterator[_Candidate]:
         where = f"{path}:task {number}"
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise DataError(f"{where}: a task without 'data'; not a Label Studio JSON export")
-        for annotation in task.get("annotations") or []:
-            if annotation.get("was_cancelled"):
-                continue
+        for annotation in counted_annotations(task, where):
             value = result_value(annotation.get("result") or [], where)
             yield _candidate(task["data"].get("star_id"), value, annotation.get("completed_by"), annotation,
                              annotation_id=annotation.get("id"), where=where)

@@ -7,9 +7,8 @@ send requests here (a form post, a `fetch` without preflight, a DNS name rebound
 127.0.0.1). A secret in the URL or a password keeps strangers out; the checks here keep other
 sites out, and keep a bad client from holding or crashing the server:
 
-- `host_allowed`: the `Host` header names this server (localhost, an IP address, the host it
-  was bound to, or a name the server was told it is reached by), with its port; else 421. A
-  rebound DNS name fails this.
+- `host_allowed`: the `Host` header names this server (localhost, an IP address, or the host
+  it was bound to, `--host NAME`), with its port; else 421. A rebound DNS name fails this.
 - `same_origin`: a state-changing request comes from a page of this server (`Origin`, when
   sent, is this server; `Sec-Fetch-Site`, when sent, is `same-origin` or `none`); else 403.
 - `is_json`: a state-changing request is `Content-Type: application/json`, which browsers
@@ -22,8 +21,9 @@ sites out, and keep a bad client from holding or crashing the server:
 - `GuardedHandler.timeout`: each connection's socket operations time out, so an idle or slow
   client frees its thread instead of holding it forever.
 
-`GuardedServer` and `GuardedHandler` put these together for `http.server`; a handler calls
-`guard(writes=...)` first, reads bodies with `json_body()`, replies with `send_json` or
+`Service`, `GuardedServer` and `GuardedHandler` put these together for `http.server`: a server
+is a `Service` (bound when made, so a busy port is one line at once) whose handler's `route`
+calls `guard(writes=...)` first, reads bodies with `json_body()`, replies with `send_json` or
 `send_body`, and answers any `Refused` with `refuse`. Standard library only.
 """
 
@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
+
+from star.errors import StarError
 
 TIMEOUT = 30.0
 """Seconds a connection may wait on a socket read or write before it is dropped."""
@@ -138,20 +140,49 @@ def security_headers(nonce: str | None = None) -> dict[str, str]:
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """A threading HTTP server that knows the names it is reached by (for `host_allowed`): the
-    host it is bound to and `names` (say, `host.docker.internal` for a Label Studio in Docker).
-    It binds IPv6 addresses too; its threads never keep the process alive."""
+    """A threading HTTP server answering for one `Service`; the host it is bound to is a name
+    `host_allowed` takes. It binds IPv6 addresses too; its threads never keep the process alive."""
 
     daemon_threads = True
     request_queue_size = 128
     """Connections the kernel queues until accepted: the default 5 resets some of 20
     annotators' answers sent at once."""
 
-    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler],
-                 names: Iterable[str] = ()) -> None:
+    def __init__(self, service: Service, host: str, port: int, handler: type[GuardedHandler]) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.names = (host, *names)
+        self.service = service
+        self.names = (host,)
         super().__init__((host, port), handler)
+
+
+class Service:
+    """A server STAR opens (the labeling page, the ML backend): bound to `host`:`port` when
+    made, answering with `handler` from `serve_forever` until `shutdown`; `origin` is its
+    `http://host:port`. `what` names it in the one line said when the port is taken."""
+
+    def __init__(self, host: str, port: int, handler: type[GuardedHandler], what: str) -> None:
+        try:
+            self._httpd = GuardedServer(self, host, port, handler)
+        except OSError as error:
+            raise StarError(f"{what} cannot listen on {host}:{port} ({error.strerror}); if another "
+                            "star command uses the port, pass --port 0 for a free one") from None
+        self._started = False
+        shown = f"[{host}]" if ":" in host else host
+        self.origin = f"http://{shown}:{self._httpd.server_port}"
+
+    def serve_forever(self) -> None:
+        """Answer requests until `shutdown` (from another thread) or Ctrl+C."""
+        self._started = True
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def shutdown(self) -> None:
+        """Stop serving and free the port; safe whether or not `serve_forever` ever ran."""
+        if self._started:  # HTTPServer.shutdown waits for a loop that must have started
+            self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class GuardedHandler(BaseHTTPRequestHandler):
@@ -160,6 +191,16 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     server: GuardedServer
     timeout = TIMEOUT  # StreamRequestHandler sets it on the socket of each connection
+
+    def do_GET(self) -> None:
+        self.route("GET")
+
+    def do_POST(self) -> None:
+        self.route("POST")
+
+    def route(self, method: str) -> None:
+        """Answer a request of `method` (GET or POST) to `self.path`: each server its own."""
+        raise NotImplementedError
 
     def guard(self, *, writes: bool) -> None:
         """Raise `Refused` unless the request is for this server and, if it `writes`, comes

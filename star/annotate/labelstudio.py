@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 from star.active.batch import Batch
 from star.active.journal import Answer, in_force_of, now
 from star.active.runfolder import RunFolder, complete_rounds
-from star.annotate.exchange import labeling_config, labelstudio_tasks, result_value
+from star.annotate.exchange import (
+    annotation_time,
+    counted_annotations,
+    labeling_config,
+    labelstudio_tasks,
+    result_value,
+)
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, DataError, StarError
 from star.files import write_json
@@ -161,12 +167,6 @@ def _same_config(first: str, second: str) -> bool:
         return False
 
 
-def _moment(stamp: str) -> str:
-    """Label Studio's time ('...Z', microseconds) as the journal writes times."""
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
 class LiveProject:
     """One run's batches in one Label Studio project."""
 
@@ -189,6 +189,11 @@ class LiveProject:
             if missing:
                 self.client.import_tasks(self.project, missing)
         return len(missing)
+
+    def check(self, batch: Batch) -> None:
+        """Refuse (DataError) what `sync` would refuse in the project's annotations of `batch`
+        (a label outside the task's set), without writing anything."""
+        self._changes(batch, self.client.tasks(self.project), self.folder.journal.answers())
 
     def sync(self, batch: Batch) -> list[Answer]:
         """Journal what changed in the project's annotations of `batch` since the journal last
@@ -229,7 +234,8 @@ class LiveProject:
             task = by_id.get(item.id)
             if task is None:
                 continue
-            live = [self._answer(batch, task, a) for a in _in_time_order(task.get("annotations") or [])]
+            where = f"Label Studio project {self.project}, task {task['id']}"
+            live = [self._answer(batch, task, a, where) for a in counted_annotations(task, where)]
             for answer in live:
                 if answer.ref not in last or last[answer.ref].value != answer.value:
                     changes.append(answer)
@@ -244,27 +250,23 @@ class LiveProject:
                 in_force[item.id] = again
         return changes
 
-    def _answer(self, batch: Batch, task: dict[str, Any], annotation: dict[str, Any]) -> Answer:
-        where = f"Label Studio project {self.project}, task {task['id']}, annotation {annotation['id']}"
+    def _answer(self, batch: Batch, task: dict[str, Any], annotation: dict[str, Any], where: str) -> Answer:
+        where = f"{where}, annotation {annotation['id']}"
         value = batch.check(task["data"]["star_id"], result_value(annotation.get("result") or [], where),
                             where)
         author = annotation.get("completed_by")
+        moment = annotation_time(annotation, where)
         return Answer(task["data"]["star_id"], value, self._users.get(author, f"user {author}"),
-                      batch.round, SOURCE, _moment(annotation["updated_at"]),
+                      batch.round, SOURCE,
+                      moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else now(),
                       ref=f"{self.project}/{annotation['id']}")
 
 
-def _in_time_order(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The annotations that count (not skipped), oldest first as `star import` orders them: a
-    reviewer's ground truth last, then by time of change, then by id."""
-    kept = [a for a in annotations if not a.get("was_cancelled")]
-    return sorted(kept, key=lambda a: (bool(a.get("ground_truth")), a.get("updated_at") or "", a["id"]))
-
-
 def connect(folder: RunFolder, url: str, project: int | None, create: bool) -> LiveProject:
-    """The run's project, checked (the key, the project's labeling config) before anything is
-    written: created with `create` unless the run already links one, else `project`, else the
-    linked one. The link is written last."""
+    """The run's project, checked (the key, the project's labeling config, the labels of the
+    annotations it holds for the waiting batch) before anything is written to the run folder:
+    created with `create` unless the run already links one, else `project`, else the linked
+    one. The link is written last; nothing before it takes the run folder's lock."""
     config = load_config(folder.config_path)
     if config.loop.annotator != "people":
         raise ConfigError(f"run '{folder.root}' is labeled by the {config.loop.annotator} annotator; "
@@ -290,9 +292,13 @@ def connect(folder: RunFolder, url: str, project: int | None, create: bool) -> L
             raise ConfigError(f"project {project} at {client.url} has another labeling config than "
                               f"this run's (see star batch {folder.root} --format labelstudio); "
                               "pass --create for a project made for it")
+    live = LiveProject(folder, client, project)
+    pending = folder.pending_batch()
+    if pending is not None:
+        live.check(pending)
     if link is None:
         write_json(folder.labelstudio_path, {"url": client.url, "project": project})
-    return LiveProject(folder, client, project)
+    return live
 
 
 def linked(folder: RunFolder) -> LiveProject | None:

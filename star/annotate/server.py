@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from http import HTTPStatus
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from star.active.batch import Batch
 from star.active.journal import Answer, Journal, now
-from star.annotate.guard import LOCAL_NAMES, GuardedHandler, GuardedServer, Refused, new_nonce
+from star.annotate.guard import LOCAL_NAMES, GuardedHandler, Refused, Service, new_nonce
 from star.errors import DataError, StarError
 
 RECENT = 10
@@ -30,7 +30,7 @@ NONCE = b"{{csp_nonce}}"
 """Where page.html takes each response's CSP nonce: only its own script and style run."""
 
 
-class LabelingServer:
+class LabelingServer(Service):
     """Serves the page and its JSON API for one batch; writes go to `journal` as `annotator`.
 
     `url` holds the token; `done_hint` is the command that continues the run, shown once every
@@ -55,32 +55,11 @@ class LabelingServer:
         self.token = secrets.token_urlsafe(24)
         self._page = files(__package__).joinpath("page.html").read_bytes()
         self._write_lock = threading.Lock()  # undo reads the journal, then appends
-        self._started = False
         if host not in LOCAL_NAMES:
             print(f"warning: the labeling page listens on {host}, beyond this machine: anyone who can "
                   "reach it and has its link can label", file=sys.stderr, flush=True)
-        try:
-            self._httpd = _HTTPServer(host, port, _Handler)
-        except OSError as error:
-            raise StarError(f"the labeling page cannot listen on {host}:{port} ({error.strerror}); "
-                            "if another `star label` uses the port, pass --port 0 for a free one") from None
-        self._httpd.app = self
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{self._httpd.server_port}/{self.token}/"
-
-    def serve_forever(self) -> None:
-        """Answer requests until `shutdown` (from another thread) or Ctrl+C."""
-        self._started = True
-        try:
-            self._httpd.serve_forever()
-        finally:
-            self._httpd.server_close()
-
-    def shutdown(self) -> None:
-        """Stop serving and free the port; safe whether or not `serve_forever` ever ran."""
-        if self._started:  # HTTPServer.shutdown waits for a loop that must have started
-            self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(host, port, _Handler, "the labeling page")
+        self.url = f"{self.origin}/{self.token}/"
 
     def state(self) -> dict[str, Any]:
         """Everything the page shows: the batch, the answers in force, the last answers."""
@@ -148,23 +127,11 @@ class LabelingServer:
             yield
 
 
-class _HTTPServer(GuardedServer):
-    app: LabelingServer
-
-
 class _Handler(GuardedHandler):
     """Routes `/<token>/...` once `guard` passed; without the right token, 403 and nothing learned."""
 
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def _route(self, method: str) -> None:
-        app = self.server.app
+    def route(self, method: str) -> None:
+        app = cast(LabelingServer, self.server.service)
         try:
             self.guard(writes=method == "POST")
         except Refused as refused:
@@ -212,7 +179,7 @@ class _Handler(GuardedHandler):
                            {"error": f"the journal could not be written, nothing was saved: {error}"})
             return
         try:
-            state = self.server.app.state()
+            state = cast(LabelingServer, self.server.service).state()
         except (StarError, OSError) as error:
             self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
                            {"error": f"saved, but the page cannot show the batch: {error}"})

@@ -478,8 +478,9 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["guard"])
     return [{"setup": setup, "strategy": strategy, "n_labeled": n, "seeds": len(checks),
              "base_chosen": sum(check["chosen"] == "base" for check in checks),
-             "tuned_cv_accuracy": _mean([check["tuned_cv_accuracy"] for check in checks]),
-             "base_accuracy": _mean([check["base_accuracy"] for check in checks])}
+             "metric": checks[0]["metric"],
+             "tuned_cv": _mean([check["tuned_cv"] for check in checks]),
+             "base": _mean([check["base"] for check in checks])}
             for (setup, strategy), by_count in _by_strategy(groups)
             for n, checks in sorted(by_count.items())]
 

@@ -484,9 +484,10 @@ def guard_table(rows: list[dict[str, Any]]) -> Table:
                            Cell(str(row["n_labeled"]), row["n_labeled"]),
                            Cell(str(row["seeds"]), row["seeds"]),
                            Cell(f"{row['base_chosen']} of {row['seeds']}", row["base_chosen"]),
-                           _percent(row["tuned_cv_accuracy"]), _percent(row["base_accuracy"])])
-    table.note = ("Accuracies in %, mean over the seeds the guard checked, on the labels so far: "
-                  "the tuned recipe's k-fold held-out accuracy against the base model's. Where "
+                           _percent(row["tuned_cv"]), _percent(row["base"])])
+    table.note = ("In %, mean over the seeds the guard checked, on the labels so far: the tuned "
+                  "recipe's k-fold held-out balanced accuracy (accuracy for generative tasks) "
+                  "against the base model's. Where "
                   "the base model holds out better, the round evaluates, saves and selects with "
                   "it (its accuracy is then the zero-shot one), so a few labels never make the "
                   "model worse than its prompt.")

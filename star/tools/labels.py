@@ -22,6 +22,7 @@ from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
+from star.annotate.labelstudio import model_version
 from star.annotate.server import LabelingServer, serve
 from star.config import load_config
 from star.data.sources import load_task
@@ -90,8 +91,9 @@ def _guard(entry: dict[str, Any]) -> str:
     if not check:
         return ""
     return (f"; guard: the {check['chosen']} model (tuned recipe "
-            f"{100 * check['tuned_cv_accuracy']:.1f} % held out in {check['folds']} folds, base "
-            f"model {100 * check['base_accuracy']:.1f} % on the {check['labels']} labels)")
+            f"{100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds, base model "
+            f"{100 * check['base']:.1f} % on the {check['labels']} labels, "
+            f"{check['metric'].replace('_', ' ')})")
 
 
 def _anchoring(entry: dict[str, Any]) -> str:
@@ -195,7 +197,7 @@ def label_page(run: Path, host: str, port: int, annotator: str, blind: bool = Fa
 def export_batch(run: Path, fmt: str, out: Path, blind: bool = False) -> Path:
     folder = open_run(run)
     batch = waiting_batch(folder)
-    write_batch(batch, out, fmt, model_version=f"{folder.root.name} round {batch.round}",
+    write_batch(batch, out, fmt, model_version=model_version(folder, batch.round),
                 blind=is_blind(folder, blind))
     return out
 

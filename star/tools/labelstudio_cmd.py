@@ -36,7 +36,7 @@ def serve(run: Path, host: str, port: int, user: str | None) -> None:
     folder = open_run(run)
     live = linked(folder)  # checked before the model loads: a bad key fails at once
     backend = Backend(folder, Model(folder), live, host, port, user, password)
-    log(f"STAR ML backend of {run} ({backend.model.version}) at {backend.url}: add it in Label "
+    log(f"STAR ML backend of {run} ({backend.model.version}) at {backend.origin}: add it in Label "
         "Studio under Settings > Model > Connect Model" + (", Basic Auth on" if user else ""))
     log(f"journaling and training with project {live.project} at {live.client.url}" if live else
         "not linked to a Label Studio project (star labelstudio links one, and with "
