@@ -166,6 +166,8 @@ def test_predictions_are_the_loops_own_guesses_before_and_after_start_training(t
     (dict(body={}, headers={"Content-Type": "text/plain"}), 415, "application/json"),
     (dict(body={}, headers={"Host": "evil.example"}), 421, "is not this server"),
     (dict(body={}, headers={"Origin": "http://evil.example"}), 403, "only from this server"),
+    (dict(body={}, headers={"Origin": "null"}), 403, "only from this server"),
+    (dict(body={}, headers={"Sec-Fetch-Site": "cross-site"}), 403, "only from this server"),
 ])
 def test_bad_requests_get_one_line(run, call, status, message):
     call = dict(call)

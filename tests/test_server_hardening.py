@@ -3,7 +3,18 @@
 The probe of issue 35 as tests: bodies that crash a parser, DNS rebinding (a foreign Host),
 cross-site writes (Origin, Sec-Fetch-Site, a form's Content-Type), floods, idle sockets,
 path traversal, concurrent writers, a journal that is a link, and the page's CSP. Every
-refusal is one line of JSON, and nothing refused reaches the journal.
+refusal is one line of JSON, and nothing refused reaches the journal. The probe's cases (the
+issue counts 24, grouped), and where each is tested:
+- here: a body nested 200 kB deep; bad UTF-8, a 5000-digit number, bad syntax, an empty body;
+  no, a negative or a non-numeric Content-Length; 50 MB announced (refused before reading); a
+  foreign Host (rebinding); Origin of another site, `null`, `Sec-Fetch-Site: cross-site`; a
+  text/plain, form or multipart write; inline script (CSP nonce) and framing; an idle and a
+  half-sent connection; 20 answers at once; traversal (plain and encoded); a journal link;
+- test_labeling_page.py: a missing and a wrong token; answers of the wrong shape, outside the
+  label set or of another batch; kill -9 after acknowledged answers; `<script>` and
+  `<img onerror>` texts and an injected script in Chromium;
+- test_journal.py: a journal that is a link (its target kept), dangling, a FIFO or a folder;
+- test_serve.py: the same refusals from `star serve`, which shares `guard.py`.
 """
 
 from __future__ import annotations
