@@ -13,7 +13,7 @@ from star.model.flops import ParameterCounts, counts_of_architecture, counts_of_
 from star.model.loading import load_model
 from star.model.lora import attach_lora
 from star.tools.cli import main
-from star.tools.plan import Cost, Hardware, Lengths, inference_cost, plan
+from star.tools.plan import Cost, Hardware, Lengths, guard_cost, inference_cost, plan
 
 
 def test_architecture_counts_equal_the_loaded_models(tiny_overrides, tiny_model_dir):
@@ -51,12 +51,91 @@ def test_plan_of_a_round_by_hand(tiny_overrides):
     per_example = 2 * 1100 * 11 + 2 * 50
     assert rows[1]["score"] == Cost((3 * 52 + 60 + 8) * per_example)
     assert rows[2]["score"] == Cost((3 * 44 + 8) * per_example)  # μ_b comes from the cache
-    assert rows[1]["train"] == 16 * 2 * (11 * (4 * 1000 + 6 * 100) + 1 * 4 * 50)
+    assert rows[1]["train"] == Cost(training=16 * 2 * (11 * (4 * 1000 + 6 * 100) + 1 * 4 * 50))
     assert rows[0]["evaluate"] == Cost(2 * 16 * (2 * 1100 * 13 + 2 * 50))  # + zero-shot
+    assert all(r["guard"] == Cost() for r in rows)  # the tiny settings turn the guard off
     hardware = Hardware(devices=2, peak=1e6, mfu=0.5, train_mfu=0.25, generation_mfu=0.1)
     assert hardware.seconds(4e6) == pytest.approx(4.0)
     assert hardware.seconds(4e6, "training") == pytest.approx(8.0)
-    assert Cost(1e6, 1e6).seconds(hardware) == pytest.approx(1.0 + 5.0)
+    assert Cost(1e6, 1e6, 1e6).seconds(hardware) == pytest.approx(1.0 + 5.0 + 2.0)
+
+
+COUNTS = ParameterCounts(base=1000, lora=100, head=50)
+CHOICE = Lengths(prompt=10.0, response=1.0, test_prompt=12.0, label_tokens=[1, 1])
+PASS = 2 * 1100 * 11 + 2 * 50
+"""One forward pass over a pool example: 10 prompt tokens + the label slot, one head position."""
+TRAIN = 11 * (4 * 1000 + 6 * 100) + 1 * 4 * 50
+"""One training pass over a pool example, the loss on its one answer token."""
+
+
+def scoring(tiny_overrides: list[str], *settings: str) -> list[Cost]:
+    """Each round's scoring cost of the toy pool (60 examples; labels 8, 16, 24) by hand-sized
+    counts."""
+    config = load_config(None, [*tiny_overrides, *settings])
+    return [r["score"] for r in plan(config, counts=COUNTS, lengths=CHOICE,
+                                     task=load_task(config.task))]
+
+
+def test_the_prompt_guard_trains_k_folds_and_predicts_the_labels_twice(tiny_overrides):
+    config = load_config(None, [*tiny_overrides, "guard.folds=4", "guard.max_labels=16",
+                                "train.epochs=2"])
+    rows = plan(config, counts=COUNTS, lengths=CHOICE, task=load_task(config.task))
+    # 8 labels: 4 adapters on 6 labels each, 2 epochs; the base model on all 8, each fold's 2
+    # held out by its adapter
+    assert rows[0]["guard"] == Cost(forward=(8 + 8) * PASS, training=4 * 6 * 2 * TRAIN)
+    assert rows[1]["guard"] == Cost(forward=(16 + 16) * PASS, training=4 * 12 * 2 * TRAIN)
+    assert rows[2]["guard"] == Cost()  # 24 labels > guard.max_labels
+    task = load_task(config.task)
+    # leave-one-out below k labels: 3 adapters on 2 labels each; none with one label
+    assert guard_cost(config, task, counts=COUNTS, lengths=CHOICE, labels=3) == Cost(
+        forward=6 * PASS, training=3 * 2 * 2 * TRAIN)
+    assert guard_cost(config, task, counts=COUNTS, lengths=CHOICE, labels=1) == Cost()
+    every = config.model_copy(update={"guard": config.guard.model_copy(
+        update={"max_labels": None})})
+    assert guard_cost(every, task, counts=COUNTS, lengths=CHOICE, labels=24) == Cost(
+        forward=48 * PASS, training=4 * 18 * 2 * TRAIN)
+
+
+def test_a_shortlist_runs_one_pass_over_the_pool_and_k_over_it(tiny_overrides):
+    short = scoring(tiny_overrides, "strategy=me-star", "selection.shortlist=2")
+    # round 1: one MC pass over the 52 unlabeled, 3 over the 2·8 it ranks highest, μ_b over
+    # the 60-example pool, the 8 picks' suggestions; round 2: 44 unlabeled, no μ_b
+    assert short[1:] == [Cost((52 + 3 * 16 + 60 + 8) * PASS), Cost((44 + 3 * 16 + 8) * PASS)]
+    whole = scoring(tiny_overrides, "strategy=me-star", "selection.shortlist=7")  # 56 ≥ 52
+    assert whole[1] == Cost((3 * 52 + 60 + 8) * PASS)
+    assert scoring(tiny_overrides, "strategy=me", "selection.shortlist=2")[1] == Cost(
+        (52 + 8) * PASS)  # no MC passes to spare
+
+
+def test_typiclust_reads_the_pools_hidden_states_once(tiny_overrides):
+    assert scoring(tiny_overrides, "strategy=typiclust") == [
+        Cost(8 * PASS), Cost((60 + 8) * PASS), Cost(8 * PASS)]
+    assert scoring(tiny_overrides, "strategy=random", "loop.warm_start_strategy=typiclust") == [
+        Cost((60 + 8) * PASS), Cost(8 * PASS), Cost(8 * PASS)]
+    # typicality takes μ_b's place in the mix: the hidden states, no μ_b
+    assert scoring(tiny_overrides, "strategy=typiclust-me-star")[1] == Cost(
+        (3 * 52 + 60 + 8) * PASS)
+    assert scoring(tiny_overrides, "strategy=typiclust-me-star",
+                   "loop.warm_start_strategy=typiclust")[:2] == [
+        Cost((60 + 8) * PASS), Cost((3 * 52 + 8) * PASS)]
+
+
+def test_auto_scores_with_every_arm_and_predicts_its_labels_for_the_reward(tiny_overrides):
+    rounds = scoring(tiny_overrides, "strategy=auto")  # arms random, me-star, margin, typiclust
+    assert rounds[0] == Cost(8 * PASS)
+    # round 1: me-star 3 × 52 + μ_b 60, margin 52, typiclust's hidden states 60, the reward on
+    # the 8 labels the bandit bought (the warm start is not its), the suggestions
+    assert rounds[1] == Cost((3 * 52 + 60 + 52 + 60 + 8 + 8) * PASS)
+    assert rounds[2] == Cost((3 * 44 + 44 + 16 + 8) * PASS)
+    two = scoring(tiny_overrides, "strategy=auto", "bandit.arms=[random, margin]")
+    assert two[1:] == [Cost((52 + 8 + 8) * PASS), Cost((44 + 16 + 8) * PASS)]
+
+
+def test_the_evidence_schedule_predicts_the_labels_before_the_round(tiny_overrides):
+    rounds = scoring(tiny_overrides, "strategy=me-star", "uncertainty.schedule=evidence")
+    assert rounds[1:] == [Cost((3 * 52 + 60 + 8 + 8) * PASS), Cost((3 * 44 + 16 + 8) * PASS)]
+    assert scoring(tiny_overrides, "strategy=me", "uncertainty.schedule=evidence")[2] == Cost(
+        (44 + 8) * PASS)  # no mix, no skill to weigh it
 
 
 def test_generation_is_prefill_plus_decoding(number_setup):
@@ -67,6 +146,9 @@ def test_generation_is_prefill_plus_decoding(number_setup):
     decode = 2 * 1000 * 4 * 3 + 2 * 50 * 4 * 3
     teacher_forced = 3 * (2 * 1000 * 4 * 13 + 2 * 50 * 4 * 3)
     assert cost == Cost(2 * 1000 * 4 * 10 + teacher_forced, decode)
+    # a shortlist's one MC pass: decoding, then one teacher-forced pass with dropout
+    one = inference_cost(counts, task, 4, prompt=10.0, lengths=lengths, passes=1, mc=True)
+    assert one == Cost(2 * 1000 * 4 * 10 + teacher_forced / 3, decode)
 
 
 def test_star_plan_prints_rounds_and_totals(tiny_overrides, capsys):
@@ -74,14 +156,20 @@ def test_star_plan_prints_rounds_and_totals(tiny_overrides, capsys):
     assert main(["plan", "--strategy", "me", "--gpus", "2", "--gpu-flops", "1e9", *sets]) == 0
     out = capsys.readouterr().out
     assert "| 2 | 24 |" in out and "device-hours" in out and "2 × 0.001 TFLOP/s" in out
+    # a CPU: one device at bench's matmul peak, the guard in a column of its own
+    assert main(["plan", "--devices", "1", "--device-flops", "4e11", *sets,
+                 "--set", "guard.folds=4"]) == 0
+    out = capsys.readouterr().out
+    assert "1 × 0.4 TFLOP/s" in out and "| guard |" in out and ", guard " in out
     with pytest.raises(SystemExit):
         main(["plan", "--gpus", "0", *sets])
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["plan", "--gpus", "0"], "argument --gpus: must be at least 1, got 0"),
+    (["plan", "--gpus", "0"], "argument --gpus/--devices: must be at least 1, got 0"),
     (["plan", "--mfu", "2"], "argument --mfu: must be at most 1, got 2"),
-    (["plan", "--gpu-flops", "0"], "argument --gpu-flops: must be above 0, got 0"),
+    (["plan", "--device-flops", "0"],
+     "argument --gpu-flops/--device-flops: must be above 0, got 0"),
     (["probe", "confidence", "--shots", "-1", "--out", "x"], "argument --shots: must be at least 0, got -1"),
     (["probe", "entropy", "run", "--top", "1", "--out", "x"], "argument --top: must be at least 4, got 1"),
     (["label", "run", "--port", "70000"], "argument --port: must be at most 65535, got 70000"),

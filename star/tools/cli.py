@@ -388,13 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(bench_cmd)
     bench_cmd.set_defaults(func=cmd_bench)
 
-    plan = commands.add_parser("plan", help="FLOPs, time and GPU-hours of a run, per round")
+    plan = commands.add_parser("plan", help="FLOPs, time and device-hours of a run, per round")
     plan.add_argument("config", nargs="?", help="YAML config file (defaults when omitted)")
     plan.add_argument("--strategy", help="overrides the config's strategy")
-    plan.add_argument("--gpus", type=_number(int, 1), default=1, help="devices (data parallel)")
-    plan.add_argument("--gpu-flops", type=_number(float, 0, above=True), default=989e12,
+    plan.add_argument("--gpus", "--devices", type=_number(int, 1), default=1,
+                      help="devices (data parallel); a CPU is one device")
+    plan.add_argument("--gpu-flops", "--device-flops", type=_number(float, 0, above=True),
+                      default=989e12,
                       help="peak FLOP/s of one device at the compute dtype (default: H100 SXM "
-                      "dense bf16, 989e12)")
+                      "dense bf16, 989e12; a CPU: `star bench`'s matmul peak line, GFLOP/s "
+                      "× 1e9, of its compute dtype)")
     plan.add_argument("--mfu", type=_number(float, 0, 1, above=True), default=0.4,
                       help="model FLOPs utilisation of inference (scoring, evaluation)")
     plan.add_argument("--train-mfu", type=_number(float, 0, 1, above=True),

@@ -1,9 +1,17 @@
-"""`star plan`: what a run will cost before it starts: FLOPs, time and GPU-hours per round.
+"""`star plan`: what a run will cost before it starts: FLOPs, time and device-hours per round.
 
 The cost of every phase follows from the config (pool, test set, warm start, step, budget,
-epochs, strategy, MC passes), the model's architecture (`star.model.flops`) and the mean token
-lengths of the data; time is FLOPs / (devices × peak FLOP/s × utilisation). Inference and
-training run at different utilisation (bench measures both), so each has its own MFU.
+epochs, strategy, MC passes, shortlist, prompt guard, bandit arms), the model's architecture
+(`star.model.flops`) and the mean token lengths of the data; time is FLOPs / (devices × peak
+FLOP/s × utilisation). Inference and training run at different utilisation (bench measures
+both), so each has its own MFU. A device is a GPU or a whole CPU: bench's matmul peak is of all
+its threads.
+
+What a plan leaves out: typiclust's k-means, numpy on the hidden states kept from their one
+pass: pool × clusters × hidden size × 2 FLOPs a Lloyd step, at most 100 steps, once a round
+(for the savings presets' 1,280 × 576 states and 32 to 128 clusters at most 0.08 TFLOP over a
+run, about 1 % of that pass; `typicality` measured 20 s for 10^5 examples and 144 clusters on
+one thread, so a fraction of a second here); model loading; writing scores and batches.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from star.active.loop import total_rounds
-from star.active.strategies import get_strategy
+from star.active.loop import choosers, total_rounds
+from star.active.measures import reads_gold
+from star.active.strategies import Strategy, get_strategy
 from star.config import StarConfig
 from star.data.batching import encode
 from star.data.sources import load_task
@@ -34,6 +43,8 @@ KNOWN_ARCHITECTURES: dict[str, dict[str, int]] = {
 """config.json fields of the paper's model, so its runs can be planned offline."""
 SAMPLE = 500
 """Examples whose token lengths are averaged."""
+PHASES = ("score", "train", "guard", "evaluate")
+"""A round's phases, in the order the table shows them."""
 
 
 @dataclass(frozen=True)
@@ -65,23 +76,27 @@ class Hardware:
 
 @dataclass(frozen=True)
 class Cost:
-    """FLOPs of a phase: teacher-forced or prefill passes, and decoding."""
+    """FLOPs of a phase: teacher-forced or prefill passes, decoding, and LoRA training (each runs
+    at its own utilisation)."""
 
     forward: float = 0.0
     generation: float = 0.0
+    training: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.forward + other.forward, self.generation + other.generation)
+        return Cost(self.forward + other.forward, self.generation + other.generation,
+                    self.training + other.training)
 
     def __mul__(self, times: float) -> Cost:
-        return Cost(self.forward * times, self.generation * times)
+        return Cost(self.forward * times, self.generation * times, self.training * times)
 
     @property
     def flops(self) -> float:
-        return self.forward + self.generation
+        return self.forward + self.generation + self.training
 
     def seconds(self, hardware: Hardware) -> float:
-        return hardware.seconds(self.forward) + hardware.seconds(self.generation, "generation")
+        return (hardware.seconds(self.forward) + hardware.seconds(self.generation, "generation")
+                + hardware.seconds(self.training, "training"))
 
 
 def architecture(config: StarConfig, path: str | None) -> dict[str, Any]:
@@ -122,11 +137,11 @@ def lengths(config: StarConfig, task: Task, tokenizer: Any) -> Lengths:
 
 
 def inference_cost(counts: ParameterCounts, task: Task, size: float, *, prompt: float,
-                   lengths: Lengths, passes: int = 1) -> Cost:
+                   lengths: Lengths, passes: int = 1, mc: bool = False) -> Cost:
     """One pass (or `passes` MC passes) over `size` prompts of mean length `prompt`: the label
     slots of a choice task, or for a generative task the prompt's prefill and greedy decoding
-    of a response as long as the gold ones (capped at max_new_tokens) and, with MC, its
-    teacher-forced passes."""
+    of a response as long as the gold ones (capped at max_new_tokens) and, with MC (`mc`, or
+    more than one pass), its teacher-forced passes."""
     if not task.generative:
         if all(n == 1 for n in lengths.label_tokens):  # one pass, one head position per label
             return Cost(passes * counts.forward(size * (prompt + 1), size))
@@ -135,65 +150,134 @@ def inference_cost(counts: ParameterCounts, task: Task, size: float, *, prompt: 
     response = min(lengths.response, task.max_new_tokens)
     generation = Cost(counts.forward(size * prompt, 0),
                       counts.forward(size * response, size * response))
-    if passes == 1:
+    if passes == 1 and not mc:
         return generation
     return generation + Cost(passes * counts.forward(size * (prompt + response), size * response))
 
 
+def training_cost(counts: ParameterCounts, lengths: Lengths, examples: float) -> Cost:
+    """LoRA training on `examples` pool examples (epochs counted in), the loss on the response."""
+    return Cost(training=counts.training(examples * (lengths.prompt + lengths.response),
+                                         examples * lengths.response))
+
+
+def scoring_cost(config: StarConfig, strategy: Strategy, task: Task, *, counts: ParameterCounts,
+                 lengths: Lengths, unlabeled: int, count: int) -> Cost:
+    """`strategy`'s passes over the `unlabeled` examples of a round that picks `count`: none for
+    random and typiclust (typicality is numpy on the hidden states, priced once in `plan`);
+    K MC passes, or with `selection.shortlist` c one MC pass over them and K over the c·count
+    it ranks highest (when that is fewer than all); teacher-forced over the gold answers where
+    the measure reads them on a generative task."""
+    if strategy.measure is None:
+        return Cost()
+    mc = strategy.mc_dropout
+    passes = config.uncertainty.mc_passes if mc else 1
+
+    def over(size: float, times: int) -> Cost:
+        if task.generative and reads_gold(strategy.measure, config.uncertainty.response):
+            full = lengths.prompt + lengths.response
+            return Cost(times * counts.forward(size * full, size * lengths.response))
+        return inference_cost(counts, task, size, prompt=lengths.prompt, lengths=lengths,
+                              passes=times, mc=mc)
+
+    shortlist = config.selection.shortlist * count if mc else 0
+    if 0 < shortlist < unlabeled:
+        return over(unlabeled, 1) + over(shortlist, passes)
+    return over(unlabeled, passes)
+
+
+def guard_cost(config: StarConfig, task: Task, *, counts: ParameterCounts, lengths: Lengths,
+               labels: int) -> Cost:
+    """The prompt guard's check of a round with `labels` labels (`Experiment.guard`): k folds,
+    each training the round's recipe on the labels outside it (n·(k−1) examples over all folds,
+    whatever the fold sizes) and predicting those in it, and the base model predicting all n:
+    2n predictions. Nothing above `guard.max_labels` or with the guard off; leave-one-out
+    below k labels."""
+    guard = config.guard
+    if not guard.folds or (guard.max_labels is not None and labels > guard.max_labels):
+        return Cost()
+    folds = min(guard.folds, labels)
+    if folds < 2:
+        return Cost()
+    return (training_cost(counts, lengths, labels * (folds - 1) * config.train.epochs)
+            + inference_cost(counts, task, 2 * labels, prompt=lengths.prompt, lengths=lengths))
+
+
 def plan(config: StarConfig, *, counts: ParameterCounts, lengths: Lengths,
          task: Task) -> list[dict[str, Any]]:
-    """Per round: labels and the cost of scoring (with μ_b in round 1 and the batch's
-    suggestions), training and evaluation (with the zero-shot point in round 0)."""
+    """Per round: labels and the cost of scoring, training, the prompt guard and evaluation.
+
+    Scoring holds every chooser's passes (the strategy's, or each of `auto`'s arms'), μ_b over
+    the whole pool in round 1 for a dynamic strategy that mixes it in (cached after), the base
+    model's hidden states over the whole pool once for typiclust (round 0 with a typiclust warm
+    start, else round 1), the base model's answers on the labels before the round for the
+    `evidence` schedule, `auto`'s reward (a prediction over every label it bought), and the
+    batch's suggestions. Evaluation has the zero-shot point in round 0."""
     loop, strategy = config.loop, get_strategy(config.strategy)
+    arms = choosers(config, strategy)
     pool = min(loop.pool_size or len(task.train), len(task.train))
     if loop.budget > pool:  # as the loop refuses it: later rounds would score a negative pool
         raise ConfigError(f"loop.budget ({loop.budget}) is larger than the pool ({pool} examples)")
     test = min(loop.test_size or len(task.test), len(task.test))
-    passes = config.uncertainty.mc_passes if strategy.mc_dropout else 1
-    gold = strategy.measure == "pe" or config.uncertainty.response == "gold"
-    common = {"prompt": lengths.prompt, "lengths": lengths}
+    typical_round = (0 if loop.warm_start_strategy == "typiclust"
+                     else 1 if any(s.typical for s in arms) else None)
+    evidence = (config.uncertainty.schedule == "evidence" and config.uncertainty.mix == "weighted"
+                and any(s.dynamic for s in arms))
+
+    def predictions(size: float) -> Cost:
+        return inference_cost(counts, task, size, prompt=lengths.prompt, lengths=lengths)
+
     rows = []
     for k in range(total_rounds(config) + 1):
         labeled = min(loop.warm_start + k * loop.step, loop.budget)
         taken = labeled - (min(loop.warm_start + (k - 1) * loop.step, loop.budget) if k else 0)
-        unlabeled = pool - (labeled - taken)
+        before = labeled - taken
         score = Cost()
-        if k > 0 and strategy.measure is not None:
-            if gold and task.generative:  # teacher-forced over the gold answers
-                full = lengths.prompt + lengths.response
-                score = Cost(passes * counts.forward(unlabeled * full,
-                                                     unlabeled * lengths.response))
-            else:
-                score = inference_cost(counts, task, unlabeled, passes=passes, **common)
-            if strategy.dynamic and k == 1:  # μ_b over the whole pool, once (cached after)
-                score = score + inference_cost(counts, task, pool, **common)
-        score = score + inference_cost(counts, task, taken, **common)  # the suggestions
-        examples = labeled * config.train.epochs
-        train = counts.training(examples * (lengths.prompt + lengths.response),
-                                examples * lengths.response)
+        if k > 0:
+            for arm in arms:
+                score += scoring_cost(config, arm, task, counts=counts, lengths=lengths,
+                                      unlabeled=pool - before, count=taken)
+                if arm.dynamic and not arm.typical and k == 1:  # μ_b, then from the cache
+                    score += predictions(pool)
+            if strategy.bandit:  # the reward: the round's model on every label the bandit bought
+                score += predictions(labeled - loop.warm_start)
+            if evidence:
+                score += predictions(before)
+        if k == typical_round:
+            score += predictions(pool)
+        score += predictions(taken)  # the suggestions
         evaluate = inference_cost(counts, task, test, prompt=lengths.test_prompt,
                                   lengths=lengths) * (2 if k == 0 else 1)
-        rows.append({"round": k, "labels": labeled, "score": score, "train": train,
+        rows.append({"round": k, "labels": labeled, "score": score,
+                     "train": training_cost(counts, lengths, labeled * config.train.epochs),
+                     "guard": guard_cost(config, task, counts=counts, lengths=lengths,
+                                         labels=labeled),
                      "evaluate": evaluate})
     return rows
 
 
 def describe(rows: list[dict[str, Any]], hardware: Hardware) -> str:
     """The per-round table and the run's totals, in device-hours across the devices."""
-    lines = ["| round | labels | scoring PFLOP (decoding) | training PFLOP | eval PFLOP | "
-             "scoring | training | eval | round |", "|---|---|---|---|---|---|---|---|---|"]
-    total = flops = 0.0
+    lines = ["| round | labels | scoring PFLOP (decoding) | training PFLOP | guard PFLOP | "
+             "eval PFLOP | scoring | training | guard | eval | round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    phase_seconds = dict.fromkeys(PHASES, 0.0)
+    flops = 0.0
     for r in rows:
-        times = (r["score"].seconds(hardware), hardware.seconds(r["train"], "training"),
-                 r["evaluate"].seconds(hardware))
-        total += sum(times)
-        flops += r["score"].flops + r["train"] + r["evaluate"].flops
+        times = [r[phase].seconds(hardware) for phase in PHASES]
+        for phase, seconds in zip(PHASES, times, strict=True):
+            phase_seconds[phase] += seconds
+        flops += sum(r[phase].flops for phase in PHASES)
         lines.append(f"| {r['round']} | {r['labels']} | {r['score'].flops / 1e15:.3g} "
-                     f"({r['score'].generation / 1e15:.3g}) | {r['train'] / 1e15:.3g} | "
-                     f"{r['evaluate'].flops / 1e15:.3g} | "
+                     f"({r['score'].generation / 1e15:.3g}) | "
+                     + " | ".join(f"{r[phase].flops / 1e15:.3g}" for phase in PHASES[1:]) + " | "
                      + " | ".join(_duration(t) for t in (*times, sum(times))) + " |")
+    total = sum(phase_seconds.values())
     lines.append(f"\ntotal: {flops / 1e15:.3g} PFLOP, {_duration(total)} on {hardware.devices} "
-                 f"device(s), {hardware.devices * total / 3600:.3g} device-hours")
+                 f"device(s) (scoring {_duration(phase_seconds['score'])}, training "
+                 f"{_duration(phase_seconds['train'])}, guard {_duration(phase_seconds['guard'])}, "
+                 f"eval {_duration(phase_seconds['evaluate'])}), "
+                 f"{hardware.devices * total / 3600:.3g} device-hours")
     return "\n".join(lines)
 
 
