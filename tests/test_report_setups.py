@@ -14,7 +14,7 @@ import yaml
 from star.active.journal import Answer
 from star.active.runfolder import RunFolder
 from star.results.metrics import auc
-from star.results.setups import name_setups
+from star.results.setups import file_stem, name_setups
 from star.results.summary import calibration_rows, collect_runs, summarize
 from star.results.tables import calibration_tables, results_table
 from star.tools.cli import main
@@ -274,3 +274,22 @@ def test_each_task_has_its_own_labels_table(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "**Labels per round, OBQA** (`labels_OBQA.csv`)" in markdown
     assert "| OBQA | random | 0 | 0 | 8 | 2 | 6 | – |" in markdown
+
+
+def test_a_key_added_since_an_older_run_takes_its_default():
+    """An older run lacks `guard` and `train.balance`: at their defaults, a new run of the same
+    settings is its setup; set otherwise, the new run is a setup of its own."""
+    old = {"task": "T", "config": {"strategy": "random", "seed": 0, "loop": {"budget": 32}}}
+    same = {"task": "T", "config": {**old["config"], "guard": {"folds": 4, "max_labels": 64},
+                                    "train": {"balance": "none"}}}
+    other = {"task": "T", "config": {**same["config"], "train": {"balance": "classes"}}}
+    runs = [old, same, other]
+    name_setups(runs)
+    assert old["setup"] == same["setup"] != other["setup"]
+    assert other["setup_keys"] == {"train.balance": "classes"}
+
+
+def test_a_long_setup_name_makes_a_short_distinct_file_stem():
+    long_a, long_b = ("SST-2 · " + "x" * 200 + tail for tail in ("a", "b"))
+    assert len(file_stem(long_a)) == 96 and file_stem(long_a) != file_stem(long_b)
+    assert file_stem("SST-2 · loop.budget=80") == "SST-2_loop.budget=80"

@@ -7,13 +7,14 @@ within a setup: a small model's `random` run is no baseline for a larger model's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from star.config import flatten
+from star.config import StarConfig, flatten
 from star.errors import DataError
 
 VARIED = ("strategy", "seed")
@@ -27,9 +28,11 @@ MOST_KEYS = 3
 
 
 def setup_config(run: dict[str, Any]) -> dict[str, Any]:
-    """The run's resolved config as dotted keys, without strategy and seed."""
-    return {key: value for key, value in flatten(run.get("config") or {}).items()
-            if key not in VARIED}
+    """The run's resolved config as dotted keys, without strategy and seed. A key added to STAR
+    since the run was made takes its default, as a resumed run does: an older run and a new one
+    with the same settings are one setup."""
+    resolved = {**flatten(StarConfig().model_dump()), **flatten(run.get("config") or {})}
+    return {key: value for key, value in resolved.items() if key not in VARIED}
 
 
 def setup_key(run: dict[str, Any]) -> tuple[str, str]:
@@ -101,6 +104,14 @@ def refuse_duplicates(runs: list[dict[str, Any]]) -> None:
         seen[key] = run
 
 
+STEM = 96
+"""Longest file stem a setup's name gives; file systems stop at 255 bytes a name."""
+
+
 def file_stem(setup: str) -> str:
-    """A setup's name as part of a file name: `SST-2 · loop.budget=80` -> `SST-2_loop.budget=80`."""
-    return re.sub(r"[^\w.=+-]+", "_", setup).strip("_")
+    """A setup's name as part of a file name: `SST-2 · loop.budget=80` -> `SST-2_loop.budget=80`;
+    a name past `STEM` characters is cut and told apart by a hash of the whole."""
+    stem = re.sub(r"[^\w.=+-]+", "_", setup).strip("_")
+    if len(stem) <= STEM:
+        return stem
+    return f"{stem[: STEM - 11]}_{hashlib.sha1(stem.encode()).hexdigest()[:10]}"
