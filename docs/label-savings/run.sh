@@ -1,50 +1,62 @@
 #!/usr/bin/env bash
-# Regenerates docs/label-savings (issues 33 and 34) on 2 CPU cores, one run at a time; every
-# command resumes where it stopped (a finished run is read back, not rerun).
-# Runs go to $STUDY_RUNS (default runs/savings); the study's data to runs/data.
-# Needs the shared data in ../shared/data (and, for TREC-6, the files make_data.py names).
+# Regenerates docs/label-savings (issues 33 and 34) on 2 CPU cores, one run at a time. Every
+# command resumes where it stopped, and each finished block copies its runs' records into
+# $STUDY_DOCS/runs, which is committed: a finished run reopens from its records alone (config,
+# results with every round's selected ids, label journal, test predictions, noise retrains),
+# so the study goes on on another machine and every number traces to the run that gave it.
+# Left out of the records: adapters (150 MB a run here), batches and pool scores.
+# Runs go to $STUDY_RUNS (default runs/savings); TREC-6's data to runs/data (make_data.py).
+# Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
+#
+# The runs here computed in bf16 (`model.dtype: auto` on a CPU with avx512_bf16); on a CPU
+# without it the same commands compute in fp32, a run refuses to resume across the two (its
+# `inputs` record the dtype), and the numbers differ by rounding: a new setup, not a replay.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STAR=${STAR:-.venv/bin/star}
-RUNS=${STUDY_RUNS:-runs/savings}
+STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
+RUNS=$(realpath -m "${STUDY_RUNS:-runs/savings}")
+DOCS=${STUDY_DOCS:-docs/label-savings}
+RECORDS=$(realpath -m "$DOCS/runs")
 SEEDS=0,1,2,3,4,5,6,7,8,9
-OUT=docs/label-savings
+mkdir -p "$RUNS" "$RECORDS"
+
+# record FOLDER: the records of every finished run below FOLDER (of $RUNS) into $RECORDS.
+record() {
+  (cd "$RUNS" && find "$1" -type f \( -name config.yaml -o -name results.json \
+    -o -name labels.jsonl -o -name predictions.jsonl -o -name noise.json \) \
+    -exec cp --parents -u -t "$RECORDS" {} +)
+}
+# The recorded runs this machine does not have: finished ones are read back, not rerun.
+(cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
 # 1. The small-budget recipe (issue 33): random selection, 16 and 32 labels, 10 seeds, the
-#    whole SST-2 test set (872). Each training setting without the prompt guard, then the
-#    default recipe with it.
-sweep() {  # name, then --set overrides
-    local name=$1; shift
-    $STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
-        --set loop.budget=32 --set guard.folds=0 "$@" --out "$RUNS/sweep/$name"
+#    whole SST-2 test set (872), each training setting without the prompt guard and with it.
+small() {  # config, folder, then --set overrides
+    local config=$1 out=$2; shift 2
+    "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 "$@" \
+        --out "$RUNS/$out"
+    record "$out"
 }
-guarded() {  # name, then --set overrides: the same with the prompt guard (its defaults)
-    local name=$1; shift
-    $STAR compare configs/savings-sst2.yaml --strategies random --seeds $SEEDS \
-        --set loop.budget=32 "$@" --out "$RUNS/sweep/$name"
-}
-sweep preset
-guarded guard
-sweep balance --set train.balance=classes
-guarded balance-guard --set train.balance=classes
-sweep lr2e-4 --set train.lr=2.0e-4
+small configs/savings-sst2.yaml sweep/preset --set guard.folds=0
+small configs/savings-sst2.yaml sweep/guard
+small configs/savings-sst2.yaml sweep/balance --set guard.folds=0 --set train.balance=classes
+small configs/savings-sst2.yaml sweep/balance-guard --set train.balance=classes
+small configs/savings-sst2.yaml sweep/lr2e-4 --set guard.folds=0 --set train.lr=2.0e-4
 
-# The direction on another task: TREC-6 (six classes, skewed; make_data.py), 16 and 32 labels,
-# the preset, the class-balanced loss, and each with the guard.
-trec() {  # name, then --set overrides
-    local name=$1; shift
-    $STAR compare configs/savings-trec6.yaml --strategies random --seeds $SEEDS \
-        --set loop.budget=32 "$@" --out "$RUNS/trec6-small/$name"
-}
-trec preset --set guard.folds=0
-trec guard
-trec balance --set guard.folds=0 --set train.balance=classes
-trec balance-guard --set train.balance=classes
+# The direction on another task: TREC-6 (six classes, skewed; make_data.py), 5 seeds.
+SEEDS=0,1,2,3,4
+small configs/savings-trec6.yaml trec6-small/preset --set guard.folds=0
+small configs/savings-trec6.yaml trec6-small/guard
+small configs/savings-trec6.yaml trec6-small/balance --set guard.folds=0 --set train.balance=classes
+small configs/savings-trec6.yaml trec6-small/balance-guard --set train.balance=classes
 
-# 2. The noise budget: round 1 (32 labels) of three sweep runs retrained under 3 training seeds.
+# 2. The noise budget: round 1 (32 labels) of three preset runs retrained under 3 training seeds.
 for seed in 0 1 2; do
-    $STAR noise "$RUNS/sweep/preset/random/seed$seed" --round 1 --train-seeds 3
+    "${STAR[@]}" noise "$RUNS/sweep/preset/random/seed$seed" --round 1 --train-seeds 3
 done
+record sweep/preset
 
-$STAR report "$RUNS/sweep" --out "$OUT/recipe" --title "Small budgets on SST-2: recipe and guard"
-$STAR report "$RUNS/trec6-small" --out "$OUT/trec6-small" --title "Small budgets on TREC-6: recipe and guard"
+"${STAR[@]}" report "$RECORDS/sweep" --out "$DOCS/recipe" \
+    --title "Small budgets on SST-2: training recipe and prompt guard"
+"${STAR[@]}" report "$RECORDS/trec6-small" --out "$DOCS/trec6-small" \
+    --title "Small budgets on TREC-6: training recipe and prompt guard"
