@@ -90,6 +90,13 @@ def test_bad_noise_input_is_one_line_and_exit_code_2(tmp_path, capsys):
         assert main(["noise", str(target), *args]) == 2
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1
+    guarded = tmp_path / "guarded"
+    make_run(guarded, {"strategy": "random", "seed": 0, "task": {"name": "sst2"}},
+             [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "selected_ids": [],
+               "guard": {"chosen": "base"}}], auc=0.5)
+    assert main(["noise", str(guarded), "--round", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "the prompt guard handed out the base model" in error and len(error.splitlines()) == 1
     with pytest.raises(SystemExit) as exit_code:
         main(["noise", str(folder), "--train-seeds", "1"])
     assert exit_code.value.code == 2 and "must be at least 2" in capsys.readouterr().err

@@ -192,3 +192,14 @@ def test_a_budget_beyond_the_pool_is_refused_as_the_loop_refuses_it(tiny_overrid
     with pytest.raises(ConfigError, match=r"loop.budget \(61\) is larger than the pool \(60"):
         plan(config, counts=ParameterCounts(1000, 100, 50), lengths=lengths,
              task=load_task(config.task))
+
+
+def test_an_unreadable_architecture_file_is_one_line(tiny_overrides, tmp_path, capsys):
+    broken = tmp_path / "config.json"
+    broken.write_text("{not json")
+    sets = [part for item in tiny_overrides for part in ("--set", item)]
+    for path in (broken, tmp_path / "missing.json"):
+        assert main(["plan", *sets, "--architecture", str(path)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert f"--architecture {path}: not a readable JSON file" in error
+        assert len(error.splitlines()) == 1

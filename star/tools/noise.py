@@ -71,6 +71,10 @@ def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, 
         raise ConfigError(f"--round {k}: '{folder.root}' has rounds 0 to {len(rounds) - 1}")
     if rounds[k].get("accuracy") is None:
         raise ConfigError(f"'{folder.root}' has no test set: a retrain has no accuracy to show")
+    if (rounds[k].get("guard") or {}).get("chosen") == "base":
+        raise ConfigError(f"--round {k}: the prompt guard handed out the base model there, so "
+                          "retrained adapters would not vary the model the run used; pick a "
+                          "round whose adapter was kept")
     return results, k
 
 

@@ -103,7 +103,10 @@ def architecture(config: StarConfig, path: str | None) -> dict[str, Any]:
     """config.json fields: from `path`, the known table, or the model's folder or local cache
     (a plan never downloads)."""
     if path is not None:
-        return json.loads(Path(path).read_text())
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--architecture {path}: not a readable JSON file ({exc})") from None
     if config.model.name in KNOWN_ARCHITECTURES:
         return KNOWN_ARCHITECTURES[config.model.name]
     from transformers import AutoConfig
