@@ -107,3 +107,16 @@ def number_setup(tiny_overrides, tmp_path):
                                 "task.answer_type=number", "task.labels=null",
                                 "task.max_new_tokens=6"])
     return config, load_task(config.task), load_model(config.model)
+
+
+@pytest.fixture
+def lora_setup(tiny_overrides):
+    """The tiny model with a LoRA adapter attached at its initial weights (B = 0), its config
+    and task."""
+    from star.model.lora import attach_lora
+
+    config = load_config(None, tiny_overrides)
+    task = load_task(config.task)
+    loaded = load_model(config.model)
+    attach_lora(loaded, config.lora, seed=0)
+    return config, task, loaded

@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from star.config import load_config
 from star.data.batching import encode
-from star.data.sources import load_task
-from star.model.loading import load_model
-from star.model.lora import attach_lora
 from star.model.training import answer_loss, class_weights, train_adapter
 
 
@@ -21,18 +17,9 @@ def test_each_class_weighs_alike_and_the_weights_average_one():
     assert class_weights(["a", "a"]) == [1.0, 1.0]  # one class present: nothing to balance
 
 
-@pytest.fixture
-def setup(tiny_overrides):
-    config = load_config(None, tiny_overrides)
-    task = load_task(config.task)
-    loaded = load_model(config.model)
-    attach_lora(loaded, config.lora, seed=0)
-    return config, task, loaded
-
-
-def test_the_weighted_loss_scales_each_items_tokens(setup):
+def test_the_weighted_loss_scales_each_items_tokens(lora_setup):
     """Σ_items w_i · (item i's summed token loss) / all response tokens, item by item."""
-    _, task, loaded = setup
+    _, task, loaded = lora_setup
     items = [encode(loaded.tokenizer, e.prompt, e.response, max_length=64, add_eos=False)
              for e in task.train[:4]]
     weights = [0.5, 2.0, 1.0, 0.25]
@@ -47,8 +34,8 @@ def test_the_weighted_loss_scales_each_items_tokens(setup):
     assert float(answer_loss(loaded, items, weights=[1.0] * 4)) == pytest.approx(plain, rel=1e-6)
 
 
-def test_balance_changes_training_only_when_the_labels_are_lopsided(setup, tiny_overrides):
-    config, task, loaded = setup
+def test_balance_changes_training_only_when_the_labels_are_lopsided(lora_setup):
+    config, task, loaded = lora_setup
     from star.model.lora import adapter_state, load_adapter_state
 
     start = adapter_state(loaded.model)

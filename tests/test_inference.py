@@ -26,11 +26,8 @@ from tests.conftest import MC_MASKS
 
 
 @pytest.fixture
-def setup(tiny_overrides):
-    config = load_config(None, tiny_overrides)
-    task = load_task(config.task)
-    loaded = load_model(config.model)
-    attach_lora(loaded, config.lora, seed=0)
+def setup(lora_setup):
+    config, task, loaded = lora_setup
     with torch.no_grad():  # a trained-looking adapter: B away from its zero init
         for name, param in loaded.model.named_parameters():
             if "lora_B" in name:
