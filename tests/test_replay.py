@@ -81,6 +81,8 @@ def run_files(out: Path) -> dict[str, str]:
     for row in results["rounds"]:
         for key in TIMINGS:
             row.pop(key)
+        if row.get("guard"):
+            row["guard"].pop("seconds")  # the prompt guard's time: all else of it must replay
     files = {"results.json": json.dumps(results, indent=1),
              "config.yaml": (out / "config.yaml").read_text(),
              "labels": json.dumps({i: a.value for i, a in Journal(out / "labels.jsonl").latest().items()},

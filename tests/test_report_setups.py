@@ -267,13 +267,15 @@ def test_each_task_has_its_own_labels_table(tmp_path):
     assert not (out / "labels.csv").exists()
     with (out / "labels_SST-2.csv").open() as f:
         assert list(csv.reader(f)) == [
-            ["Setup", "Method", "Seed", "Round", "Labels", "0", "1", "κ with last round"],
-            ["SST-2", "random", "0", "0", "8", "3", "5", "–"]]
+            ["Setup", "Method", "Seed", "Round", "Labels", "0", "1", "κ with last round",
+             "Answers equal to the suggestion"],
+            ["SST-2", "random", "0", "0", "8", "3", "5", "–", "–"]]
     with (out / "labels_OBQA.csv").open() as f:
-        assert next(csv.reader(f))[5:] == ["A", "C", "κ with last round"]
+        assert next(csv.reader(f))[5:] == ["A", "C", "κ with last round",
+                                           "Answers equal to the suggestion"]
     markdown = (out / "report.md").read_text()
     assert "**Labels per round, OBQA** (`labels_OBQA.csv`)" in markdown
-    assert "| OBQA | random | 0 | 0 | 8 | 2 | 6 | – |" in markdown
+    assert "| OBQA | random | 0 | 0 | 8 | 2 | 6 | – | – |" in markdown
 
 
 def test_a_key_added_since_an_older_run_takes_its_default():

@@ -113,7 +113,11 @@ def pick_device(setting: str) -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """avx512_bf16 or AMX: bf16 matmuls run faster than fp32 on this CPU."""
+    """avx512_bf16 or AMX, and torch dispatching to its AVX-512 kernels: bf16 matmuls run
+    faster than fp32 on this CPU. The dispatch counts too: under `ATEN_CPU_CAPABILITY=avx2` on
+    such a CPU, torch's bf16 attention kernels refuse to run (they pack for AVX-512)."""
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
