@@ -28,10 +28,11 @@ def test_the_weighted_loss_scales_each_items_tokens(lora_setup):
         alone = [float(answer_loss(loaded, [item])) * len(item.response) for item in items]
         weighted = float(answer_loss(loaded, items, weights=weights))
         plain = float(answer_loss(loaded, items))
+        ones = float(answer_loss(loaded, items, weights=[1.0] * 4))
     assert weighted == pytest.approx(sum(w * a for w, a in zip(weights, alone, strict=True))
                                      / tokens, rel=1e-5)
     assert plain == pytest.approx(sum(alone) / tokens, rel=1e-5)
-    assert float(answer_loss(loaded, items, weights=[1.0] * 4)) == pytest.approx(plain, rel=1e-6)
+    assert ones == pytest.approx(plain, rel=1e-6)
 
 
 def test_balance_changes_training_only_when_the_labels_are_lopsided(lora_setup):
