@@ -16,7 +16,7 @@ from star.active.classes import (
     class_recall,
     macro_f1,
 )
-from star.results.metrics import auc
+from star.active.learning_curve import auc
 from star.results.summary import batch_label_rows, batch_shares, class_rows, collect_runs, summarize
 from star.tools.cli import main
 from tests.test_report_setups import make_run

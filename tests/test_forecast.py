@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from star.results.forecast import Curve, backtest, describe, fit, forecast
+from star.active.learning_curve import Curve, backtest, describe, fit, forecast
 
 N = np.arange(16, 161, 16)  # 16, 32, ..., 160: ten rounds of 16 labels
 TRUE = Curve(a=0.9, b=0.8, c=0.5)

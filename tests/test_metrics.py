@@ -2,7 +2,8 @@
 
 import pytest
 
-from star.results.metrics import auc, mean_std, ripl
+from star.active.learning_curve import auc
+from star.results.metrics import mean_std, ripl
 
 
 def test_flat_curve_auc_is_its_value():

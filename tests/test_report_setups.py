@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from star.active.journal import Answer
+from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder
-from star.results.metrics import auc
 from star.results.setups import file_stem, name_setups
 from star.results.summary import calibration_rows, collect_runs, summarize
 from star.results.tables import calibration_tables, results_table

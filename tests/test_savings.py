@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder
-from star.results.metrics import auc
 from star.results.savings import (
     Z95,
     binomial_se,

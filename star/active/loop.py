@@ -52,6 +52,7 @@ from star.active.batch import Batch, BatchItem
 from star.active.cache import base_score_folder
 from star.active.classes import class_metrics
 from star.active.journal import suggestion_agreement
+from star.active.learning_curve import auc, backtest, forecast
 from star.active.measures import base_measure, reads_gold
 from star.active.mixing import base_skill, chance_agreement, normalise_base, schedule_weight
 from star.active.prompt_guard import BASE, GuardCheck, fold_indices
@@ -88,8 +89,6 @@ from star.model.passes import Prediction, drafts, predict, split_label_words
 from star.model.training import TrainStats, train_adapter
 from star.processes import launched_processes, map_spans, wait_for_everyone
 from star.progress import log
-from star.results.forecast import backtest, forecast
-from star.results.metrics import auc
 from star.seeding import derived_seed, numpy_rng, torch_generator
 
 

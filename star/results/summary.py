@@ -12,12 +12,13 @@ import numpy as np
 
 from star.active.classes import batch_against_pool
 from star.active.journal import annotator_agreement
+from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
 from star.errors import DataError
 from star.progress import log
-from star.results.metrics import auc, brier_score, expected_calibration_error, mean_std, ripl
+from star.results.metrics import brier_score, expected_calibration_error, mean_std, ripl
 from star.results.savings import (
     Z95,
     binomial_se,

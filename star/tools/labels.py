@@ -19,6 +19,7 @@ from typing import Any
 
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, in_force_of, now
+from star.active.learning_curve import PARAMETERS, describe
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
@@ -29,7 +30,6 @@ from star.data.sources import load_task
 from star.errors import DataError
 from star.files import write_json, write_jsonl
 from star.progress import interactive
-from star.results.forecast import PARAMETERS, describe
 
 
 def default_annotator() -> str:

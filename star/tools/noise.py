@@ -6,8 +6,9 @@ order and the dropout masks come from `derived_seed(seed, K, "noise_train", part
 ...; the base model, pool, test set, labels and recipe stay the run's. Under `train.init:
 continue` a round after the first starts, as the run did, from the run's adapter of round
 K − 1, so only data order and dropout vary. Each retrain is evaluated on the run's test set, and
-rounds/<K>/noise.json is written whole after each one: a killed command resumes with the
-retrains still missing, and a larger `--train-seeds` adds to those done.
+the round's noise record (`RunFolder.write_noise`) is written whole after each one: a killed
+command resumes with the retrains still missing, and a larger `--train-seeds` adds to those
+done.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, 
 
 def noise(run: Path, round_index: int | None, train_seeds: int) -> dict[str, Any]:
     """Retrain round `round_index` of the run under `train_seeds` training seeds (those done
-    before are kept); the record written to rounds/<k>/noise.json."""
+    before are kept), recorded with `RunFolder.write_noise`."""
     folder = open_run(run)
     results, k = _check_round(folder, round_index)
     config = load_config(folder.config_path)

@@ -1,4 +1,8 @@
-"""Learning-curve forecast: what accuracy the label budget will buy, and what a target will cost.
+"""The learning curve: its area (AUC), what accuracy the label budget will buy, and what a
+target will cost.
+
+The loop records a run's AUC and forecast in results.json after every round, and the reports
+read them back, so both live here, below the loop, not in the reports' package.
 
 An active-learning run spends labels round by round; before paying for more, the question is
 whether the curve is still climbing. We fit the saturating inverse power law
@@ -21,6 +25,18 @@ import numpy as np
 PARAMETERS = 3  # a, b, c: a fit needs at least this many points
 LOWER = (0.0, 0.0, 0.01)  # a ∈ [0, 1], b ≥ 0 (the curve rises), c ∈ [0.01, 3]
 UPPER = (1.0, np.inf, 3.0)
+
+
+def auc(n_labeled: Sequence[float], accuracy: Sequence[float]) -> float:
+    """Trapezoid area under accuracy vs labels, over the span of the labels axis.
+
+    A flat curve at 0.7 has AUC 0.7; a single point is its own accuracy.
+    """
+    x, y = np.asarray(n_labeled, dtype=float), np.asarray(accuracy, dtype=float)
+    if len(x) == 1:
+        return float(y[0])
+    span = x[-1] - x[0]
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0) / span)
 
 
 @dataclass(frozen=True)
