@@ -34,6 +34,7 @@ import json
 import re
 import secrets
 import socket
+from abc import ABCMeta, abstractmethod
 from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -185,7 +186,7 @@ class Service:
         self._httpd.server_close()
 
 
-class GuardedHandler(BaseHTTPRequestHandler):
+class GuardedHandler(BaseHTTPRequestHandler, metaclass=ABCMeta):
     """A request handler with the checks above; replies are JSON, with `security_headers`.
     Silent: the default request log would print URLs, which carry secrets."""
 
@@ -198,9 +199,10 @@ class GuardedHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.route("POST")
 
+    @abstractmethod
     def route(self, method: str) -> None:
-        """Answer a request of `method` (GET or POST) to `self.path`: each server its own."""
-        raise NotImplementedError
+        """Answer a request of `method` (GET or POST) to `self.path`: each server its own (the
+        labeling page's and the ML backend's handlers)."""
 
     def guard(self, *, writes: bool) -> None:
         """Raise `Refused` unless the request is for this server and, if it `writes`, comes
