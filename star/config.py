@@ -257,6 +257,10 @@ class GuardConfig(Section):
     max_labels: int | None = Field(64, gt=0)
     """The guard checks rounds up to this many labels (null: every round). Each check trains k
     adapters; beyond a few dozen labels the tuned model has beaten the prompt in every study."""
+    min_per_class: int = Field(4, ge=0)
+    """A choice task's round keeps its adapter only once every class has this many labels (0:
+    no minimum): a class's held-out recall over fewer is too coarse to trust (1 label: 0 or
+    1), and an adapter that saw one or two of a rare class tends to answer the majority."""
 
     @field_validator("folds")
     @classmethod

@@ -10,7 +10,15 @@ import pytest
 from safetensors.torch import load_file
 
 import star.active.prompt_guard as prompt_guard
-from star.active.prompt_guard import BASE, TUNED, GuardCheck, choose, fold_indices, held_out_score
+from star.active.prompt_guard import (
+    BASE,
+    TUNED,
+    GuardCheck,
+    choose,
+    fewest_per_class,
+    fold_indices,
+    held_out_score,
+)
 from star.model.lora import ADAPTER_WEIGHTS
 from star.tools.cli import main
 from star.tools.labels import status
@@ -34,6 +42,14 @@ def test_the_adapter_is_kept_when_it_holds_out_at_least_as_well():
     assert choose(0.6, 0.5) == TUNED
     assert choose(0.5, 0.6) == BASE
     assert choose(0.5, 0.5) == TUNED  # a tie keeps the adapter
+    assert choose(None, 0.0) == BASE  # not checked: a class had too few labels
+
+
+def test_the_rarest_class_counts_the_classes_with_no_label_as_zero():
+    assert fewest_per_class(["a", "b", "a", "b", "b"], ["a", "b"]) == 2
+    assert fewest_per_class(["a", "b", "a", "b", "b"], ["b", "a"]) == 2
+    assert fewest_per_class(["a", "a", "a"], ["a", "b"]) == 0
+    assert fewest_per_class(["c", "c", "a", "b", "b", "a", "c"], ["a", "b", "c"]) == 2
 
 
 def test_balanced_accuracy_weighs_each_class_of_the_labels_alike():
@@ -48,18 +64,25 @@ def test_balanced_accuracy_weighs_each_class_of_the_labels_alike():
 
 def test_a_check_records_both_scores_by_hand():
     check = GuardCheck.of([True, False, False, False], [True, True, True, False], ["a", "a", "b", "b"],
-                          folds=2, seconds=1.23456)
+                          folds=2, fewest=2, seconds=1.23456)
     assert check.to_dict() == {"folds": 2, "labels": 4, "metric": "balanced_accuracy",
-                               "tuned_cv": 0.25, "base": 0.75, "chosen": BASE, "seconds": 1.235}
+                               "fewest": 2, "tuned_cv": 0.25, "base": 0.75, "chosen": BASE,
+                               "seconds": 1.235}
     lopsided = GuardCheck.of([True] * 13 + [False] * 3, [True] * 12 + [False, True, True, False],
-                             ["no"] * 13 + ["yes"] * 3, folds=4, seconds=0.0)
+                             ["no"] * 13 + ["yes"] * 3, folds=4, fewest=3, seconds=0.0)
     assert (lopsided.tuned_cv, lopsided.chosen) == (0.5, BASE)  # 13/16 plain: it would be kept
-    plain = GuardCheck.of([True, False], [False, False], None, folds=2, seconds=0.0)
+    plain = GuardCheck.of([True, False], [False, False], None, folds=2, fewest=None, seconds=0.0)
     assert (plain.metric, plain.tuned_cv, plain.chosen) == ("accuracy", 0.5, TUNED)
+    unchecked = GuardCheck.of(None, [True, True, False], ["a", "a", "b"], folds=4, fewest=1,
+                              seconds=0.0)
+    assert (unchecked.folds, unchecked.tuned_cv, unchecked.base, unchecked.chosen) == \
+        (0, None, 0.5, BASE)
     with pytest.raises(ValueError, match="same"):
-        GuardCheck.of([True], [True, False], None, folds=2, seconds=0.0)
+        GuardCheck.of([True], [True, False], None, folds=2, fewest=None, seconds=0.0)
     with pytest.raises(ValueError, match="same"):
-        GuardCheck.of([], [], None, folds=2, seconds=0.0)
+        GuardCheck.of([], [], None, folds=2, fewest=None, seconds=0.0)
+    with pytest.raises(ValueError, match="same"):
+        GuardCheck.of(None, [], None, folds=2, fewest=None, seconds=0.0)
 
 
 def run(out: Path, overrides: list[str], strategy: str = "me") -> dict:
@@ -77,7 +100,8 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
     """Evaluated, saved (for export and the next round's scoring) and recorded: the base
     model, i.e. the initial adapter with B = 0, whose test accuracy is the zero-shot one."""
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
-    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=16"])
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=16",
+                                   "guard.min_per_class=0"])
     rounds = results["rounds"]
     assert [r["n_labeled"] for r in rounds] == [8, 16, 24]
     for r in rounds[:2]:
@@ -109,7 +133,7 @@ def test_a_round_that_keeps_its_adapter_is_the_unguarded_round(tiny_overrides, t
     overrides = [*tiny_overrides, f"train.init={init}"]
     plain = run(tmp_path / "plain", overrides)
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: TUNED)
-    guarded = run(tmp_path / "guarded", [*overrides, "guard.folds=4"])
+    guarded = run(tmp_path / "guarded", [*overrides, "guard.folds=4", "guard.min_per_class=0"])
     assert all(r["guard"]["chosen"] == TUNED for r in guarded["rounds"])
     for a, b in zip(plain["rounds"], guarded["rounds"], strict=True):
         assert (a["accuracy"], a["selected_ids"]) == (b["accuracy"], b["selected_ids"])
@@ -121,7 +145,8 @@ def test_a_round_that_keeps_its_adapter_is_the_unguarded_round(tiny_overrides, t
 def test_the_base_model_is_measured_on_the_labels_so_far(tiny_overrides, tmp_path):
     """base: the base model's balanced accuracy on the round's labels, from the same answers as
     its suggestions in the round-0 batch (made before any training)."""
-    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "loop.budget=8"])
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "loop.budget=8",
+                                   "guard.min_per_class=0"])
     check = results["rounds"][0]["guard"]
     batch = json.loads((tmp_path / "r" / "rounds" / "0" / "batch.json").read_text())
     answers = {json.loads(line)["id"]: json.loads(line)["value"]
@@ -134,9 +159,37 @@ def test_the_base_model_is_measured_on_the_labels_so_far(tiny_overrides, tmp_pat
     assert results["rounds"][0]["suggestion_agreement"]["rate"] == pytest.approx(np.mean(agree))
 
 
+def test_a_class_with_too_few_labels_hands_out_the_base_model_untrained(tiny_overrides,
+                                                                         tmp_path, monkeypatch):
+    """Until every class has `guard.min_per_class` labels no fold trains (`cross_validated` is
+    not called) and the base model is handed out; from then on the folds decide."""
+    trained: list[int] = []
+    original = prompt_guard.choose
+    monkeypatch.setattr(prompt_guard, "choose",
+                        lambda tuned, base: trained.append(tuned is not None) or original(tuned, base))
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=24"])
+    answers = [json.loads(line)["value"]
+               for line in (tmp_path / "r" / "labels.jsonl").read_text().splitlines()]
+    fewest = [min(answers[:n].count(label) for label in ("yes", "no")) for n in (8, 16, 24)]
+    checks = [r["guard"] for r in results["rounds"]]
+    assert [c["fewest"] for c in checks] == fewest
+    assert trained == [f >= 4 for f in fewest]
+    for check, f in zip(checks, fewest, strict=True):
+        if f < 4:
+            assert (check["folds"], check["tuned_cv"], check["chosen"]) == (0, None, BASE)
+        else:
+            assert check["folds"] == 2 and check["tuned_cv"] is not None
+    never = run(tmp_path / "never", [*tiny_overrides, "guard.folds=2", "guard.max_labels=24",
+                                     "guard.min_per_class=9"])  # 8 labels: no class can have 9
+    assert never["rounds"][0]["guard"]["tuned_cv"] is None
+    assert never["rounds"][0]["accuracy"] == never["baselines"]["zero_shot"]
+    assert "too few to check the tuned recipe" in status(tmp_path / "never").splitlines()[2]
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("guard.folds=1", "guard.folds is 1"),
     ("guard.max_labels=0", "guard.max_labels"),
+    ("guard.min_per_class=-1", "guard.min_per_class"),
 ])
 def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys, override,
                                                message):
@@ -148,7 +201,8 @@ def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys,
 
 
 def test_fewer_labels_than_folds_leave_one_out(tiny_overrides, tmp_path):
-    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=4", "loop.warm_start=3",
+    results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=4", "guard.min_per_class=0",
+                                   "loop.warm_start=3",
                                    "loop.step=3", "loop.budget=6"])
     assert [r["guard"]["folds"] for r in results["rounds"]] == [3, 4]
     assert [r["guard"]["labels"] for r in results["rounds"]] == [3, 6]

@@ -164,7 +164,7 @@ def test_kill_9_soak(tiny_model_dir, tmp_path, capsys):
     write_jsonl(data / "test.jsonl", toy_records(16, 1))
     overrides = [*tiny_settings(tiny_model_dir, data), "loop.warm_start=4", "loop.step=1",
                  f"loop.budget={budget}", f"loop.pool_size={budget + 20}",
-                 "guard.folds=2"]  # the guard's k trainings and its choice replay too
+                 "guard.folds=2", "guard.min_per_class=0"]  # its k trainings replay too
     reference, out, log = tmp_path / "reference", tmp_path / "soaked", tmp_path / "log.txt"
     start = time.monotonic()
     assert main(run_argv(reference, "me-star", overrides)) == 0

@@ -55,7 +55,7 @@ from star.active.journal import suggestion_agreement
 from star.active.learning_curve import auc, backtest, forecast
 from star.active.measures import base_measure, reads_gold
 from star.active.mixing import base_skill, chance_agreement, normalise_base, schedule_weight
-from star.active.prompt_guard import BASE, GuardCheck, fold_indices
+from star.active.prompt_guard import BASE, GuardCheck, fewest_per_class, fold_indices
 from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
 from star.active.scorer import (
     PoolScores,
@@ -542,7 +542,8 @@ class Experiment:
 
     def guard(self, k: int, labels: dict[str, str]) -> GuardCheck | None:
         """The prompt guard's check of round k (`star.active.prompt_guard`): the recipe's k-fold
-        held-out accuracy on the labels so far against the base model's on the same labels. None
+        held-out accuracy on the labels so far against the base model's on the same labels, or
+        the base model without folds where a class has under `guard.min_per_class` labels. None
         where the guard is off or the round has more than `guard.max_labels` labels. Leaves the
         adapter as it found it; every draw comes from (seed, round, phase)."""
         settings, seed = self.config.guard, self.config.seed
@@ -554,8 +555,27 @@ class Experiment:
         folds = min(settings.folds, len(examples))  # leave-one-out below k labels
         if folds < 2:
             return None
+        classes = None if self.task.generative else [e.gold for e in examples]
+        fewest = None if classes is None else fewest_per_class(classes, self.task.labels)
         with adapter_off(self.loaded.model):
             base = [bool(p.correct) for p in self.predict(examples)]
+        tuned = None if fewest is not None and fewest < settings.min_per_class \
+            else self.cross_validated(k, examples, folds)
+        check = GuardCheck.of(tuned, base, classes, folds=folds, fewest=fewest,
+                              seconds=time.perf_counter() - start)
+        if self.processes.main:
+            recipe = (f"a class has {check.fewest} labels, under guard.min_per_class"
+                      if check.tuned_cv is None else
+                      f"tuned recipe {100 * check.tuned_cv:.1f} % held out")
+            log(f"[{self.config.strategy} seed {seed}] round {k} guard: {recipe}, the base "
+                f"model {100 * check.base:.1f} % ({check.metric.replace('_', ' ')}, "
+                f"{check.labels} labels): the {check.chosen} model is handed out")
+        return check
+
+    def cross_validated(self, k: int, examples: list[Example], folds: int) -> list[bool]:
+        """Whether each labeled example is answered right by the recipe trained, as round k
+        trains, on the folds that hold it out. Leaves the adapter as it found it."""
+        seed = self.config.seed
         before = adapter_state(self.loaded.model)
         tuned = [False] * len(examples)
         for fold, held_out in enumerate(fold_indices(len(examples), folds,
@@ -568,15 +588,7 @@ class Experiment:
                                  strict=True):
                 tuned[i] = bool(answer.correct)
         load_adapter_state(self.loaded.model, before)
-        classes = None if self.task.generative else [e.gold for e in examples]
-        check = GuardCheck.of(tuned, base, classes, folds=folds,
-                              seconds=time.perf_counter() - start)
-        if self.processes.main:
-            log(f"[{self.config.strategy} seed {seed}] round {k} guard: tuned recipe "
-                f"{100 * check.tuned_cv:.1f} % held out against the base model's "
-                f"{100 * check.base:.1f} % ({check.metric.replace('_', ' ')}, {check.labels} "
-                f"labels): the {check.chosen} model is handed out")
-        return check
+        return tuned
 
     def clusters(self, labeled: np.ndarray, count: int, rng: np.random.Generator) -> Clusters:
         """typiclust's k-means of the base model's hidden states, |labeled| + count clusters."""

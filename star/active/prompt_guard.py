@@ -14,7 +14,12 @@ labels already give, without touching the test set:
   the two are paired example by example.
 
 The tuned adapter is kept when its cross-validated score is at least the base model's; else
-the round hands out the base model (its initial adapter, whose B = 0 adds nothing). Each fold
+the round hands out the base model (its initial adapter, whose B = 0 adds nothing). A choice
+task's class with fewer than `guard.min_per_class` labels leaves no evidence about it: its
+recall over one held-out label is 0 or 1, a coin flip, while the adapter that saw one example
+of it tends to answer the majority (the skewed SST-2 study: one negative in 16 labels, an
+adapter 9 points under the prompt, kept on that coin). Until every class has that many, the
+round hands out the base model without training the folds. Each fold
 trains on (k−1)/k of the labels, so cross-validation underrates the adapter trained on all of
 them: the guard leans to the base model, the safe side at small budgets. The check costs k
 trainings on (k−1)/k of the labels, so it runs only up to `guard.max_labels`.
@@ -22,6 +27,7 @@ trainings on (k−1)/k of the labels, so it runs only up to `guard.max_labels`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -54,10 +60,17 @@ def held_out_score(correct: Sequence[bool], classes: Sequence[str] | None) -> fl
     return float(np.mean([np.mean(rights) for rights in by_class.values()]))
 
 
-def choose(tuned: float, base: float) -> str:
+def fewest_per_class(golds: Sequence[str], labels: Sequence[str]) -> int:
+    """How many of `golds` the task's rarest class among `labels` has (0 where one has none)."""
+    counts = Counter(golds)
+    return min(counts[label] for label in labels)
+
+
+def choose(tuned: float | None, base: float) -> str:
     """TUNED when the tuned recipe's held-out score is at least the base model's on the same
-    examples (a tie keeps the adapter, which trained on more labels than any fold), else BASE."""
-    return TUNED if tuned >= base else BASE
+    examples (a tie keeps the adapter, which trained on more labels than any fold), else BASE;
+    BASE where the recipe was not checked (None: a class had too few labels)."""
+    return TUNED if tuned is not None and tuned >= base else BASE
 
 
 @dataclass(frozen=True)
@@ -69,19 +82,26 @@ class GuardCheck:
     metric: str
     """`balanced_accuracy` (choice tasks) or `accuracy` (generative ones, whose answers have no
     classes)."""
-    tuned_cv: float
+    fewest: int | None
+    """Labels of the task's rarest class (None for generative tasks)."""
+    tuned_cv: float | None
+    """None where `fewest` was under `guard.min_per_class`: no fold trained, folds is 0."""
     base: float
     chosen: str
     seconds: float
 
     @classmethod
-    def of(cls, tuned_correct: Sequence[bool], base_correct: Sequence[bool],
-           classes: Sequence[str] | None, *, folds: int, seconds: float) -> GuardCheck:
-        if len(tuned_correct) != len(base_correct) or not len(tuned_correct):
+    def of(cls, tuned_correct: Sequence[bool] | None, base_correct: Sequence[bool],
+           classes: Sequence[str] | None, *, folds: int, fewest: int | None,
+           seconds: float) -> GuardCheck:
+        """`tuned_correct` None: the recipe was not checked (folds 0), the base model is chosen."""
+        if not len(base_correct) or (tuned_correct is not None
+                                     and len(tuned_correct) != len(base_correct)):
             raise ValueError("the guard compares both models on the same, non-empty examples")
-        tuned, base = (held_out_score(c, classes) for c in (tuned_correct, base_correct))
-        return cls(folds, len(base_correct),
-                   "accuracy" if classes is None else "balanced_accuracy", tuned, base,
+        tuned = None if tuned_correct is None else held_out_score(tuned_correct, classes)
+        base = held_out_score(base_correct, classes)
+        return cls(folds if tuned_correct is not None else 0, len(base_correct),
+                   "accuracy" if classes is None else "balanced_accuracy", fewest, tuned, base,
                    choose(tuned, base), round(seconds, 3))
 
     def to_dict(self) -> dict[str, object]:

@@ -27,6 +27,7 @@ from star.results.figures import (
 )
 from star.results.setups import file_stem
 from star.results.summary import (
+    bandit_rows,
     batch_label_rows,
     calibration_rows,
     class_rows,
@@ -46,6 +47,7 @@ from star.results.tables import (
     Table,
     advice_table,
     annotator_table,
+    bandit_table,
     batch_labels_table,
     calibration_tables,
     class_recall_table,
@@ -315,6 +317,11 @@ def build_sections(runs: list[dict], summary: dict, out: Path,
         if guarded:
             prompt.tables.append(guard_table(guarded))
         sections.append(prompt)
+    drawn = bandit_rows(runs)
+    if drawn:
+        sections.append(Section("The bandit's arms", "How `auto` shared its draws among the "
+                                "strategies it hedges over, round by round, and the reward "
+                                "that moved the shares.", tables=[bandit_table(drawn)]))
     advice = advice_table(runs)
     if advice.rows:
         sections.append(Section("Stopping advice and forecast", "Whether more labels are still "

@@ -469,8 +469,9 @@ def batch_label_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setup, strategy and label count where the prompt guard checked a round: how many
-    seeds it checked, in how many it handed out the base model, and the mean of the evidence
-    (the tuned recipe's held-out accuracy and the base model's, on the labels so far)."""
+    seeds it checked, in how many it handed out the base model, in how many of those because a
+    class had too few labels to check the recipe, and the mean of the evidence (the tuned
+    recipe's held-out accuracy where it was checked and the base model's, on the labels so far)."""
     groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     for run in runs:
@@ -479,11 +480,39 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["guard"])
     return [{"setup": setup, "strategy": strategy, "n_labeled": n, "seeds": len(checks),
              "base_chosen": sum(check["chosen"] == "base" for check in checks),
+             "unchecked": sum(check["tuned_cv"] is None for check in checks),
              "metric": checks[0]["metric"],
              "tuned_cv": _mean([check["tuned_cv"] for check in checks]),
              "base": _mean([check["base"] for check in checks])}
             for (setup, strategy), by_count in _by_strategy(groups)
             for n, checks in sorted(by_count.items())]
+
+
+def bandit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup, strategy and label count where the bandit (`auto`) drew a round's batch: how
+    many seeds it drew, each arm's share of the draw (the probabilities the batch was drawn
+    with, mean over the seeds), each arm's share of the picks it actually took (pooled over the
+    seeds) and the mean reward. The shares show which strategies the bandit came to trust; the
+    picks, what that trust bought in a batch of a few draws. Arms in first-seen order."""
+    groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for run in runs:
+        for entry in complete_rounds(run):
+            if entry.get("bandit"):
+                groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["bandit"])
+    rows = []
+    for (setup, strategy), by_count in _by_strategy(groups):
+        for n, records in sorted(by_count.items()):
+            arms = list(dict.fromkeys(arm for record in records for arm in record["arms"]))
+            shares = [dict(zip(record["arms"], record["probabilities"], strict=True))
+                      for record in records]
+            picked = [pick["arm"] for record in records for pick in record["picks"]]
+            rows.append({"setup": setup, "strategy": strategy, "n_labeled": n,
+                         "seeds": len(records), "arms": arms,
+                         "drawn_with": {arm: _mean([s.get(arm) for s in shares]) for arm in arms},
+                         "picks": {arm: picked.count(arm) / len(picked) for arm in arms},
+                         "reward": _mean([record["reward"] for record in records])})
+    return rows
 
 
 def prompt_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -478,19 +478,44 @@ def guard_table(rows: list[dict[str, Any]]) -> Table:
     out and on what evidence."""
     table = Table("prompt_guard", "The prompt guard", ["Setup", "Method", "Labels", "Seeds",
                                                        "Base model handed out",
+                                                       "A class too rare to check",
                                                        "Tuned recipe, held out", "Base model"])
     for row in rows:
         table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
                            Cell(str(row["n_labeled"]), row["n_labeled"]),
                            Cell(str(row["seeds"]), row["seeds"]),
                            Cell(f"{row['base_chosen']} of {row['seeds']}", row["base_chosen"]),
+                           Cell(str(row["unchecked"]), row["unchecked"]),
                            _percent(row["tuned_cv"]), _percent(row["base"])])
     table.note = ("In %, mean over the seeds the guard checked, on the labels so far: the tuned "
                   "recipe's k-fold held-out balanced accuracy (accuracy for generative tasks) "
-                  "against the base model's. Where "
-                  "the base model holds out better, the round evaluates, saves and selects with "
-                  "it (its accuracy is then the zero-shot one), so a few labels never make the "
-                  "model worse than its prompt.")
+                  "against the base model's; a class too rare to check: seeds where a class "
+                  "had under `guard.min_per_class` labels, so no fold trained and the base model "
+                  "was handed out. Where the base model holds out better, the round "
+                  "evaluates, saves and selects with it (its accuracy is then the zero-shot "
+                  "one), so a few labels never make the model worse than its prompt.")
+    return table
+
+
+def bandit_table(rows: list[dict[str, Any]]) -> Table:
+    """Per setup, strategy and label count (`summary.bandit_rows`): how the bandit shared its
+    draws among its arms and what it was rewarded; a column pair per arm of any setup."""
+    arms = list(dict.fromkeys(arm for row in rows for arm in row["arms"]))
+    table = Table("bandit_arms", "The bandit's arms", [
+        "Setup", "Method", "Labels", "Seeds",
+        *[f"{arm}: {what}" for arm in arms for what in ("drawn with", "picks")], "Reward"])
+    for row in rows:
+        table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
+                           Cell(str(row["n_labeled"]), row["n_labeled"]),
+                           Cell(str(row["seeds"]), row["seeds"]),
+                           *[_percent(row[key].get(arm)) for arm in arms
+                             for key in ("drawn_with", "picks")],
+                           _percent(row["reward"])])
+    table.note = ("In %, per round of `auto`: drawn with, the arm's probability in the draw of "
+                  "the round's batch (set by the weights after the round before), mean over the "
+                  "seeds; picks, its share of the picks actually drawn, pooled over the seeds "
+                  "(– where the setup lacks the arm). Reward: the round's importance-weighted "
+                  "accuracy on every label the bandit bought so far, mean over the seeds.")
     return table
 
 

@@ -90,10 +90,22 @@ def _guard(entry: dict[str, Any]) -> str:
     check = entry.get("guard")
     if not check:
         return ""
-    return (f"; guard: the {check['chosen']} model (tuned recipe "
-            f"{100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds, base model "
+    recipe = (f"a class has {check['fewest']} labels, too few to check the tuned recipe"
+              if check["tuned_cv"] is None else
+              f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds")
+    return (f"; guard: the {check['chosen']} model ({recipe}, base model "
             f"{100 * check['base']:.1f} % on the {check['labels']} labels, "
             f"{check['metric'].replace('_', ' ')})")
+
+
+def _bandit(entry: dict[str, Any]) -> str:
+    """How `auto` shared this round's draw among its arms, and the reward its picks earned."""
+    record = entry.get("bandit")
+    if not record:
+        return ""
+    shares = ", ".join(f"{arm} {100 * p:.0f} %"
+                       for arm, p in zip(record["arms"], record["probabilities"], strict=True))
+    return f"; auto: drawn with {shares}, reward {100 * record['reward']:.1f} %"
 
 
 def _anchoring(entry: dict[str, Any]) -> str:
@@ -122,7 +134,7 @@ def status(run: Path) -> str:
                  else "no test set")
         lines.append(f"  round {entry['round']}: {entry['n_labeled']} labels, {shown}, "
                      f"labels {entry.get('label_counts', {})}" + _signals(entry)
-                     + _guard(entry) + _anchoring(entry))
+                     + _guard(entry) + _bandit(entry) + _anchoring(entry))
     stopping = results.get("stopping") or {}
     if stopping.get("stop_advised"):
         lines.append(f"stopping advised: predictions agree across the last {STOP_WINDOW} rounds "
