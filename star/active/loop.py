@@ -564,12 +564,12 @@ class Experiment:
         check = GuardCheck.of(tuned, base, classes, folds=folds, fewest=fewest,
                               seconds=time.perf_counter() - start)
         if self.processes.main:
-            recipe = (f"a class has {check.fewest} labels, under guard.min_per_class"
+            recipe = (f"the rarest class has {check.fewest}, under guard.min_per_class"
                       if check.tuned_cv is None else
                       f"tuned recipe {100 * check.tuned_cv:.1f} % held out")
-            log(f"[{self.config.strategy} seed {seed}] round {k} guard: {recipe}, the base "
-                f"model {100 * check.base:.1f} % ({check.metric.replace('_', ' ')}, "
-                f"{check.labels} labels): the {check.chosen} model is handed out")
+            log(f"[{self.config.strategy} seed {seed}] round {k} guard on {check.labels} labels: "
+                f"{recipe}, the base model {100 * check.base:.1f} % "
+                f"({check.metric.replace('_', ' ')}): the {check.chosen} model is handed out")
         return check
 
     def cross_validated(self, k: int, examples: list[Example], folds: int) -> list[bool]:

@@ -90,7 +90,8 @@ def _guard(entry: dict[str, Any]) -> str:
     check = entry.get("guard")
     if not check:
         return ""
-    recipe = (f"a class has {check['fewest']} labels, too few to check the tuned recipe"
+    recipe = (f"the rarest class has {check['fewest']} of the labels, too few to check the "
+              "tuned recipe"
               if check["tuned_cv"] is None else
               f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds")
     return (f"; guard: the {check['chosen']} model ({recipe}, base model "
