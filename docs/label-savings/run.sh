@@ -84,7 +84,12 @@ study() {  # config, strategy, then optionally a subfolder for a variant and its
 }
 if [ "${STUDY_PART:-small}" = all ]; then
     SEEDS=0,1,2,3,4,5,6,7,8,9
-    for strategy in random me me-star margin auto typiclust typiclust-me-star me-star+balanced; do
+    study savings-sst2-skewed random
+    study savings-sst2-skewed me
+    # The strong baseline: does a class-balanced loss alone do for random labels what finding
+    # the rare class does? (The unweighted loss lets random's few negatives be outvoted.)
+    study savings-sst2-skewed random balance --set train.balance=classes
+    for strategy in me-star margin auto typiclust typiclust-me-star me-star+balanced; do
         study savings-sst2-skewed $strategy
     done
     study savings-sst2-skewed me-star evidence --set uncertainty.schedule=evidence
