@@ -467,17 +467,25 @@ def batch_label_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _round_records(runs: list[dict[str, Any]], key: str
+                   ) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:
+    """The `key` record of every complete round that has one, by (setup, strategy), then by
+    label count: one list per cell of a per-round table, a record per seed."""
+    groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for run in runs:
+        for entry in complete_rounds(run):
+            if entry.get(key):
+                groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry[key])
+    return groups
+
+
 def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setup, strategy and label count where the prompt guard checked a round: how many
     seeds it checked, in how many it handed out the base model, in how many of those because a
     class had too few labels to check the recipe, and the mean of the evidence (the tuned
     recipe's held-out accuracy where it was checked and the base model's, on the labels so far)."""
-    groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(list))
-    for run in runs:
-        for entry in complete_rounds(run):
-            if entry.get("guard"):
-                groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["guard"])
+    groups = _round_records(runs, "guard")
     return [{"setup": setup, "strategy": strategy, "n_labeled": n, "seeds": len(checks),
              "base_chosen": sum(check["chosen"] == "base" for check in checks),
              "unchecked": sum(check["tuned_cv"] is None for check in checks),
@@ -494,14 +502,8 @@ def bandit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     with, mean over the seeds), each arm's share of the picks it actually took (pooled over the
     seeds) and the mean reward. The shares show which strategies the bandit came to trust; the
     picks, what that trust bought in a batch of a few draws. Arms in first-seen order."""
-    groups: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(list))
-    for run in runs:
-        for entry in complete_rounds(run):
-            if entry.get("bandit"):
-                groups[(run["setup"], run["strategy"])][entry["n_labeled"]].append(entry["bandit"])
     rows = []
-    for (setup, strategy), by_count in _by_strategy(groups):
+    for (setup, strategy), by_count in _by_strategy(_round_records(runs, "bandit")):
         for n, records in sorted(by_count.items()):
             arms = list(dict.fromkeys(arm for record in records for arm in record["arms"]))
             shares = [dict(zip(record["arms"], record["probabilities"], strict=True))
