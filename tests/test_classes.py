@@ -153,8 +153,10 @@ def test_report_on_macro_f1_with_the_class_tables(skewed, tmp_path):
     assert [row[:3] for row in table1] == [["Method", "SST-2 AUC", "SST-2 RIPL"],
                                            ["random", "45.0", "–"],
                                            ["me+balanced", "65.0", "36.6667"]]  # (1/3 + 0.4) / 2
+    assert table1[0][-1] == "SST-2 labels saved"  # counted on macro-F1 too
+    assert (out / "labels_saved.csv").exists()
     markdown = (out / "report.md").read_text()
-    assert "The test split's macro-F1" in markdown and "On macro-F1: AUC and RIPL" in markdown
+    assert "The test split's macro-F1" in markdown and "On macro-F1: AUC, RIPL and labels saved" in markdown
     recall = list(csv.reader((out / "class_recall.csv").open()))
     assert recall[0] == ["Setup", "Method", "Seeds", "Labels", "accuracy", "balanced accuracy",
                          "macro-F1", "recall 0", "recall 1"]

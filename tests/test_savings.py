@@ -120,7 +120,7 @@ def test_summary_counts_labels_saved_and_deficiency_per_seed(tmp_path):
     assert [s["needed"] for s in me["per_seed"]] == pytest.approx([18.0, None])
     assert [s["saved"] for s in me["per_seed"]] == pytest.approx([0.4, 0.0])
     assert me["labels_saved"] == pytest.approx(
-        {"mean": 0.2, "low": 0.0, "high": 0.4, "seeds": 2, "not_reached": 1})
+        {"mean": 0.2, "low": 0.0, "high": 0.4, "seeds": 2, "not_reached": 1, "random_fell": 0})
     # deficiency. Seed 0, reference 0.9 (me's best): me's gaps 0.3 0.05 0 -> 2.0; random's
     # 0.3 0.2 0.1 -> 4.0. Seed 1, reference 0.75 (random's best): me's 0.25 0.15 0.05 -> 3.0;
     # random's 0.25 0.05 0 -> 1.75
@@ -139,12 +139,56 @@ def test_one_seed_has_a_saving_and_no_interval(tmp_path):
     summary = summarize(collect_runs(hand_runs(tmp_path / "runs", seeds=(0,))))
     saved = summary["SST-2"]["me"]["savings"]["labels_saved"]
     assert saved == pytest.approx({"mean": 0.4, "low": None, "high": None, "seeds": 1,
-                                   "not_reached": 0})
+                                   "not_reached": 0, "random_fell": 0})
     overall, each = savings_tables(summary)
     me = next(row for row in overall.rows if row[1].text == "me")
-    assert [cell.text for cell in me[2:]] == ["1", "40.0", "0/1", "0.50"]
+    # random's own curve first reaches its final 0.8 at its last round: 40 − 0 beyond it
+    assert [cell.text for cell in me[2:]] == ["1", "40.0", "0/1", "40.0", "0/1", "0.50"]
     assert [cell.text for cell in each.rows[-1][3:]] == [
-        "80.00", "30", "18.0", "40.0", "90.00", "0.50"]
+        "60.00", "80.00", "30", "18.0", "40.0", "40.0", "90.00", "0.50"]
+
+
+def falling_runs(root: Path) -> Path:
+    """A skewed pool's picture on 10/20/30 labels: random's macro-F1 falls on seed 0 (0.7 0.6
+    0.5) and rises on seed 1 (0.5 0.55 0.6) while its accuracy rises on both; me's macro-F1
+    0.7 0.55 0.65 and 0.7 0.65 0.4."""
+    curves = {("random", 0): ([0.6, 0.7, 0.8], [0.7, 0.6, 0.5]),
+              ("me", 0): ([0.6, 0.62, 0.64], [0.7, 0.55, 0.65]),
+              ("random", 1): ([0.6, 0.7, 0.8], [0.5, 0.55, 0.6]),
+              ("me", 1): ([0.6, 0.62, 0.64], [0.7, 0.65, 0.4])}
+    for (strategy, seed), (accuracy, f1) in curves.items():
+        config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"},
+                  "loop": {"budget": 30}}
+        rounds = [{"round": k, "n_labeled": n, "accuracy": a, "macro_f1": f, "selected_ids": []}
+                  for k, (n, a, f) in enumerate(zip(N, accuracy, f1, strict=True))]
+        make_run(root / strategy / f"seed{seed}", config, rounds, auc=auc(N, accuracy),
+                 test_size=200)
+    return root
+
+
+def test_labels_saved_on_macro_f1_and_beyond_randoms_own(tmp_path):
+    runs = collect_runs(falling_runs(tmp_path / "runs"))
+    me = summarize(runs, metric="macro_f1")["SST-2"]["me"]["savings"]
+    assert me["metric"] == "macro_f1"
+    # seed 0: random's final 0.5, met at 10 labels by random itself (1 − 10/30) and by me;
+    # seed 1: random's final 0.6, met by random at its last round (0 saved), by me at 10
+    assert [s["target"] for s in me["per_seed"]] == pytest.approx([0.5, 0.6])
+    assert [s["random_start"] for s in me["per_seed"]] == pytest.approx([0.7, 0.5])
+    assert [s["needed"] for s in me["per_seed"]] == pytest.approx([10.0, 10.0])
+    assert [s["beyond_random"] for s in me["per_seed"]] == pytest.approx([0.0, 2 / 3])
+    assert me["beyond_random"]["mean"] == pytest.approx(1 / 3)
+    assert me["labels_saved"]["random_fell"] == 1  # seed 0 ends below its 0.7 start
+    random = summarize(runs, metric="macro_f1")["SST-2"]["random"]["savings"]
+    assert random["beyond_random"] is None
+    assert [s["saved"] for s in random["per_seed"]] == pytest.approx([2 / 3, 0.0])
+    # on accuracy random rises to 0.8 and me never gets there: the metric is the curve's
+    on_accuracy = summarize(runs)["SST-2"]["me"]["savings"]
+    assert on_accuracy["labels_saved"]["not_reached"] == 2
+    assert on_accuracy["labels_saved"]["random_fell"] == 0
+    overall, each = savings_tables(summarize(runs, metric="macro_f1"))
+    assert "macro-F1" in overall.title and "random's final macro-F1" in each.columns
+    row = next(row for row in overall.rows if row[1].text == "me")
+    assert [cell.text for cell in row[5:7]] == ["33.3 (0.0 to 66.7)", "1/2"]
 
 
 def test_noise_budget_by_hand(tmp_path):
@@ -187,7 +231,7 @@ def test_report_and_compare_line_show_labels_saved(tmp_path):
     assert table1[0][-1] == "SST-2 labels saved"
     assert dict((row[0], row[-1]) for row in table1[1:])["me"] == "20.0"
     each = list(csv.reader((out / "labels_saved_per_seed.csv").open()))
-    assert [row[5] for row in each[1:] if row[1] == "me"] == ["18.0", "not reached"]
+    assert [row[6] for row in each[1:] if row[1] == "me"] == ["18.0", "not reached"]
     assert (out / "noise_budget.csv").exists() and (out / "noise_detectable.csv").exists()
     assert "## Noise budget" in (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())

@@ -106,8 +106,8 @@ def summarize(runs: list[dict[str, Any]],
 
     `setup` holds the config keys that set the setup apart from the other setups of its task.
     RIPL of a run is against the `random` run of the same setup and seed; without one it is null.
-    `savings` (accuracy summaries where random ran on some seed of the setup): labels saved
-    and the deficiency against random, per seed and over seeds (see `savings_of`).
+    `savings` (where random ran on some seed of the setup): labels saved and the deficiency
+    against random on `metric`, per seed and over seeds (see `savings_of`).
     """
     runs = scored(runs)
     refuse_missing(runs, metric)
@@ -158,9 +158,8 @@ def summarize(runs: list[dict[str, Any]],
             if random is not None and strategy != "random":
                 against = paired(per_seed(entry, "auc"), per_seed(random, "auc"))
             entry["vs_random"] = against.to_dict() if against else None
-    if metric == "accuracy":  # savings are counted in accuracy, as the baselines are
-        for (setup, strategy), savings in savings_of(runs).items():
-            summary[setup][strategy]["savings"] = savings
+    for (setup, strategy), savings in savings_of(runs, metric).items():
+        summary[setup][strategy]["savings"] = savings
     return dict(summary)
 
 
@@ -170,36 +169,48 @@ def per_seed(entry: dict[str, Any], metric: str) -> dict[int, float]:
                                                strict=True) if value is not None}
 
 
-def curve_of(run: dict[str, Any]) -> tuple[list[int], list[float]]:
-    """A run's learning curve: labels and accuracy of its complete rounds with a test set."""
-    rounds = [r for r in complete_rounds(run) if r.get("accuracy") is not None]
-    return [r["n_labeled"] for r in rounds], [r["accuracy"] for r in rounds]
+def curve_of(run: dict[str, Any], metric: str = "accuracy") -> tuple[list[int], list[float]]:
+    """A run's learning curve: labels and `metric` of its complete rounds with a test set."""
+    rounds = [r for r in complete_rounds(run) if r.get(metric) is not None]
+    return [r["n_labeled"] for r in rounds], [r[metric] for r in rounds]
 
 
-def savings_of(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (setup, strategy), over the seeds random ran too: per seed, random's final accuracy
-    (`target`) and budget, the labels needed to reach it (null: not reached), the labels saved,
-    the deficiency and its reference (the best accuracy of any run of the setup and seed);
-    then the mean and 95 % bootstrap interval of both over the seeds, and how many seeds did
-    not reach random's final accuracy (see `savings.py` for how they count)."""
-    curves = {(r["setup"], r["strategy"], r["seed"]): curve_of(r) for r in scored(runs)}
+def savings_of(runs: list[dict[str, Any]], metric: str = "accuracy"
+               ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (setup, strategy), over the seeds random ran too, on `metric`'s curves: per seed,
+    random's final value (`target`), its first (`random_start`) and its budget, the labels
+    needed to reach the target (null: not reached), the labels saved, the saving beyond
+    random's own (`beyond_random`: the strategy's saving minus random's on the same seed, what
+    the first crossing credits a bumpy curve by chance taken out), the deficiency and its
+    reference (the best value of any run of the setup and seed); then the mean and 95 %
+    bootstrap interval of those over the seeds, how many seeds did not reach random's final
+    value, and on how many random ended at or below its first round (`random_fell`: there the
+    target is met before random's labels bought anything, and a saving only says the strategy
+    did not fall as far). See `savings.py` for how they count."""
+    curves = {(r["setup"], r["strategy"], r["seed"]): curve_of(r, metric) for r in scored(runs)}
     best: dict[tuple[str, int], float] = defaultdict(float)
-    for (setup, _, seed), (_, accuracy) in curves.items():
-        best[(setup, seed)] = max(best[(setup, seed)], *accuracy)
+    for (setup, _, seed), (_, values) in curves.items():
+        best[(setup, seed)] = max(best[(setup, seed)], *values)
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for (setup, strategy, seed), (n, accuracy) in sorted(curves.items()):
+    for (setup, strategy, seed), (n, values) in sorted(curves.items()):
         random = curves.get((setup, "random", seed))
         if random is None:
             continue
-        saving = labels_saved(n, accuracy, *random)
+        saving = labels_saved(n, values, *random)
         rows[(setup, strategy)].append({
-            "seed": seed, "target": random[1][-1], "budget": random[0][-1],
-            "needed": saving.needed, "saved": saving.saved, "reached": saving.reached,
+            "seed": seed, "target": random[1][-1], "random_start": random[1][0],
+            "budget": random[0][-1], "needed": saving.needed, "saved": saving.saved,
+            "reached": saving.reached,
+            "beyond_random": saving.saved - labels_saved(*random, *random).saved,
             "reference": best[(setup, seed)],
-            "deficiency": deficiency(n, accuracy, *random, best[(setup, seed)])})
-    return {key: {"per_seed": seeds,
+            "deficiency": deficiency(n, values, *random, best[(setup, seed)])})
+    return {key: {"metric": metric, "per_seed": seeds,
                   "labels_saved": {**_over_seeds([s["saved"] for s in seeds]),
-                                   "not_reached": sum(not s["reached"] for s in seeds)},
+                                   "not_reached": sum(not s["reached"] for s in seeds),
+                                   "random_fell": sum(s["target"] <= s["random_start"]
+                                                      for s in seeds)},
+                  "beyond_random": (_over_seeds([s["beyond_random"] for s in seeds])
+                                    if key[1] != "random" else None),
                   "deficiency": _over_seeds([s["deficiency"] for s in seeds
                                              if s["deficiency"] is not None])}
             for key, seeds in rows.items()}

@@ -218,7 +218,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
     metric = next((summary[u][s]["metric"] for u in setups for s in rows_for if s in summary[u]),
                   "accuracy")
     on = "" if metric == "accuracy" else (
-        f"On {CURVE_METRICS[metric]}: AUC and RIPL of its learning curve; no zero-shot point, "
+        f"On {CURVE_METRICS[metric]}: AUC, RIPL and labels saved of its learning curve; no "
+        "zero-shot point, "
         "gain or baseline rows, which are accuracies. ")
     table.note = (f"{on}AUC in %, RIPL in % of the gap to 100 (it can fall below −100), gain in "
                   f"points; mean ± sample std (n − 1) over "
@@ -237,7 +238,8 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
 
 
 SAVED_NOTE = ("Labels saved: 1 − the labels a strategy's curve (linear between rounds) first "
-              "needs to reach random's final accuracy of the same seed, over random's budget, "
+              "needs to reach random's final value (of the table's metric) on the same seed, "
+              "over random's budget, "
               "in %, mean (95 % bootstrap interval over seeds); n.r. k/n: k of n seeds never "
               "reached it, each counted at its own budget (no label saved), so the mean is an "
               "upper bound (≤). Random's row is what the first crossing credits a bumpy curve by "
@@ -667,34 +669,48 @@ def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]
             if summary[u][s].get("savings")]
     if not keys:
         return []
-    overall = Table("labels_saved", "Labels saved against random, and the deficiency",
+    name = CURVE_METRICS[summary[keys[0][0]][keys[0][1]]["savings"]["metric"]]
+    overall = Table("labels_saved", f"Labels saved against random on {name}, and the deficiency",
                     ["Setup", "Method", "Seeds", "labels saved %", "not reached",
-                     "deficiency"])
-    each = Table("labels_saved_per_seed", "Labels saved and deficiency of every run",
-                 ["Setup", "Method", "Seed", "random's final accuracy", "random's budget",
-                  "labels needed", "labels saved %", "reference accuracy", "deficiency"])
+                     "beyond random's own %", "random fell", "deficiency"])
+    each = Table("labels_saved_per_seed", f"Labels saved and deficiency of every run, on {name}",
+                 ["Setup", "Method", "Seed", f"random's first {name}", f"random's final {name}",
+                  "random's budget", "labels needed", "labels saved %",
+                  "beyond random's own %", f"reference {name}", "deficiency"])
     for setup, strategy in keys:
         savings = summary[setup][strategy]["savings"]
         saved = savings["labels_saved"]
+        beyond = savings["beyond_random"]
         overall.rows.append([Cell(setup), Cell(strategy), Cell(str(saved["seeds"]), saved["seeds"]),
                              _saved_cell(summary[setup][strategy]),
                              Cell(f"{saved['not_reached']}/{saved['seeds']}", saved["not_reached"]),
+                             Cell("–") if beyond is None else _interval(beyond),
+                             Cell(f"{saved['random_fell']}/{saved['seeds']}", saved["random_fell"]),
                              _interval(savings["deficiency"], scale=1.0, digits=2)])
         for row in savings["per_seed"]:
             needed, score = row["needed"], row["deficiency"]
             each.rows.append([
                 Cell(setup), Cell(strategy), Cell(str(row["seed"]), row["seed"]),
-                _percent(row["target"], 2), Cell(str(row["budget"]), row["budget"]),
+                _percent(row["random_start"], 2), _percent(row["target"], 2),
+                Cell(str(row["budget"]), row["budget"]),
                 Cell("not reached") if needed is None else Cell(f"{needed:.1f}", round(needed, 4)),
-                _percent(row["saved"]), _percent(row["reference"], 2),
+                _percent(row["saved"]),
+                Cell("–") if strategy == "random" else _percent(row["beyond_random"]),
+                _percent(row["reference"], 2),
                 Cell("–") if score is None else Cell(f"{score:.2f}", round(score, 5))])
-    overall.note = (SAVED_NOTE + " Deficiency (Zhang & Plank 2021): the area between the "
-                    "reference accuracy (the best of any run of the setup and seed) and the "
-                    "curve, over the same area for random; below 1 the strategy stays closer to "
-                    "the reference than random; mean (95 % bootstrap interval) over seeds.")
-    each.note = ("One row per run and seed random ran too. Labels needed: where the curve first "
-                 "reaches random's final accuracy (linear between rounds); not reached: counted "
-                 "at the strategy's own budget. Accuracies in %.")
+    overall.note = (SAVED_NOTE + " Beyond random's own: each seed's saving minus random's own on "
+                    "that seed (what the first crossing credits random's bumpy curve), mean (95 % "
+                    "bootstrap interval); the saving to read where random's row is not 0. Random "
+                    "fell k/n: on k of n seeds random ended at or below its first round, so its "
+                    "final value needs no label bought after it: there a saving only says the "
+                    "strategy fell less far, and the paired final value and AUC say more. "
+                    f"Deficiency (Zhang & Plank 2021): the area between the reference {name} (the "
+                    "best of any run of the setup and seed) and the curve, over the same area for "
+                    "random; below 1 the strategy stays closer to the reference than random; mean "
+                    "(95 % bootstrap interval) over seeds.")
+    each.note = (f"One row per run and seed random ran too. Labels needed: where the curve first "
+                 f"reaches random's final {name} (linear between rounds); not reached: counted "
+                 f"at the strategy's own budget. {name[0].upper() + name[1:]} in %.")
     return [overall, each]
 
 
