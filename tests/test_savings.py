@@ -23,7 +23,7 @@ from star.results.savings import (
 )
 from star.results.significance import detectable_difference, seeds_for_power
 from star.results.summary import collect_runs, detectable_rows, noise_rows, summarize
-from star.results.tables import noise_tables, results_table, savings_tables
+from star.results.tables import comparisons_table, noise_tables, results_table, savings_tables
 from star.seeding import numpy_rng
 from star.tools.cli import main
 from star.tools.compare import saved_text
@@ -189,6 +189,18 @@ def test_labels_saved_on_macro_f1_and_beyond_randoms_own(tmp_path):
     assert "macro-F1" in overall.title and "random's final macro-F1" in each.columns
     row = next(row for row in overall.rows if row[1].text == "me")
     assert [cell.text for cell in row[5:7]] == ["33.3 (0.0 to 66.7)", "1/2"]
+
+
+def test_the_last_rounds_value_is_compared_by_seed(tmp_path):
+    summary = summarize(collect_runs(falling_runs(tmp_path / "runs")), metric="macro_f1")
+    entries = summary["SST-2"]
+    assert entries["me"]["final_per_seed"] == pytest.approx([0.65, 0.4])
+    assert entries["random"]["final_per_seed"] == pytest.approx([0.5, 0.6])
+    table = comparisons_table(summary, metric="final")
+    assert table.name == "comparisons_final" and "last round's macro-F1" in table.title
+    [row] = table.rows  # me − random: +0.15 and −0.2 by seed
+    assert (row[1].text, row[2].text, row[3].text) == ("me − random", "2", "-2.50")
+    assert table.columns[3] == "Δ final macro-F1" and "the first ends higher" in table.note
 
 
 def test_noise_budget_by_hand(tmp_path):

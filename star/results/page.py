@@ -150,9 +150,10 @@ def _results_section(runs: list[dict], summary: dict, groups: list[SetupGroup],
         if part:
             section.tables += [group.retitle(t)
                                for t in _result_tables(part, scored(runs), metric)]
-    comparisons = comparisons_table(summary, pairs)
-    if comparisons.rows:
-        section.tables.append(comparisons)
+    for compared in ("auc", "final"):
+        comparisons = comparisons_table(summary, pairs, compared)
+        if comparisons.rows:
+            section.tables.append(comparisons)
     if summary:
         section.tables.append(per_seed_table(summary))
         section.tables += savings_tables(summary)

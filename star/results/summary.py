@@ -94,8 +94,9 @@ def summarize(runs: list[dict[str, Any]],
               metric: str = "accuracy") -> dict[str, dict[str, dict[str, Any]]]:
     """{setup: {strategy: {task, setup, metric, seeds, auc_per_seed, auc_mean, auc_std,
     ripl_per_seed, ripl_mean, ripl_std, baselines_per_seed, gain_per_seed, gain_mean, gain_std,
-    ece_last_per_seed, curve, vs_random}}} over the runs with a test set. `ece_last` is the ECE
-    of the last round all the strategy's seeds reached. `gain` is AUC minus the zero-shot
+    ece_last_per_seed, final_per_seed, curve, vs_random}}} over the runs with a test set.
+    `ece_last` is the ECE, and `final` the metric, of the last round all the strategy's seeds
+    reached. `gain` is AUC minus the zero-shot
     accuracy: what fine-tuning bought over not fine-tuning at all. The curve starts at 0 labels
     with the zero-shot point. `vs_random` is the AUC difference to random paired by seed (see
     `significance.paired`).
@@ -147,6 +148,7 @@ def summarize(runs: list[dict[str, Any]],
             "baselines_per_seed": baselines,
             "gain_per_seed": gains, "gain_mean": gain_mean, "gain_std": gain_std,
             "ece_last_per_seed": [None if c is None else c[0] for c in last_ece],
+            "final_per_seed": values[:, -1].tolist(),
             "curve": {"n_labeled": n_labeled,
                       f"{metric}_mean": values.mean(axis=0).tolist(),
                       f"{metric}_std": (values.std(axis=0, ddof=1) if len(group) > 1

@@ -597,10 +597,12 @@ def _p_text(p: float) -> str:
 
 
 COMPARED = {"auc": ("comparisons", "AUC", "AUC", "above 0: the first learned more per label"),
+            "final": ("comparisons_final", "the last round's {metric}", "final {metric}",
+                      "above 0: the first ends higher"),
             "ece_last": ("comparisons_ece", "the last round's ECE", "ECE",
                          "below 0: the first is better calibrated")}
 """What `comparisons_table` can compare: summary metric -> (table name, title, short name,
-how to read the sign)."""
+how to read the sign); {metric} stands for the summary's curve metric."""
 
 
 def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
@@ -609,7 +611,11 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
     mean difference of `metric` (see `COMPARED`), its 95 % t-interval, the paired t-test's
     p-value and verdict, and how many seeds would detect a difference this large at 80 %
     power."""
-    name, title, short, sign = COMPARED[metric]
+    curve = next((e.get("metric", "accuracy") for entries in summary.values()
+                  for e in entries.values()),
+                 "accuracy")
+    name, title, short, sign = (text.format(metric=CURVE_METRICS[curve])
+                                for text in COMPARED[metric])
     table = Table(name, f"Paired comparisons of {title} (by seed)",
                   ["Setup", "Comparison", "Seeds", f"Δ {short}", "95 % CI", "p",
                    "verdict (p < 0.05, uncorrected)", "seeds for 80 % power"])
