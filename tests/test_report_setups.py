@@ -295,3 +295,49 @@ def test_a_long_setup_name_makes_a_short_distinct_file_stem():
     long_a, long_b = ("SST-2 · " + "x" * 200 + tail for tail in ("a", "b"))
     assert len(file_stem(long_a)) == 96 and file_stem(long_a) != file_stem(long_b)
     assert file_stem("SST-2 · loop.budget=80") == "SST-2_loop.budget=80"
+
+
+def switched_runs(root: Path) -> Path:
+    """SST-2, seeds 0 and 1: random, random with `train.balance: classes` (in its own folder,
+    as `--set` variants are kept) and me; final accuracies random 0.6 0.7, balanced 0.7 0.75,
+    me 0.8 0.9 (8 and 16 labels)."""
+    for folder, strategy, extra, finals in (
+            ("random", "random", {}, (0.6, 0.7)),
+            ("balance/random", "random", {"train": {"balance": "classes"}}, (0.7, 0.75)),
+            ("me", "me", {}, (0.8, 0.9))):
+        for seed, final in enumerate(finals):
+            config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"},
+                      "loop": {"budget": 16}, **extra}
+            rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a, "selected_ids": []}
+                      for k, a in enumerate([0.5, final])]
+            make_run(root / folder / f"seed{seed}", config, rounds, auc=auc([8, 16], [0.5, final]))
+    return root
+
+
+def test_a_switched_config_key_is_a_row_of_its_setup(tmp_path):
+    root = switched_runs(tmp_path / "runs")
+    apart = {(run["setup"], run["strategy"]) for run in collect_runs(root)}
+    assert len({setup for setup, _ in apart}) == 2  # without switches: a setup of its own
+    runs = collect_runs(root, ["train.balance"])
+    assert {(run["setup"], run["strategy"]) for run in runs} == {
+        ("SST-2", "random"), ("SST-2", "random train.balance=classes"), ("SST-2", "me")}
+    assert all("balance" not in run["config"].get("train", {}) for run in runs)
+    entries = summarize(runs)["SST-2"]
+    assert list(entries) == ["random", "random train.balance=classes", "me"]  # display order
+    # paired with random by seed: final accuracy +0.1 and +0.05, AUC half of it
+    assert entries["random train.balance=classes"]["vs_random"]["mean"] == pytest.approx(0.0375)
+    assert entries["random train.balance=classes"]["final_per_seed"] == pytest.approx([0.7, 0.75])
+
+
+def test_report_compares_switches_and_names_them_in_pairs(tmp_path, capsys):
+    root, out = switched_runs(tmp_path / "runs"), tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--switches", "train.balance",
+                 "--pairs", "me:random train.balance=classes"]) == 0
+    final = list(csv.reader((out / "comparisons_final.csv").open()))
+    rows = {row[1]: row[3] for row in final[1:]}
+    assert rows == {"random train.balance=classes − random": "7.5",
+                    "me − random": "20.0", "me − random train.balance=classes": "12.5"}
+    for bad in ("train.balanse", "seed"):
+        assert main(["report", str(root), "--out", str(out), "--switches", bad]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"--switches '{bad}' is not a config key" in error

@@ -98,7 +98,12 @@ if [ "${STUDY_PART:-small}" = all ]; then
             study $config $strategy
         done
     done
-    for config in savings-sst2-skewed savings-sst2 savings-trec6; do
+    # The variants' rows join their setup (--switches) and pair by seed with what they vary.
+    "${STAR[@]}" report "$RECORDS/savings-sst2-skewed" --out "$DOCS/savings-sst2-skewed" \
+        --metric macro_f1 --switches train.balance,uncertainty.schedule \
+        --pairs "me-star uncertainty.schedule=evidence:me-star,me-star uncertainty.schedule=evidence:me,me-star:me,me:random train.balance=classes" \
+        --title "Labels saved: SST-2 with 10 % negatives"
+    for config in savings-sst2 savings-trec6; do
         "${STAR[@]}" report "$RECORDS/$config" --out "$DOCS/$config" --metric macro_f1 \
             --title "Labels saved: $config"
     done

@@ -51,8 +51,8 @@ class Strategy:
     `bandit.arms`, weighted by how well their picks trained the model (`bandit`, ALBL)."""
     color: str | None = None
     """A fixed colour (random and the paper's strategies, as in the earlier reports); the
-    others are coloured per figure by `strategy_colors`."""
-    """The strategy's colour in every figure, so a reader can follow it across them."""
+    others are coloured per figure by `strategy_colors`, so a reader can follow a strategy
+    across the figures of one report."""
 
     @property
     def in_table1(self) -> bool:
@@ -139,9 +139,10 @@ def get_strategy(name: str) -> Strategy:
 
 
 def display_order(name: str) -> tuple[int, str]:
-    """Sort key: the table's order, unknown names last."""
-    names = list(STRATEGIES)
-    return (names.index(name) if name in names else len(names), name)
+    """Sort key: the table's order, unknown names last; a report row named after a strategy
+    and a config switch (`random train.balance=classes`) comes after its strategy."""
+    names, strategy = list(STRATEGIES), name.split(" ", 1)[0]
+    return (names.index(strategy) if strategy in names else len(names), name)
 
 
 def strategy_colors(names: Iterable[str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from star.active.classes import CURVE_METRICS
 from star.active.measures import IN_NATS
 from star.active.strategies import display_order, get_strategy, strategy_colors
 from star.results.metrics import reliability_bins
+from star.results.setups import strategy_of
 from star.results.summary import baseline_levels
 
 
@@ -143,7 +144,7 @@ def plot_selection(rows: list[dict[str, Any]], setup: str, path: Path) -> None:
     mine = [r for r in rows if r["setup"] == setup]
     strategies = _order({r["strategy"] for r in mine})
     colors = strategy_colors(strategies)
-    measure_of = {name: get_strategy(name).measure or "" for name in strategies}
+    measure_of = {name: get_strategy(strategy_of(name)).measure or "" for name in strategies}
     measures = list(dict.fromkeys(measure_of.values()))
     fig, axes = plt.subplots(1, len(measures) + 2, figsize=(4.7 * (len(measures) + 2), 3.8))
     by_measure = dict(zip(measures, axes, strict=False))

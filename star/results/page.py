@@ -369,12 +369,14 @@ def render_html(sections: list[Section], runs: list[dict], title: str) -> str:
 
 
 def write_report(runs_dir: Path, out: Path, title: str = "STAR report",
-                 pairs: Sequence[tuple[str, str]] = (), metric: str = "accuracy") -> Path:
+                 pairs: Sequence[tuple[str, str]] = (), metric: str = "accuracy",
+                 switches: list[str] | None = None) -> Path:
     """report.html, report.md, their PNGs and CSVs, and summary.json in `out`; AUC, RIPL and
-    the learning curves on `metric` (see `classes.CURVE_METRICS`)."""
+    the learning curves on `metric` (see `classes.CURVE_METRICS`); the config keys in
+    `switches` compared as strategies (`setups.fold_switches`)."""
     if not runs_dir.is_dir():
         raise DataError(f"runs folder '{runs_dir}' does not exist")
-    runs = collect_runs(runs_dir)
+    runs = collect_runs(runs_dir, switches)
     if not runs:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
     summary = summarize(runs, metric)  # before any file: a missing metric writes nothing

@@ -7,6 +7,7 @@ within a setup: a small model's `random` run is no baseline for a larger model's
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from star.config import StarConfig, flatten
-from star.errors import DataError
+from star.errors import ConfigError, DataError
 
 VARIED = ("strategy", "seed")
 """Config keys that tell runs of one setup apart (the rows and repetitions of a table)."""
@@ -27,11 +28,53 @@ MOST_KEYS = 3
 """Most keys besides the model a setup's name shows; summary.json keeps them all."""
 
 
+def _defaults() -> dict[str, Any]:
+    return flatten(StarConfig().model_dump())
+
+
+def check_switches(keys: list[str]) -> None:
+    """A `ConfigError` naming a key that is not a config key, or `strategy`/`seed` (already
+    rows and repetitions)."""
+    known = _defaults()
+    for key in keys:
+        if key not in known or key in VARIED:
+            raise ConfigError(f"--switches '{key}' is not a config key of a setup (e.g. "
+                              "train.balance, uncertainty.schedule, selection.shortlist)")
+
+
+def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
+    """Compare config keys as if they were strategies. For each of `keys`, a run whose value
+    differs from STAR's default is named `strategy key=value` (values shortened as in setup
+    names), and the key moves from its config to that name: so `random` with
+    `train.balance=classes` becomes the row `random train.balance=classes` of its setup, paired
+    by seed with `random`, instead of a setup of its own."""
+    defaults = _defaults()
+    for run in runs:
+        config = copy.deepcopy(run.get("config") or {})
+        values = flatten(config)
+        switched = [f"{key}={_show(values[key], short=True)}" for key in keys
+                    if key in values and values[key] != defaults[key]]
+        if switched:
+            run["strategy"] = " ".join([run["strategy"], *switched])
+        for key in keys:
+            *parents, leaf = key.split(".")
+            node = config
+            for parent in parents:
+                node = node.get(parent, {})
+            node.pop(leaf, None)
+        run["config"] = config
+
+
+def strategy_of(row: str) -> str:
+    """The strategy a report row is of: its name up to the switches `fold_switches` added."""
+    return row.split(" ", 1)[0]
+
+
 def setup_config(run: dict[str, Any]) -> dict[str, Any]:
     """The run's resolved config as dotted keys, without strategy and seed. A key added to STAR
     since the run was made takes its default, as a resumed run does: an older run and a new one
     with the same settings are one setup."""
-    resolved = {**flatten(StarConfig().model_dump()), **flatten(run.get("config") or {})}
+    resolved = {**_defaults(), **flatten(run.get("config") or {})}
     return {key: value for key, value in resolved.items() if key not in VARIED}
 
 

@@ -27,14 +27,15 @@ from star.results.savings import (
     labels_saved,
     pooled_sd,
 )
-from star.results.setups import name_setups, refuse_duplicates, setup_key
+from star.results.setups import fold_switches, name_setups, refuse_duplicates, setup_key
 from star.results.significance import detectable_difference, paired
 from star.seeding import numpy_rng
 
 
-def collect_runs(root: Path) -> list[dict[str, Any]]:
+def collect_runs(root: Path, switches: list[str] | None = None) -> list[dict[str, Any]]:
     """Every finished run below `root` (folders holding results.json and config.yaml), each
-    with its setup (see `setups.py`).
+    with its setup (see `setups.py`); the config keys in `switches` are compared as if they
+    were strategies (`fold_switches`).
 
     A run stopped before its labeling budget is left out, with a line saying so: its AUC
     covers fewer rounds and would drag its strategy's mean. A run without a test set has no
@@ -55,6 +56,7 @@ def collect_runs(root: Path) -> list[dict[str, Any]]:
         results["config"] = config
         results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
         runs.append(results)
+    fold_switches(runs, switches or [])
     name_setups(runs)
     refuse_duplicates(runs)
     return runs

@@ -152,16 +152,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from star.results.page import write_report
+    from star.results.setups import check_switches, strategy_of
 
+    switches = _csv(args.switches or "")
+    check_switches(switches)
     pairs = []
     for text in _csv(args.pairs or ""):
         first, _, second = text.partition(":")
         if not second:
             raise ConfigError(f"--pairs '{text}': write each pair as FIRST:SECOND")
         for name in (first, second):
-            get_strategy(name)
+            get_strategy(strategy_of(name))
         pairs.append((first, second))
-    page = write_report(Path(args.runs_dir), Path(args.out), args.title, pairs, args.metric)
+    page = write_report(Path(args.runs_dir), Path(args.out), args.title, pairs, args.metric,
+                        switches)
     print(f"report: {page} (and report.md, PNG and CSV files beside it)")
 
 
@@ -334,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="STAR report")
     report.add_argument("--pairs", help="strategy pairs compared by seed besides each against "
                         "random, e.g. me-star:me,bald:me")
+    report.add_argument("--switches", help="config keys compared as if they were strategies, "
+                        "e.g. train.balance: a run with a value other than the default becomes "
+                        "the row 'random train.balance=classes' of its setup, paired by seed "
+                        "with random (name it so in --pairs)")
     add_metric(report)
     report.set_defaults(func=cmd_report)
 
