@@ -337,6 +337,12 @@ def test_report_compares_switches_and_names_them_in_pairs(tmp_path, capsys):
     rows = {row[1]: row[3] for row in final[1:]}
     assert rows == {"random train.balance=classes − random": "7.5",
                     "me − random": "20.0", "me − random train.balance=classes": "12.5"}
+    assert main(["report", str(root), "--out", str(tmp_path / "typo"), "--switches",
+                 "train.balance", "--pairs", "me:random train.balance=class"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'random train.balance=class', a row no setup" in error
+    assert "random, random train.balance=classes, me" in error
+    assert not (tmp_path / "typo").exists()
     for bad in ("train.balanse", "seed"):
         assert main(["report", str(root), "--out", str(out), "--switches", bad]) == 2
         error = capsys.readouterr().err

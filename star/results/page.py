@@ -16,7 +16,7 @@ from pathlib import Path
 
 from star.active.classes import CURVE_METRICS
 from star.active.runfolder import RunFolder, complete_rounds
-from star.active.strategies import TABLE1, TABLE2
+from star.active.strategies import TABLE1, TABLE2, display_order
 from star.errors import DataError
 from star.files import write_json, write_text_atomic
 from star.results.figures import (
@@ -380,6 +380,11 @@ def write_report(runs_dir: Path, out: Path, title: str = "STAR report",
     if not runs:
         raise DataError(f"no run folders (results.json with a finished round) below '{runs_dir}'")
     summary = summarize(runs, metric)  # before any file: a missing metric writes nothing
+    rows = {strategy for entries in summary.values() for strategy in entries}
+    missing = [name for pair in pairs for name in pair if name not in rows]
+    if missing:  # a typo would otherwise drop the pair from the tables without a word
+        raise DataError(f"--pairs names '{missing[0]}', a row no setup here has; the rows are: "
+                        f"{', '.join(sorted(rows, key=display_order))}")
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(runs, summary, out, pairs, metric)
     write_json(out / "summary.json", json.loads(json.dumps(summary)))
