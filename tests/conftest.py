@@ -76,6 +76,9 @@ def toy_data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
+    """Every test its own cache, never the user's: a μ_b cached by another run (another batch,
+    another CPU kernel) differs in the 7th digit and would change a replay's picks. A test
+    undoes its own patches with `monkeypatch.context()`: `monkeypatch.undo()` undoes this too."""
     monkeypatch.setenv("STAR_CACHE_DIR", str(tmp_path / "cache"))
 
 

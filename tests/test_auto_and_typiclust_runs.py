@@ -189,9 +189,9 @@ def test_auto_stopped_around_writing_a_batch_replays_exactly(tiny_overrides, tmp
         if batch.round == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(RunFolder, "write_batch", stop_at_round_1)
-    assert main(run_argv(out, "auto", tiny_overrides)) == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undoing only this: the cache stays the test's own
+        patch.setattr(RunFolder, "write_batch", stop_at_round_1)
+        assert main(run_argv(out, "auto", tiny_overrides)) == 130
     assert rounds_done(out) == 1 and results_of(out)["bandit_draw"]["round"] == 1
     assert (out / "rounds" / "1" / "batch.json").exists() == written
     assert main(run_argv(out, "auto", tiny_overrides)) == 0

@@ -139,9 +139,9 @@ def test_a_run_stopped_right_after_writing_a_batch_replays_exactly(tiny_override
         if batch.round == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(RunFolder, "write_batch", write_then_stop)
-    assert main(run_argv(out, "me+dynamic", tiny_overrides)) == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undoing only this: the cache stays the test's own
+        patch.setattr(RunFolder, "write_batch", write_then_stop)
+        assert main(run_argv(out, "me+dynamic", tiny_overrides)) == 130
     assert rounds_done(out) == 1 and (out / "rounds" / "1" / "batch.json").exists()
     assert main(run_argv(out, "me+dynamic", tiny_overrides)) == 0
     assert differing(run_files(reference), run_files(out)) == []

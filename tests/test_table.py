@@ -53,9 +53,9 @@ def test_a_second_load_reads_the_cached_table_and_an_edit_rebuilds_it(folder, mo
         assert path.name == "test.jsonl", "the pool's file was read again"
         return reader(path)
 
-    monkeypatch.setattr(sources, "read_records", read_test_file_only)
-    assert list(load_task(config(folder)).train) == first
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undoing only this: the cache stays the test's own
+        patch.setattr(sources, "read_records", read_test_file_only)
+        assert list(load_task(config(folder)).train) == first
     write_jsonl(folder / "train.jsonl", [*RECORDS[:3], {"question": "new", "answer": "no"}])
     again = load_task(config(folder)).train
     assert len(again) == 4 and again[3].prompt.startswith("Q: new")
