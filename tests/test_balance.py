@@ -55,3 +55,27 @@ def test_balance_changes_training_only_when_the_labels_are_lopsided(lora_setup):
     assert same(trained("none", even), trained("classes", even))  # weights all 1
     lopsided = yes[:6] + no[:2]
     assert not same(trained("none", lopsided), trained("classes", lopsided))
+
+
+def test_a_run_with_lopsided_labels_and_the_unweighted_loss_says_so_once(
+        tiny_model_dir, tmp_path, capsys):
+    """A pool of 44 'yes' and 4 'no': the warm start of 8 and the next batch hold at most one
+    'no' of 8 and 16 (under half an even split), so the run notes it, once; the weighted loss
+    does not need the note."""
+    from star.tools.cli import main
+    from tests.conftest import tiny_settings, write_jsonl
+
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [{"question": f"cat {i} dog", "answer": "yes" if i % 12 else "no"}
+               for i in range(48)]
+    write_jsonl(data / "train.jsonl", records)
+    write_jsonl(data / "test.jsonl", records[:8])
+    settings = [*tiny_settings(tiny_model_dir, data), "loop.budget=16", "loop.pool_size=48",
+                "loop.test_size=8"]
+    for balance, notes in (("none", 1), ("classes", 0)):
+        argv = ["run", "--strategy", "random", "--seed", "0", "--out", str(tmp_path / balance)]
+        for setting in [*settings, f"train.balance={balance}"]:
+            argv += ["--set", setting]
+        assert main(argv) == 0
+        assert capsys.readouterr().err.count("the rarest class; the unweighted loss") == notes

@@ -15,6 +15,7 @@ from star.active.classes import (
     class_metrics,
     class_recall,
     macro_f1,
+    rarest_class,
 )
 from star.active.learning_curve import auc
 from star.results.summary import batch_label_rows, batch_shares, class_rows, collect_runs, summarize
@@ -185,3 +186,15 @@ def test_compare_refuses_macro_f1_on_a_generative_task_before_any_run(tmp_path, 
     assert main(["compare", "--metric", "macro_f1", "--set", "task.name=gsm8k",
                  "--out", str(out)]) == 2
     assert "--metric macro_f1 counts classes" in capsys.readouterr().err and not out.exists()
+
+
+def test_lopsided_labels_name_their_rarest_class():
+    """Lopsided: the rarest class under half an even split (n / classes / 2)."""
+    labels = ["0", "1"]
+    assert rarest_class({"0": 6, "1": 42}, labels) == ("0", 6)  # 6 < 12
+    assert rarest_class({"0": 12, "1": 36}, labels) is None  # 12 is not under 12
+    assert rarest_class({"0": 11, "1": 37}, labels) == ("0", 11)
+    assert rarest_class({"1": 16}, labels) == ("0", 0)  # a class with no label is the rarest
+    # three classes, 30 labels: an even split is 10, lopsided under 5
+    assert rarest_class({"a": 5, "b": 10, "c": 15}, ["a", "b", "c"]) is None
+    assert rarest_class({"a": 4, "b": 11, "c": 15}, ["a", "b", "c"]) == ("a", 4)
