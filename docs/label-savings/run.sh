@@ -96,10 +96,13 @@ if [ "${STUDY_PART:-small}" = all ]; then
     done
     study savings-sst2-skewed me-star balance/evidence --set train.balance=classes \
         --set uncertainty.schedule=evidence
-    for config in savings-sst2 savings-trec6; do
-        for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
-            study $config $strategy
-        done
+    # Balanced SST-2 with the default recipe; TREC-6, whose pool has a rare class (abbreviation,
+    # 1.6 %), under the balanced loss as the skewed pool.
+    for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
+        study savings-sst2 $strategy
+    done
+    for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
+        study savings-trec6 $strategy balance --set train.balance=classes
     done
     # The skewed pool under the balanced loss; the evidence schedule's row joins its setup
     # (--switches) and pairs by seed with me-star and me. Then both recipes side by side.
@@ -111,9 +114,9 @@ if [ "${STUDY_PART:-small}" = all ]; then
         --metric macro_f1 --switches train.balance,uncertainty.schedule \
         --pairs "me train.balance=classes:me,me:random train.balance=classes" \
         --title "SST-2 with 10 % negatives: the unweighted and the class-balanced loss"
-    for config in savings-sst2 savings-trec6; do
-        "${STAR[@]}" report "$RECORDS/$config" --out "$DOCS/$config" --metric macro_f1 \
-            --title "Labels saved: $config"
-    done
+    "${STAR[@]}" report "$RECORDS/savings-sst2" --out "$DOCS/savings-sst2" --metric macro_f1 \
+        --title "Labels saved: balanced SST-2"
+    "${STAR[@]}" report "$RECORDS/savings-trec6/balance" --out "$DOCS/savings-trec6" \
+        --metric macro_f1 --title "Labels saved: TREC-6, class-balanced loss"
 fi
 
