@@ -302,9 +302,9 @@ def switched_runs(root: Path) -> Path:
     as `--set` variants are kept) and me; final accuracies random 0.6 0.7, balanced 0.7 0.75,
     me 0.8 0.9 (8 and 16 labels)."""
     for folder, strategy, extra, finals in (
-            ("random", "random", {}, (0.6, 0.7)),
+            ("random", "random", {"train": {"balance": "none"}}, (0.6, 0.7)),
             ("balance/random", "random", {"train": {"balance": "classes"}}, (0.7, 0.75)),
-            ("me", "me", {}, (0.8, 0.9))):
+            ("me", "me", {"train": {"balance": "none"}}, (0.8, 0.9))):
         for seed, final in enumerate(finals):
             config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"},
                       "loop": {"budget": 16}, **extra}
@@ -337,6 +337,8 @@ def test_report_compares_switches_and_names_them_in_pairs(tmp_path, capsys):
     rows = {row[1]: row[3] for row in final[1:]}
     assert rows == {"random train.balance=classes − random": "7.5",
                     "me − random": "20.0", "me − random train.balance=classes": "12.5"}
+    table1 = list(csv.reader((out / "table1_main.csv").open()))  # a row of Table 1 too
+    assert [row[0] for row in table1[1:4]] == ["random", "random train.balance=classes", "me"]
     assert main(["report", str(root), "--out", str(tmp_path / "typo"), "--switches",
                  "train.balance", "--pairs", "me:random train.balance=class"]) == 2
     error = capsys.readouterr().err

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from star.active.runfolder import RunFolder
+from star.active.runfolder import RunFolder, complete_rounds
 from star.config import load_config
 from star.data.sources import load_task
 from star.model.loading import load_model
@@ -67,13 +67,14 @@ def test_report_writes_html_markdown_figures_and_tables(runs_dir, tmp_path, toy_
     runs = {(r["strategy"], r["seed"]): r for r in collect_runs(runs_dir)}
     each = list(csv.reader((out / "per_seed.csv").open()))
     assert each[0] == ["Setup", "Method", "Seed", "AUC", "RIPL", "gain over zero-shot",
-                       "last-round ECE"]
+                       "last-round accuracy", "last-round ECE"]
     assert [(r[1], r[2]) for r in each[1:]] == [
         (s, seed) for s in ("random", "me", "me+dynamic", "me-star") for seed in ("0", "1")]
     me, random = runs[("me", 1)], runs[("random", 1)]
     assert [float(v) for v in each[4][3:6]] == pytest.approx(
         [100 * me["auc"], 100 * ripl(me["auc"], random["auc"]),
          100 * (me["auc"] - me["baselines"]["zero_shot"])], abs=1e-4)
+    assert float(each[4][6]) == pytest.approx(100 * complete_rounds(me)[-1]["accuracy"], abs=1e-4)
     assert each[1][4] == "–"  # random has no RIPL against itself
 
 

@@ -23,7 +23,13 @@ from star.results.savings import (
 )
 from star.results.significance import detectable_difference, seeds_for_power
 from star.results.summary import collect_runs, detectable_rows, noise_rows, summarize
-from star.results.tables import comparisons_table, noise_tables, results_table, savings_tables
+from star.results.tables import (
+    comparisons_table,
+    noise_tables,
+    per_seed_table,
+    results_table,
+    savings_tables,
+)
 from star.seeding import numpy_rng
 from star.tools.cli import main
 from star.tools.compare import saved_text
@@ -150,12 +156,15 @@ def test_one_seed_has_a_saving_and_no_interval(tmp_path):
 
 def falling_runs(root: Path) -> Path:
     """A skewed pool's picture on 10/20/30 labels: random's macro-F1 falls on seed 0 (0.7 0.6
-    0.5) and rises on seed 1 (0.5 0.55 0.6) while its accuracy rises on both; me's macro-F1
-    0.7 0.55 0.65 and 0.7 0.65 0.4."""
+    0.5), rises on seed 1 (0.5 0.55 0.6) and ends where it started on seed 2 (0.6 0.7 0.6),
+    while its accuracy rises on all three; me's macro-F1 0.7 0.55 0.65, 0.7 0.65 0.4 and 0.6
+    0.5 0.5 (never reaching random's 0.6 after its first round)."""
     curves = {("random", 0): ([0.6, 0.7, 0.8], [0.7, 0.6, 0.5]),
               ("me", 0): ([0.6, 0.62, 0.64], [0.7, 0.55, 0.65]),
               ("random", 1): ([0.6, 0.7, 0.8], [0.5, 0.55, 0.6]),
-              ("me", 1): ([0.6, 0.62, 0.64], [0.7, 0.65, 0.4])}
+              ("me", 1): ([0.6, 0.62, 0.64], [0.7, 0.65, 0.4]),
+              ("random", 2): ([0.6, 0.7, 0.8], [0.6, 0.7, 0.6]),
+              ("me", 2): ([0.6, 0.62, 0.64], [0.6, 0.5, 0.5])}
     for (strategy, seed), (accuracy, f1) in curves.items():
         config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"},
                   "loop": {"budget": 30}}
@@ -172,34 +181,42 @@ def test_labels_saved_on_macro_f1_and_beyond_randoms_own(tmp_path):
     assert me["metric"] == "macro_f1"
     # seed 0: random's final 0.5, met at 10 labels by random itself (1 − 10/30) and by me;
     # seed 1: random's final 0.6, met by random at its last round (0 saved), by me at 10
-    assert [s["target"] for s in me["per_seed"]] == pytest.approx([0.5, 0.6])
-    assert [s["random_start"] for s in me["per_seed"]] == pytest.approx([0.7, 0.5])
-    assert [s["needed"] for s in me["per_seed"]] == pytest.approx([10.0, 10.0])
-    assert [s["beyond_random"] for s in me["per_seed"]] == pytest.approx([0.0, 2 / 3])
-    assert me["beyond_random"]["mean"] == pytest.approx(1 / 3)
-    assert me["labels_saved"]["random_fell"] == 1  # seed 0 ends below its 0.7 start
+    # seed 2: random's final 0.6 is its first value (2/3 saved); me starts there too (2/3)
+    assert [s["target"] for s in me["per_seed"]] == pytest.approx([0.5, 0.6, 0.6])
+    assert [s["random_start"] for s in me["per_seed"]] == pytest.approx([0.7, 0.5, 0.6])
+    assert [s["needed"] for s in me["per_seed"]] == pytest.approx([10.0, 10.0, 10.0])
+    assert [s["beyond_random"] for s in me["per_seed"]] == pytest.approx([0.0, 2 / 3, 0.0])
+    assert me["beyond_random"]["mean"] == pytest.approx(2 / 9)
+    # seed 0 ends below its 0.7 start, seed 2 at its 0.6 start: neither gained from its labels
+    assert me["labels_saved"]["random_fell"] == 2
     random = summarize(runs, metric="macro_f1")["SST-2"]["random"]["savings"]
     assert random["beyond_random"] is None
-    assert [s["saved"] for s in random["per_seed"]] == pytest.approx([2 / 3, 0.0])
+    assert [s["saved"] for s in random["per_seed"]] == pytest.approx([2 / 3, 0.0, 2 / 3])
     # on accuracy random rises to 0.8 and me never gets there: the metric is the curve's
     on_accuracy = summarize(runs)["SST-2"]["me"]["savings"]
-    assert on_accuracy["labels_saved"]["not_reached"] == 2
+    assert on_accuracy["labels_saved"]["not_reached"] == 3
     assert on_accuracy["labels_saved"]["random_fell"] == 0
     overall, each = savings_tables(summarize(runs, metric="macro_f1"))
     assert "macro-F1" in overall.title and "random's final macro-F1" in each.columns
     row = next(row for row in overall.rows if row[1].text == "me")
-    assert [cell.text for cell in row[5:7]] == ["33.3 (0.0 to 66.7)", "1/2"]
+    assert [cell.text for cell in row[5:7]] == ["22.2 (0.0 to 66.7)", "2/3"]
+    # not reached on any seed: the saving beyond random's own is an upper bound too
+    row = next(row for row in savings_tables(summarize(runs))[0].rows if row[1].text == "me")
+    assert row[5].text.startswith("≤ ")
 
 
 def test_the_last_rounds_value_is_compared_by_seed(tmp_path):
     summary = summarize(collect_runs(falling_runs(tmp_path / "runs")), metric="macro_f1")
     entries = summary["SST-2"]
-    assert entries["me"]["final_per_seed"] == pytest.approx([0.65, 0.4])
-    assert entries["random"]["final_per_seed"] == pytest.approx([0.5, 0.6])
+    assert entries["me"]["final_per_seed"] == pytest.approx([0.65, 0.4, 0.5])
+    assert entries["random"]["final_per_seed"] == pytest.approx([0.5, 0.6, 0.6])
     table = comparisons_table(summary, metric="final")
     assert table.name == "comparisons_final" and "last round's macro-F1" in table.title
-    [row] = table.rows  # me − random: +0.15 and −0.2 by seed
-    assert (row[1].text, row[2].text, row[3].text) == ("me − random", "2", "-2.50")
+    [row] = table.rows  # me − random: +0.15, −0.2 and −0.1 by seed
+    assert (row[1].text, row[2].text, row[3].text) == ("me − random", "3", "-5.00")
+    seeds = per_seed_table(summary)
+    assert seeds.columns[6] == "last-round macro-F1"
+    assert [r[6].text for r in seeds.rows if r[1].text == "me"] == ["65.00", "40.00", "50.00"]
     assert table.columns[3] == "Δ final macro-F1" and "the first ends higher" in table.note
 
 
@@ -250,7 +267,7 @@ def test_report_and_compare_line_show_labels_saved(tmp_path):
     assert summary["SST-2"]["me"]["savings"]["labels_saved"]["not_reached"] == 1
     runs = {(r["strategy"], r["seed"]): r for r in collect_runs(root)}
     assert saved_text(runs[("me", 0)], root / "random" / "seed0") == (
-        ", labels saved vs random 40.0 %")
+        ", labels saved vs random on accuracy 40.0 %")
     assert saved_text(runs[("me", 1)], root / "random" / "seed1") == (
         ", random's final accuracy not reached")
     assert saved_text(runs[("me", 0)], root / "random" / "seed7") == ""  # random not run

@@ -112,7 +112,7 @@ if [ "${STUDY_PART:-small}" = all ]; then
         --title "Labels saved: SST-2 with 10 % negatives, class-balanced loss"
     "${STAR[@]}" report "$RECORDS/savings-sst2-skewed" --out "$DOCS/savings-sst2-skewed-recipes" \
         --metric macro_f1 --switches train.balance,uncertainty.schedule \
-        --pairs "me train.balance=classes:me,me:random train.balance=classes" \
+        --pairs "me train.balance=classes:random train.balance=classes,me train.balance=classes:me,me:random train.balance=classes" \
         --title "SST-2 with 10 % negatives: the unweighted and the class-balanced loss"
     "${STAR[@]}" report "$RECORDS/savings-sst2" --out "$DOCS/savings-sst2" --metric macro_f1 \
         --title "Labels saved: balanced SST-2"

@@ -138,10 +138,16 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+def strategy_of(row: str) -> str:
+    """The strategy a report row is of: its name up to the config switches a report may add
+    after a space (`random train.balance=classes`, see `results.setups.fold_switches`)."""
+    return row.split(" ", 1)[0]
+
+
 def display_order(name: str) -> tuple[int, str]:
-    """Sort key: the table's order, unknown names last; a report row named after a strategy
-    and a config switch (`random train.balance=classes`) comes after its strategy."""
-    names, strategy = list(STRATEGIES), name.split(" ", 1)[0]
+    """Sort key: the table's order, unknown names last; a row with switches follows its
+    strategy's."""
+    names, strategy = list(STRATEGIES), strategy_of(name)
     return (names.index(strategy) if strategy in names else len(names), name)
 
 

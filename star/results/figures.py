@@ -19,9 +19,8 @@ from matplotlib.ticker import MaxNLocator
 
 from star.active.classes import CURVE_METRICS
 from star.active.measures import IN_NATS
-from star.active.strategies import display_order, get_strategy, strategy_colors
+from star.active.strategies import display_order, get_strategy, strategy_colors, strategy_of
 from star.results.metrics import reliability_bins
-from star.results.setups import strategy_of
 from star.results.summary import baseline_levels
 
 

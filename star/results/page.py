@@ -16,7 +16,7 @@ from pathlib import Path
 
 from star.active.classes import CURVE_METRICS
 from star.active.runfolder import RunFolder, complete_rounds
-from star.active.strategies import TABLE1, TABLE2, display_order
+from star.active.strategies import TABLE1, TABLE2, display_order, strategy_of
 from star.errors import DataError
 from star.files import write_json, write_text_atomic
 from star.results.figures import (
@@ -115,20 +115,29 @@ def _figure_sets(summary: dict) -> list[tuple[str, list[str], set[str], str]]:
     """(file suffix, strategies, setups, caption) of the figures drawn per set of strategies:
     the main ones on every setup, the ablations on the setups that ran any."""
     ablation = _ablation_setups(summary)
-    sets = [("", TABLE1, set(summary), "main strategies")]
+    sets = [("", _rows_of(summary, TABLE1), set(summary), "main strategies")]
     if ablation:
-        sets.append(("_ablation", ["random", *TABLE2], ablation, "ablations (Table 2)"))
+        sets.append(("_ablation", _rows_of(summary, ["random", *TABLE2]), ablation,
+                     "ablations (Table 2)"))
     return sets
+
+
+def _rows_of(summary: dict, strategies: list[str]) -> list[str]:
+    """The rows of `summary` that are of `strategies`, those under switches included
+    (`setups.fold_switches`), in display order."""
+    rows = {row for entries in summary.values() for row in entries}
+    return sorted((row for row in rows if strategy_of(row) in strategies), key=display_order)
 
 
 def _result_tables(summary: dict, runs: list[dict], metric: str) -> list[Table]:
     """Table 1, every strategy when Table 1 leaves some out, and Table 2 when ablations ran,
     over one group of setups (`summary`, on `metric`) and their runs with a test set."""
-    tables = [results_table(summary, TABLE1, "table1_main",
+    main = _rows_of(summary, TABLE1)
+    tables = [results_table(summary, main, "table1_main",
                             "Table 1 layout: AUC and RIPL of the main strategies")]
     ablation_setups = _ablation_setups(summary)
     ablations = TABLE2 if ablation_setups else []
-    if {s for setup in summary for s in summary[setup]} - set(TABLE1) - set(ablations):
+    if {s for setup in summary for s in summary[setup]} - set(main) - set(ablations):
         tables.append(results_table(summary, None, "all_strategies", "Every strategy present"))
     if ablations:
         matched = matched_seeds([r for r in runs if r["setup"] in ablation_setups], ablations)

@@ -1,20 +1,21 @@
 """What a protocol can see: labels saved against random, the deficiency score, and the noise
 in one round's accuracy.
 
-Labels saved answers the question a team asks of a strategy: how many labels does it spare?
-It is counted on one metric's curves (accuracy, or macro-F1 where a rare class matters), here
+Labels saved answers the question a team asks of a strategy: how many labels does it spare? It
+is counted on one metric's curves (accuracy, or macro-F1 where a rare class matters), here
 called accuracy. On each seed, random's final accuracy is the target; the strategy's curve
 (accuracy against labels, linear between its rounds) reaches it first at some label count, and
 the saving is 1 − that count / random's budget (random's last label count). A strategy that
 never reaches the target within its rounds is "not reached": it would need more than its own
 budget, so its saving is below 1 − budget / random's budget (0 when the budgets are equal). It
 is counted at that bound, which overstates it, and the count of such seeds is shown beside the
-mean, which is then an upper bound. The first crossing credits a bumpy curve by chance: random's own curve
-often touches its final accuracy before its last round, so random's row is the floor to read
-the others against, and the report subtracts it seed by seed. Where random ends below where it
-started (labels that make the model worse, as on a skewed pool where random's adapters forget
-the rare class), its final accuracy is met before any of its labels counted, and a saving says
-only that the strategy fell less far: the paired final accuracy and AUC say more there.
+mean, which is then an upper bound. The first crossing credits a bumpy curve by chance:
+random's own curve often touches its final accuracy before its last round, so random's row is
+the floor to read the others against, and the report subtracts it seed by seed. Where random
+ends below where it started (labels that make the model worse, as on a skewed pool where
+random's adapters forget the rare class), its final accuracy is met at its first round, and a
+saving says only that the strategy fell less far: the paired final accuracy and AUC say more
+there.
 
 The deficiency score (Zhang & Plank 2021) looks at the whole curve instead of one target: the
 area between a reference accuracy (the best of any run of the setup and seed, or a full-data

@@ -42,17 +42,24 @@ def check_switches(keys: list[str]) -> None:
                               "train.balance, uncertainty.schedule, selection.shortlist)")
 
 
+def _plain(value: Any) -> str:
+    """A switch's value as written in YAML (no quotes around a string), never shortened."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
     """Compare config keys as if they were strategies. For each of `keys`, a run whose value
-    differs from STAR's default is named `strategy key=value` (values shortened as in setup
-    names), and the key moves from its config to that name: so `random` with
-    `train.balance=classes` becomes the row `random train.balance=classes` of its setup, paired
-    by seed with `random`, instead of a setup of its own."""
+    differs from STAR's default is named `strategy key=value` (`strategy_of` reads the strategy
+    back), and the key moves from its config to that name: so `random` with
+    `train.balance=classes` becomes the row `random train.balance=classes` of its setup instead
+    of a setup of its own. Every row is measured against plain `random` (RIPL, labels saved,
+    the paired comparisons); name `me train.balance=classes:random train.balance=classes` in
+    `--pairs` to compare within the switched recipe."""
     defaults = _defaults()
     for run in runs:
         config = copy.deepcopy(run.get("config") or {})
         values = flatten(config)
-        switched = [f"{key}={_show(values[key], short=True)}" for key in keys
+        switched = [f"{key}={_plain(values[key])}" for key in keys
                     if key in values and values[key] != defaults[key]]
         if switched:
             run["strategy"] = " ".join([run["strategy"], *switched])
@@ -63,11 +70,6 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
                 node = node.get(parent, {})
             node.pop(leaf, None)
         run["config"] = config
-
-
-def strategy_of(row: str) -> str:
-    """The strategy a report row is of: its name up to the switches `fold_switches` added."""
-    return row.split(" ", 1)[0]
 
 
 def setup_config(run: dict[str, Any]) -> dict[str, Any]:

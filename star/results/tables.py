@@ -248,7 +248,7 @@ SAVED_NOTE = ("Labels saved: 1 − the labels a strategy's curve (linear between
 
 def _saved_cell(entry: dict[str, Any] | None) -> Cell:
     """Labels saved of a summary entry: mean (interval), `≤` and n.r. k/n when some seeds never
-    reached random's final accuracy."""
+    reached random's final value."""
     saved = (entry or {}).get("savings", {}).get("labels_saved")
     if not saved or saved["mean"] is None:
         return Cell("–")
@@ -563,12 +563,18 @@ def advice_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _curve_metric(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """What the summary's curves are of (`classes.CURVE_METRICS`); accuracy for an empty one."""
+    return next((e.get("metric", "accuracy") for entries in summary.values()
+                 for e in entries.values()), "accuracy")
+
+
 def per_seed_table(summary: dict[str, dict[str, dict[str, Any]]]) -> Table:
     """Each run's own numbers, which the means and the paired comparisons are made of."""
-    metrics = ("auc", "ripl", "gain", "ece_last")
-    table = Table("per_seed", "AUC, RIPL, gain and the last round's ECE of every run",
+    metrics = ("auc", "ripl", "gain", "final", "ece_last")
+    table = Table("per_seed", "AUC, RIPL, gain, the last round's value and ECE of every run",
                   ["Setup", "Method", "Seed", "AUC", "RIPL", "gain over zero-shot",
-                   "last-round ECE"])
+                   f"last-round {CURVE_METRICS[_curve_metric(summary)]}", "last-round ECE"])
     for setup in sorted(summary):
         for strategy in sorted(summary[setup], key=display_order):
             entry = summary[setup][strategy]
@@ -578,8 +584,8 @@ def per_seed_table(summary: dict[str, dict[str, dict[str, Any]]]) -> Table:
                     Cell(f"{100 * values[m][seed]:.2f}", round(100 * values[m][seed], 4))
                     if seed in values[m] else Cell("–") for m in metrics]])
     table.note = ("In %, one row per run. RIPL against random of the same setup and seed; gain: "
-                  "AUC minus the zero-shot accuracy on the same seed's test set; ECE at the last "
-                  "round every seed of the strategy reached.")
+                  "AUC minus the zero-shot accuracy on the same seed's test set; the last round's "
+                  "value and ECE at the last round every seed of the strategy reached.")
     return table
 
 
@@ -611,10 +617,7 @@ def comparisons_table(summary: dict[str, dict[str, dict[str, Any]]],
     mean difference of `metric` (see `COMPARED`), its 95 % t-interval, the paired t-test's
     p-value and verdict, and how many seeds would detect a difference this large at 80 %
     power."""
-    curve = next((e.get("metric", "accuracy") for entries in summary.values()
-                  for e in entries.values()),
-                 "accuracy")
-    name, title, short, sign = (text.format(metric=CURVE_METRICS[curve])
+    name, title, short, sign = (text.format(metric=CURVE_METRICS[_curve_metric(summary)])
                                 for text in COMPARED[metric])
     table = Table(name, f"Paired comparisons of {title} (by seed)",
                   ["Setup", "Comparison", "Seeds", f"Δ {short}", "95 % CI", "p",
@@ -668,6 +671,13 @@ def _interval(values: dict[str, Any], scale: float = 100.0, digits: int = 1) -> 
     return Cell(text, round(scale * values["mean"], 4))
 
 
+def _bounded(cell: Cell, saved: dict[str, Any]) -> Cell:
+    """`cell` marked `≤` when some seeds never reached random's final value: their savings,
+    and so what is computed from them, are upper bounds."""
+    return Cell(f"≤ {cell.text}", cell.value) if saved["not_reached"] and cell.value is not None \
+        else cell
+
+
 def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]:
     """Labels saved and the deficiency per setup and strategy, then seed by seed; none when no
     setup ran random."""
@@ -690,7 +700,8 @@ def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]
         overall.rows.append([Cell(setup), Cell(strategy), Cell(str(saved["seeds"]), saved["seeds"]),
                              _saved_cell(summary[setup][strategy]),
                              Cell(f"{saved['not_reached']}/{saved['seeds']}", saved["not_reached"]),
-                             Cell("–") if beyond is None else _interval(beyond),
+                             Cell("–") if beyond is None else _bounded(_interval(beyond),
+                                                                         saved),
                              Cell(f"{saved['random_fell']}/{saved['seeds']}", saved["random_fell"]),
                              _interval(savings["deficiency"], scale=1.0, digits=2)])
         for row in savings["per_seed"]:

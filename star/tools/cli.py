@@ -16,7 +16,7 @@ from typing import Any
 
 from star.active.classes import CURVE_METRICS
 from star.active.runfolder import RunFolder, complete_rounds
-from star.active.strategies import get_strategy
+from star.active.strategies import get_strategy, strategy_of
 from star.config import StarConfig, load_config
 from star.errors import ConfigError, StarError
 from star.processes import leave_processes
@@ -152,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from star.results.page import write_report
-    from star.results.setups import check_switches, strategy_of
+    from star.results.setups import check_switches
 
     switches = _csv(args.switches or "")
     check_switches(switches)

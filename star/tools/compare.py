@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from star.active.classes import CURVE_METRICS
 from star.active.loop import run_experiment
 from star.active.runfolder import RunFolder, complete_rounds
 from star.config import load_config, parse_override
@@ -30,16 +31,16 @@ def write_comparison(root: Path, metric: str = "accuracy") -> str:
     return table
 
 
-def saved_text(results: dict[str, Any], random_folder: Path) -> str:
-    """", labels saved …" of a run against random's run of the same seed (`random_folder`), or
-    nothing while random has not run there (or has no test set)."""
+def saved_text(results: dict[str, Any], random_folder: Path, metric: str = "accuracy") -> str:
+    """", labels saved …" on `metric` of a run against random's run of the same seed
+    (`random_folder`), or nothing while random has not run there (or has no test set)."""
     random = RunFolder(random_folder).read_results()
-    if results["strategy"] == "random" or not random or not curve_of(random)[0]:
+    if results["strategy"] == "random" or not random or not curve_of(random, metric)[0]:
         return ""
-    saving = labels_saved(*curve_of(results), *curve_of(random))
+    saving = labels_saved(*curve_of(results, metric), *curve_of(random, metric))
     if not saving.reached:
-        return ", random's final accuracy not reached"
-    return f", labels saved vs random {100 * saving.saved:.1f} %"
+        return f", random's final {CURVE_METRICS[metric]} not reached"
+    return f", labels saved vs random on {CURVE_METRICS[metric]} {100 * saving.saved:.1f} %"
 
 
 def compare(config_path: str | None, overrides: list[str], strategies: list[str],
@@ -62,7 +63,7 @@ def compare(config_path: str | None, overrides: list[str], strategies: list[str]
         results = run_experiment(config, out / config.strategy / f"seed{config.seed}")
         last = complete_rounds(results)[-1]
         shown = (f"AUC {100 * results['auc']:.2f}, final accuracy {100 * last['accuracy']:.2f}"
-                 + saved_text(results, out / "random" / f"seed{config.seed}")
+                 + saved_text(results, out / "random" / f"seed{config.seed}", metric)
                  if results["auc"] is not None else f"no test set, agreement {last['agreement']}")
         log(f"run {index}/{len(configs)} done: {config.strategy} seed {config.seed}, {shown}, "
             f"{time.perf_counter() - start:.0f}s")
