@@ -101,6 +101,8 @@ if [ "${STUDY_PART:-small}" = all ]; then
     for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
         study savings-sst2 $strategy
     done
+    # Whether the balanced loss could be the default: what it does where the pool is balanced.
+    study savings-sst2 random balance --set train.balance=classes
     for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
         study savings-trec6 $strategy balance --set train.balance=classes
     done
@@ -115,7 +117,7 @@ if [ "${STUDY_PART:-small}" = all ]; then
         --pairs "me train.balance=classes:random train.balance=classes,me train.balance=classes:me,me:random train.balance=classes" \
         --title "SST-2 with 10 % negatives: the unweighted and the class-balanced loss"
     "${STAR[@]}" report "$RECORDS/savings-sst2" --out "$DOCS/savings-sst2" --metric macro_f1 \
-        --title "Labels saved: balanced SST-2"
+        --switches train.balance --title "Labels saved: balanced SST-2"
     "${STAR[@]}" report "$RECORDS/savings-trec6/balance" --out "$DOCS/savings-trec6" \
         --metric macro_f1 --title "Labels saved: TREC-6, class-balanced loss"
 fi
