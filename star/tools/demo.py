@@ -99,9 +99,10 @@ def run_demo(out: Path, overrides: list[str]) -> None:
     print("One seed per strategy: each number is one run, with no spread and no test, so the "
           "demo shows the tool working, not which strategy is better. The evidence so far "
           "(docs/label-savings, paired seeds): on a pool with a rare class (SST-2 with 10 % "
-          "negatives) `me` beat random clearly, because it found the rare class; on balanced "
-          "pools no strategy has beaten random (docs/reproduction, docs/acquisition), and "
-          "me-star, the default as the paper's method, has not yet been shown to save labels "
-          "anywhere. For a comparison: star compare CONFIG --seeds 0,1,2,3,4,5,6,7,8,9 (the "
+          "negatives) the class-balanced loss (train.balance: classes) did more for random "
+          "labels than `me`'s search for the rare class did under the unweighted loss; on "
+          "balanced pools no strategy has beaten random (docs/reproduction, docs/acquisition), "
+          "and me-star, the default as the paper's method, has not yet been shown to save "
+          "labels anywhere. For a comparison: star compare CONFIG --seeds 0,1,2,3,4,5,6,7,8,9 (the "
           "table then gives labels saved and paired intervals and p-values against random).")
     print(f"learning curves: {out / 'learning_curves.png'}")
