@@ -215,8 +215,7 @@ def results_table(summary: dict[str, dict[str, dict[str, Any]]], strategies: lis
                                   for (u, s), n in counts.items())
                  + "; rows on different seeds differ by their seeds too, which the paired "
                  "comparisons leave out)")
-    metric = next((summary[u][s]["metric"] for u in setups for s in rows_for if s in summary[u]),
-                  "accuracy")
+    metric = _curve_metric(summary)
     on = "" if metric == "accuracy" else (
         f"On {CURVE_METRICS[metric]}: AUC, RIPL and labels saved of its learning curve; no "
         "zero-shot point, "
@@ -685,7 +684,7 @@ def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]
             if summary[u][s].get("savings")]
     if not keys:
         return []
-    name = CURVE_METRICS[summary[keys[0][0]][keys[0][1]]["savings"]["metric"]]
+    name = CURVE_METRICS[_curve_metric(summary)]
     overall = Table("labels_saved", f"Labels saved against random on {name}, and the deficiency",
                     ["Setup", "Method", "Seeds", "labels saved %", "not reached",
                      "beyond random's own %", "random fell", "deficiency"])
