@@ -6,7 +6,7 @@
 # so the study goes on on another machine and every number traces to the run that gave it.
 # Left out of the records: adapters (150 MB a run here), batches and pool scores.
 # Runs go to $STUDY_RUNS (default runs/savings); TREC-6's data to runs/data (make_data.py).
-# STUDY_PART=all adds issue 34's study (part 3, ~21 h); the default runs parts 1 and 2.
+# STUDY_PART=all adds issue 34's study (part 3, about 30 h as measured); the default runs parts 1 and 2.
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
 #
 # The runs here computed in bf16 (`model.dtype: auto` on a CPU with avx512_bf16); on a CPU
@@ -67,13 +67,13 @@ record sweep/preset
 "${STAR[@]}" report "$RECORDS/trec6-small" --out "$DOCS/trec6-small" \
     --title "Small budgets on TREC-6: training recipe and prompt guard"
 
-# 3. Beating random (issue 34): 21 hours of the 2-core machine with the cuts below (`star
-#    plan`, docs/plan.md), so it runs over several sessions. Strategy by strategy, 10 seeds
-#    each, so that every finished block pairs with random's 10 seeds; the skewed pool first,
-#    where active learning can pay, and there the strategies the issue's question turns on
-#    first (me found the rare class where me-star fell to random). Each run is recorded as soon
-#    as it finishes. Cuts: the MC shortlist (99.9 % of full MC's picks on the reproduction
-#    runs) and the guard up to 32 labels.
+# 3. Beating random (issue 34): about 30 hours of the 2-core machine with the cuts below
+#    (`star plan` and the runs so far, docs/plan.md), so it runs over several sessions.
+#    Strategy by strategy, 10 seeds each, so that every finished block pairs with random's 10
+#    seeds; the skewed pool first, where active learning can pay, and there the strategies the
+#    issue's question turns on first (me found the rare class where me-star fell to random).
+#    Each run is recorded as soon as it finishes. Cuts: the MC shortlist (99.9 % of full MC's
+#    picks on the reproduction runs) and the guard up to 32 labels.
 study() {  # config, strategy, then optionally a subfolder for a variant and its --set overrides
     local config=$1 strategy=$2 folder=$1${3:+/$3}; shift 2; shift $(($# > 0))
     for seed in ${SEEDS//,/ }; do
@@ -91,21 +91,22 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # does more (README 2.2), so on this pool every other strategy runs under it too: a
     # strategy must beat random at its best recipe.
     study savings-sst2-skewed random balance --set train.balance=classes
-    for strategy in me me-star margin auto typiclust typiclust-me-star me-star+balanced; do
-        study savings-sst2-skewed $strategy balance --set train.balance=classes
-    done
+    # The issue's verdicts first, in every setting: me-star (the default) and auto (safe to
+    # leave on?) against random; then the other strategies. Balanced SST-2 keeps the default
+    # recipe; TREC-6, whose pool has a rare class (abbreviation, 1.6 %), runs under the balanced
+    # loss as the skewed pool does.
+    skewed() { study savings-sst2-skewed "$1" balance --set train.balance=classes; }
+    trec6() { study savings-trec6 "$1" balance --set train.balance=classes; }
+    for strategy in me me-star auto; do skewed $strategy; done
+    for strategy in random me-star auto; do study savings-sst2 $strategy; done
+    for strategy in random me-star auto; do trec6 $strategy; done
+    for strategy in margin typiclust typiclust-me-star me-star+balanced; do skewed $strategy; done
     study savings-sst2-skewed me-star balance/evidence --set train.balance=classes \
         --set uncertainty.schedule=evidence
-    # Balanced SST-2 with the default recipe; TREC-6, whose pool has a rare class (abbreviation,
-    # 1.6 %), under the balanced loss as the skewed pool.
-    for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
-        study savings-sst2 $strategy
-    done
+    for strategy in typiclust typiclust-me-star me-star+balanced; do study savings-sst2 $strategy; done
     # Whether the balanced loss could be the default: what it does where the pool is balanced.
     study savings-sst2 random balance --set train.balance=classes
-    for strategy in random me-star auto typiclust typiclust-me-star me-star+balanced; do
-        study savings-trec6 $strategy balance --set train.balance=classes
-    done
+    for strategy in typiclust typiclust-me-star me-star+balanced; do trec6 $strategy; done
     # The skewed pool under the balanced loss; the evidence schedule's row joins its setup
     # (--switches) and pairs by seed with me-star and me. Then both recipes side by side.
     "${STAR[@]}" report "$RECORDS/savings-sst2-skewed/balance" --out "$DOCS/savings-sst2-skewed" \
