@@ -198,3 +198,4 @@ def test_lopsided_labels_name_their_rarest_class():
     # three classes, 30 labels: an even split is 10, lopsided under 5
     assert rarest_class({"a": 5, "b": 10, "c": 15}, ["a", "b", "c"]) is None
     assert rarest_class({"a": 4, "b": 11, "c": 15}, ["a", "b", "c"]) == ("a", 4)
+    assert rarest_class({}, labels) is None  # no labels yet: nothing is lopsided (0 < 0 is not)

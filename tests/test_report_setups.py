@@ -14,7 +14,8 @@ import yaml
 from star.active.journal import Answer
 from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder
-from star.results.setups import file_stem, name_setups
+from star.errors import ConfigError
+from star.results.setups import file_stem, fold_switches, name_setups
 from star.results.summary import calibration_rows, collect_runs, summarize
 from star.results.tables import calibration_tables, results_table
 from star.tools.cli import main
@@ -349,3 +350,61 @@ def test_report_compares_switches_and_names_them_in_pairs(tmp_path, capsys):
         assert main(["report", str(root), "--out", str(out), "--switches", bad]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and f"--switches '{bad}' is not a config key" in error
+
+
+def test_switches_fold_several_keys_in_order_and_plain_values():
+    """Each key set off its default joins the row's name in `--switches` order (a bool as YAML
+    writes it); a run without the key's section keeps the default and its plain name."""
+    both = {"strategy": "me", "config": {"train": {"balance": "classes"}, "loop": {
+        "blind_labeling": True}, "uncertainty": {"schedule": "evidence"}}}
+    bare = {"strategy": "random", "config": {"loop": {"budget": 16}}}
+    fold_switches([both, bare], ["train.balance", "uncertainty.schedule", "loop.blind_labeling"])
+    assert both["strategy"] == ("me train.balance=classes uncertainty.schedule=evidence "
+                                "loop.blind_labeling=true")
+    assert both["config"] == {"train": {}, "loop": {}, "uncertainty": {}}
+    assert bare == {"strategy": "random", "config": {"loop": {"budget": 16}}}
+
+
+def test_a_switch_must_hold_one_plain_value(tmp_path, capsys):
+    """A list key is refused before any run is read; a mapping (task.verbalizer, null by
+    default) when a run sets it: two verbalizers would otherwise share one row's name."""
+    root = switched_runs(tmp_path / "runs")
+    assert main(["report", str(root), "--out", str(tmp_path / "r"), "--switches",
+                 "lora.target_modules"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--switches 'lora.target_modules' is a list" in error
+    run = {"strategy": "random", "path": "runs/x",
+           "config": {"task": {"verbalizer": {"0": "no", "1": "yes"}}}}
+    with pytest.raises(ConfigError, match=r"'task.verbalizer' is set to \{.*\} in runs/x"):
+        fold_switches([run], ["task.verbalizer"])
+
+
+def test_a_switched_ablation_is_a_row_of_table_2(tmp_path):
+    """Table 2 holds the ablations under a switch as their own rows; a `+` in a switch's value
+    (bandit.arms is a list, so a string key stands in: the prompt) makes no ablation setup."""
+    root = tmp_path / "runs"
+    for folder, strategy, balance in (("random", "random", "none"),
+                                      ("dyn", "me+dynamic", "none"),
+                                      ("balance/dyn", "me+dynamic", "classes")):
+        for seed in (0, 1):
+            config = {"strategy": strategy, "seed": seed, "task": {"name": "sst2"},
+                      "loop": {"budget": 16}, "train": {"balance": balance}}
+            rounds = [{"round": k, "n_labeled": 8 * (k + 1), "accuracy": a, "selected_ids": []}
+                      for k, a in enumerate([0.5, 0.6 + 0.1 * seed])]
+            make_run(root / folder / f"seed{seed}", config, rounds,
+                     auc=auc([8, 16], [0.5, 0.6 + 0.1 * seed]))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--switches", "train.balance"]) == 0
+    table2 = list(csv.reader((out / "table2_ablation.csv").open()))
+    assert [row[0] for row in table2[1:3]] == ["me+dynamic", "me+dynamic train.balance=classes"]
+    plain = tmp_path / "plain"
+    for seed in (0, 1):
+        config = {"strategy": "random", "seed": seed, "task": {"name": "sst2", "prompt": "a+b"},
+                  "loop": {"budget": 8}}
+        make_run(plain / "random" / f"seed{seed}", config,
+                 [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "selected_ids": []}], auc=0.5)
+    assert main(["report", str(plain), "--out", str(tmp_path / "p"), "--switches",
+                 "task.prompt"]) == 0
+    written = {path.name for path in (tmp_path / "p").iterdir()}
+    assert "learning_curves.png" in written and not {
+        "table2_ablation.csv", "learning_curves_ablation.png"} & written

@@ -152,6 +152,8 @@ def test_one_seed_has_a_saving_and_no_interval(tmp_path):
     assert [cell.text for cell in me[2:]] == ["1", "40.0", "0/1", "40.0", "0/1", "0.50"]
     assert [cell.text for cell in each.rows[-1][3:]] == [
         "60.00", "80.00", "30", "18.0", "40.0", "40.0", "90.00", "0.50"]
+    random = next(row for row in each.rows if row[1].text == "random")
+    assert random[8].text == "–"  # random's saving beyond its own is no number
 
 
 def falling_runs(root: Path) -> Path:

@@ -107,8 +107,9 @@ def _last_round_predictions(runs: list[dict], setup: str) -> dict[str, tuple[lis
 
 
 def _ablation_setups(summary: dict) -> set[str]:
-    """The setups that ran an ablation (a strategy with a `+` switch)."""
-    return {setup for setup in summary if any("+" in s for s in summary[setup])}
+    """The setups that ran an ablation (a strategy with a `+` switch; a config switch's value
+    may hold a `+` too, so only the strategy part of a row counts)."""
+    return {setup for setup in summary if any("+" in strategy_of(s) for s in summary[setup])}
 
 
 def _figure_sets(summary: dict) -> list[tuple[str, list[str], set[str], str]]:
@@ -136,7 +137,7 @@ def _result_tables(summary: dict, runs: list[dict], metric: str) -> list[Table]:
     tables = [results_table(summary, main, "table1_main",
                             "Table 1 layout: AUC and RIPL of the main strategies")]
     ablation_setups = _ablation_setups(summary)
-    ablations = TABLE2 if ablation_setups else []
+    ablations = _rows_of(summary, TABLE2) if ablation_setups else []
     if {s for setup in summary for s in summary[setup]} - set(main) - set(ablations):
         tables.append(results_table(summary, None, "all_strategies", "Every strategy present"))
     if ablations:

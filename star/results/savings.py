@@ -12,7 +12,7 @@ is counted at that bound, which overstates it, and the count of such seeds is sh
 mean, which is then an upper bound. The first crossing credits a bumpy curve by chance:
 random's own curve often touches its final accuracy before its last round, so random's row is
 the floor to read the others against, and the report subtracts it seed by seed. Where random
-ends below where it started (labels that make the model worse, as on a skewed pool where
+ends at or below where it started (labels that make the model worse, as on a skewed pool where
 random's adapters forget the rare class), its final accuracy is met at its first round, and a
 saving says only that the strategy fell less far: the paired final accuracy and AUC say more
 there.

@@ -33,17 +33,20 @@ def _defaults() -> dict[str, Any]:
 
 
 def check_switches(keys: list[str]) -> None:
-    """A `ConfigError` naming a key that is not a config key, or `strategy`/`seed` (already
-    rows and repetitions)."""
+    """A `ConfigError` naming a key that is not a config key, is `strategy`/`seed` (already
+    rows and repetitions), or holds a list or a mapping (a row's name holds one plain value)."""
     known = _defaults()
     for key in keys:
         if key not in known or key in VARIED:
             raise ConfigError(f"--switches '{key}' is not a config key of a setup (e.g. "
                               "train.balance, uncertainty.schedule, selection.shortlist)")
+        if isinstance(known[key], list | dict):
+            raise ConfigError(f"--switches '{key}' is a list; a switch is a key of one plain "
+                              "value (a word, a number, true or false)")
 
 
 def _plain(value: Any) -> str:
-    """A switch's value as written in YAML (no quotes around a string), never shortened."""
+    """A value as written in YAML (no quotes around a string), never shortened."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
@@ -54,21 +57,27 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
     `train.balance=classes` becomes the row `random train.balance=classes` of its setup instead
     of a setup of its own. Every row is measured against plain `random` (RIPL, labels saved,
     the paired comparisons); name `me train.balance=classes:random train.balance=classes` in
-    `--pairs` to compare within the switched recipe."""
+    `--pairs` to compare within the switched recipe. A run whose value is a mapping (a key
+    whose default is null, such as `task.verbalizer`) is a `ConfigError`: one row name could
+    not tell two of them apart."""
     defaults = _defaults()
     for run in runs:
         config = copy.deepcopy(run.get("config") or {})
-        values = flatten(config)
-        switched = [f"{key}={_plain(values[key])}" for key in keys
-                    if key in values and values[key] != defaults[key]]
-        if switched:
-            run["strategy"] = " ".join([run["strategy"], *switched])
+        switched = []
         for key in keys:
             *parents, leaf = key.split(".")
             node = config
             for parent in parents:
-                node = node.get(parent, {})
-            node.pop(leaf, None)
+                node = node.get(parent) or {}
+            value = node.pop(leaf, defaults[key])
+            if isinstance(value, list | dict):
+                raise ConfigError(f"--switches '{key}' is set to {_plain(value)} in "
+                                  f"{run.get('path', 'a run')}; a switch is a key of one plain "
+                                  "value (a word, a number, true or false)")
+            if value != defaults[key]:
+                switched.append(f"{key}={_plain(value)}")
+        if switched:
+            run["strategy"] = " ".join([run["strategy"], *switched])
         run["config"] = config
 
 
@@ -90,7 +99,7 @@ def _show(value: Any, short: bool) -> str:
         return "unset"
     if not short:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = _plain(value)
     if isinstance(value, str) and "/" in value and not any(c.isspace() for c in value):
         text = Path(value).name or value  # a local folder or a hub id: its last part
     return text if len(text) <= SHORT else text[: SHORT - 1] + "…"

@@ -673,8 +673,7 @@ def _interval(values: dict[str, Any], scale: float = 100.0, digits: int = 1) -> 
 def _bounded(cell: Cell, saved: dict[str, Any]) -> Cell:
     """`cell` marked `≤` when some seeds never reached random's final value: their savings,
     and so what is computed from them, are upper bounds."""
-    return Cell(f"≤ {cell.text}", cell.value) if saved["not_reached"] and cell.value is not None \
-        else cell
+    return Cell(f"≤ {cell.text}", cell.value) if saved["not_reached"] else cell
 
 
 def savings_tables(summary: dict[str, dict[str, dict[str, Any]]]) -> list[Table]:

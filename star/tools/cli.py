@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--switches", help="config keys compared as if they were strategies, "
                         "e.g. train.balance: a run with a value other than the default becomes "
                         "the row 'random train.balance=classes' of its setup, paired by seed "
-                        "with random (name it so in --pairs)")
+                        "with random (name it so in --pairs; a value holding ',' or ':' cannot "
+                        "be named there)")
     add_metric(report)
     report.set_defaults(func=cmd_report)
 
