@@ -138,9 +138,14 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+def switched_row(strategy: str, switches: list[str]) -> str:
+    """A report row's name: the strategy, then the config switches it ran under (`key=value`,
+    see `results.setups.fold_switches`), each after a space; `strategy_of` reads it back."""
+    return " ".join([strategy, *switches])
+
+
 def strategy_of(row: str) -> str:
-    """The strategy a report row is of: its name up to the config switches a report may add
-    after a space (`random train.balance=classes`, see `results.setups.fold_switches`)."""
+    """The strategy a report row is of (`switched_row`): its name up to the first space."""
     return row.split(" ", 1)[0]
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from star.active.strategies import switched_row
 from star.config import StarConfig, flatten
 from star.errors import ConfigError, DataError
 
@@ -76,8 +77,7 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
                                   "value (a word, a number, true or false)")
             if value != defaults[key]:
                 switched.append(f"{key}={_plain(value)}")
-        if switched:
-            run["strategy"] = " ".join([run["strategy"], *switched])
+        run["strategy"] = switched_row(run["strategy"], switched)
         run["config"] = config
 
 
