@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,14 @@ from star.model.loading import load_model
 from tests.labelstudio import label_studio  # noqa: F401 (a fixture: the session's Label Studio server)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# A shell starts a background job (`make test &`, `nohup ... &`) with SIGINT ignored, and every
+# process it starts inherits that: the tests that stop `star label` and `star labelstudio` with
+# Ctrl+C (SIGINT) would wait for them forever. Python's own handler here puts it back for the
+# children (a handler, unlike an ignored signal, resets to the default across exec), as in a
+# terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 WORDS = ["red", "blue", "green", "cat", "dog", "fish", "sun", "rain", "tree", "stone"]
 
 
