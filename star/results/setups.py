@@ -27,6 +27,8 @@ SHORT = 24
 """Longest value shown in a setup's name; longer ones are cut."""
 MOST_KEYS = 3
 """Most keys besides the model a setup's name shows; summary.json keeps them all."""
+ONE_VALUE = "a switch is a key of one plain value (a word, a number, true or false)"
+"""Why `--switches` refuses lists and mappings: a row's name holds one value."""
 
 
 def _defaults() -> dict[str, Any]:
@@ -42,8 +44,7 @@ def check_switches(keys: list[str]) -> None:
             raise ConfigError(f"--switches '{key}' is not a config key of a setup (e.g. "
                               "train.balance, uncertainty.schedule, selection.shortlist)")
         if isinstance(known[key], list | dict):
-            raise ConfigError(f"--switches '{key}' is a list; a switch is a key of one plain "
-                              "value (a word, a number, true or false)")
+            raise ConfigError(f"--switches '{key}' is a list; {ONE_VALUE}")
 
 
 def _plain(value: Any) -> str:
@@ -73,8 +74,7 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
             value = node.pop(leaf, defaults[key])
             if isinstance(value, list | dict):
                 raise ConfigError(f"--switches '{key}' is set to {_plain(value)} in "
-                                  f"{run.get('path', 'a run')}; a switch is a key of one plain "
-                                  "value (a word, a number, true or false)")
+                                  f"{run.get('path', 'a run')}; {ONE_VALUE}")
             if value != defaults[key]:
                 switched.append(f"{key}={_plain(value)}")
         run["strategy"] = switched_row(run["strategy"], switched)
