@@ -8,6 +8,7 @@ within a setup: a small model's `random` run is no baseline for a larger model's
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -31,7 +32,10 @@ ONE_VALUE = "a switch is a key of one plain value (a word, a number, true or fal
 """Why `--switches` refuses lists and mappings: a row's name holds one value."""
 
 
+@functools.cache
 def _defaults() -> dict[str, Any]:
+    """STAR's default config as dotted keys, built once per process (a report reads it for
+    every run it groups); shared, so callers only read it."""
     return flatten(StarConfig().model_dump())
 
 
