@@ -17,7 +17,7 @@ from star.active.bandit import RANDOM
 from star.active.diversity import LABEL_RULES, STOCHASTIC_MODES
 from star.active.measures import needs_choice_task
 from star.active.strategies import GRAMMAR, STRATEGIES, get_strategy
-from star.active.typicality import MAX_CLUSTERS, NEIGHBOURS
+from star.active.typicality import MAX_CLUSTERS, MIN_CLUSTER_SIZE, NEIGHBOURS
 from star.data.tasks import BUILTIN_TASKS, TASK_NAMES, as_label, template_fields
 from star.errors import ConfigError
 
@@ -212,6 +212,10 @@ class SelectionConfig(Section):
     max_clusters: int = Field(MAX_CLUSTERS, gt=0)
     """typiclust: k-means into |labeled| + step clusters, at most this many (k-means costs
     pool·clusters·hidden size a step)."""
+    min_cluster_size: int = Field(MIN_CLUSTER_SIZE, ge=0)
+    """typiclust: a cluster of fewer examples is picked from only once the larger ones run
+    out, and scores 0 in the `typiclust-` mix: outliers (the reference code drops clusters of
+    5 or fewer); 0 treats every cluster alike."""
 
 
 class BanditConfig(Section):
@@ -220,8 +224,9 @@ class BanditConfig(Section):
     arms: list[str] = [RANDOM, "me-star", "margin", "typiclust"]
     """The strategies whose mixture draws each batch; random is always one of them."""
     floor: float | None = Field(None, gt=0)
-    """p_min, every arm's least share of a draw, at most 1/len(arms); null: libact's
-    √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks, at most 1/N."""
+    """p_min, every arm's least share of a draw, at most 1/len(arms); null: √(ln N / (N·T))
+    for N arms and T = loop.budget − loop.warm_start picks, at most 1/N (Exp4.P's rate with
+    the arms as its actions; `star.active.bandit` says where this departs from libact)."""
     delta: float = Field(0.1, gt=0, lt=1)
     """δ of Exp4.P (its bound holds with probability 1 − δ): a smaller δ raises the bonus that
     keeps arms with few draws in play."""

@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from star.active import loop as loop_module
 from star.active.bandit import BanditState, Pick, default_floor, iw_accuracy, probabilities, update
 from star.active.loop import subsample
 from star.active.runfolder import RunFolder
-from star.active.typicality import cluster_pool, typical_scores
+from star.active.typicality import (
+    MIN_CLUSTER_SIZE,
+    Clusters,
+    cluster_pool,
+    typical_scores,
+    typiclust,
+    unit_rows,
+)
 from star.config import load_config
 from star.data.sources import load_task
 from star.data.table import positions_of
@@ -100,36 +108,55 @@ def pool_of(out: Path):
 
 
 def base_hidden(out: Path) -> np.ndarray:
-    """The base model's hidden states over the pool that the run clustered, [pool, hidden]."""
+    """The base model's hidden states over the pool that the run clustered, [pool, hidden],
+    each scaled to length 1 as the run scaled them."""
     hidden = read_arrays(RunFolder(out).base_hidden_parts().path(0))["hidden"]
     assert hidden.shape == (POOL, 32)  # one part: the tiny model's hidden size
-    return hidden
+    return unit_rows(hidden)
 
 
-def test_typiclust_warm_start_and_rounds_take_one_typical_example_per_uncovered_cluster(
-        tiny_overrides, tmp_path):
+def typiclust_picks(hidden: np.ndarray, labeled: np.ndarray, k: int,
+                    min_size: int) -> tuple[np.ndarray, Clusters]:
+    """Round k's typiclust picks and clusters, drawn as the run draws them."""
+    count = WARM_START if k == 0 else STEP
+    cluster_rng = numpy_rng(0, k, "warm_start" if k == 0 else "typiclust")
+    clusters = cluster_pool(hidden, labeled, count, rng=cluster_rng, min_size=min_size)
+    assert clusters.count == labeled.sum() + count
+    pick_rng = cluster_rng if k == 0 else numpy_rng(0, k, "batch_rule")
+    return typiclust(clusters, labeled, count, rng=pick_rng), clusters
+
+
+def test_typiclust_warm_start_and_rounds_take_typiclusts_picks(tiny_overrides, tmp_path,
+                                                                monkeypatch):
+    """Each round's picks are `typiclust`'s on the run's unit-length base states, with the
+    run's generators and `selection.min_cluster_size`; its scores are `typical_scores`. On this
+    pool of 60 in 8 to 24 clusters some clusters are small, so the minimum size changes picks.
+    (The tiny model's final norm leaves its states of nearly one length, so scaling them moves
+    no pick here: a spy checks that the run scales what it clusters.)"""
+    scaled = []
+    monkeypatch.setattr(loop_module, "unit_rows", lambda states: scaled.append(states) or
+                        unit_rows(states))
     out = tmp_path / "typiclust"
     assert main(run_argv(out, "typiclust",
                          [*tiny_overrides, "loop.warm_start_strategy=typiclust"])) == 0
+    assert len(scaled) == 3  # the warm start and two rounds
     rounds = results_of(out)["rounds"]
     assert [r["n_labeled"] for r in rounds] == [8, 16, 24]
     pool, hidden = pool_of(out), base_hidden(out)
+    assert np.array_equal(unit_rows(scaled[0]), hidden)
     labeled = np.zeros(POOL, dtype=bool)
+    differs = False
     for k, entry in enumerate(rounds):
-        rng = numpy_rng(0, k, "warm_start" if k == 0 else "typiclust")
-        clusters = cluster_pool(hidden, labeled, STEP, rng=rng)
-        assert clusters.count == labeled.sum() + STEP
         picked = positions_of(pool, entry["selected_ids"])
-        covered = set(clusters.assignment[labeled].tolist())
-        assert len(set(clusters.assignment[picked].tolist()) - covered) == STEP  # one per cluster
-        for position in picked:  # each its cluster's most typical
-            members = clusters.assignment == clusters.assignment[position]
-            assert clusters.typicality[position] == clusters.typicality[members].max()
+        expected, clusters = typiclust_picks(hidden, labeled, k, MIN_CLUSTER_SIZE)
+        assert sorted(picked.tolist()) == sorted(expected.tolist())
+        differs |= set(typiclust_picks(hidden, labeled, k, 0)[0].tolist()) != set(expected.tolist())
         if k > 0:
             rows = read_jsonl(out / "rounds" / str(k) / "scores.jsonl")
             free = positions_of(pool, [row["id"] for row in rows])
             assert [row["score"] for row in rows] == typical_scores(clusters, labeled)[free].tolist()
         labeled[picked] = True
+    assert differs
 
 
 def test_typiclust_me_star_mixes_typicality_by_lambda(tiny_overrides, tmp_path):

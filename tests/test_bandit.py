@@ -87,6 +87,25 @@ def test_update_is_exp4p_one_step_per_pick():
     assert quiet.log_weights == pytest.approx([0.203979, 1.098612 + 0.087420], abs=1e-6)
 
 
+def test_update_with_three_arms_two_picks_and_five_steps():
+    """N = 3 arms, 2 picks, T = 5, so a mutation that swaps any of them shows. Log-weights
+    (0, ln 2, ln 3), floor 0.1: shares 0.7·(1, 2, 3)/6 + 0.1 = (0.216667, 0.333333, 0.45).
+    κ = √(ln(3/0.1)/(3·5)) = √(3.401197/15) = 0.476179.
+    Pick 1, me's advice of 4 candidates: q = 0.333333 + 0.216667/4 = 0.3875.
+    Pick 2, margin's advice of 3: q = 0.45 + 0.216667/3 = 0.522222.
+    Credits: random 0.25/0.3875 + (1/3)/0.522222 = 1.283459, me 1/0.3875 = 2.580645,
+    margin 1/0.522222 = 1.914894. Reward 0.5, gain = 0.5·credit + 2·κ/share:
+    random 0.641730 + 4.395499 = 5.037229, me 1.290323 + 2.857074 = 4.147397,
+    margin 0.957447 + 2.116351 = 3.073798. ln w += (0.1/2)·gain: 0.251861, 0.693147 + 0.207370
+    = 0.900517, 1.098612 + 0.153690 = 1.252302."""
+    state = BanditState(("random", "me", "margin"), (0.0, math.log(2), math.log(3)))
+    shares = probabilities(state, 0.1)
+    assert shares == pytest.approx([0.216667, 0.333333, 0.45], abs=1e-6)
+    picks = [Pick("b", "me", ("me",), 0.3875, 4), Pick("c", "margin", ("margin",), 0.522222, 3)]
+    after = update(state, shares, picks, 0.5, floor=0.1, delta=0.1, horizon=5)
+    assert after.log_weights == pytest.approx([0.251861, 0.900517, 1.252302], abs=1e-5)
+
+
 def test_draw_takes_each_arms_next_advice_without_replacement():
     rng = numpy_rng(0, 1, "bandit")
     positions, picks = draw(ARMS, np.array([0.0, 0.5, 0.5]), RANKINGS, IDS, 3, rng=rng)

@@ -18,6 +18,7 @@ from star.active.typicality import (
     typical_scores,
     typicality,
     typiclust,
+    unit_rows,
 )
 from star.config import load_config
 from star.errors import ConfigError
@@ -63,7 +64,8 @@ def test_mean_neighbour_distance_by_hand(block):
 
 def test_typicality_uses_fewer_neighbours_in_a_small_cluster():
     assert typicality(LINE, 2) == pytest.approx(inverse([2, 1.5, 2.5, 5]))
-    assert typicality(LINE) == pytest.approx(inverse([11 / 3, 3, 3, 17 / 3]))  # k = 20 -> 3
+    assert typicality(LINE) == pytest.approx(inverse([2, 1.5, 2.5, 5]))  # k = 20 -> 4 // 2
+    assert typicality(LINE[:3]) == pytest.approx(inverse([1, 1, 2]))  # 3 // 2 = 1
     assert typicality(np.array([[4.0, 2.0]])) == pytest.approx([1 / TYPICALITY_EPS])
 
 
@@ -90,11 +92,50 @@ def test_cluster_pool_typicality_leaves_labeled_examples_out(block):
     assert clusters.count == 2
     assert clusters.typicality == pytest.approx(inverse([1.75, 1.25, 1.5, 1.75, 2.75,
                                                          1.75, 1.25, 1.5, 2.25]))
-    # 102.5 labeled: B's others are 100 {1, 4}, 101 {1, 3}, 104 {3, 4}; it scores 0
+    # 102.5 labeled: B's other three use 3 // 2 = 1 neighbour, 100 {1}, 101 {1}, 104 {3}; it
+    # scores 0
     labeled = mask(7)
     clusters = cluster_pool(TWO_GROUPS, labeled, 1, rng=rng, neighbours=2)
     assert clusters.count == 2  # |labeled| + step
-    assert clusters.typicality[5:] == pytest.approx([*inverse([2.5, 2]), 0, *inverse([3.5])])
+    assert clusters.typicality[5:] == pytest.approx([*inverse([1, 1]), 0, *inverse([3])])
+
+
+def test_unit_rows_by_hand():
+    rows = unit_rows(np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]]))
+    assert rows.dtype == np.float32
+    assert rows == pytest.approx(np.array([[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]]))
+
+
+def test_clusters_survive_a_large_common_offset():
+    """float32 k-means compares x·c − ||c||²/2: at an offset of 10⁶, ||c||² ~ 10¹² rounds away
+    the 10⁴ that tells A from B, unless the states are centred first (no distance moves)."""
+    offset = np.hstack([TWO_GROUPS, np.full((len(TWO_GROUPS), 1), 1e6)]).astype(np.float32)
+    for seed in range(5):
+        assignment = cluster_pool(offset, NONE, 2, rng=np.random.default_rng(seed)).assignment
+        assert len(set(assignment[:5])) == 1 and len(set(assignment[5:])) == 1
+        assert assignment[0] != assignment[5]
+
+
+def test_small_clusters_come_last_and_score_0():
+    """Clusters 0 and 1 hold 3 examples each, cluster 2 one (an outlier): under min_size 3 it
+    is visited only once 0 and 1 have nothing left, even under the cluster cap, where the
+    visits go round 0 and 1 again first; in the mix it scores 0."""
+    assignment = np.array([0, 0, 0, 1, 1, 1, 2])
+    values = np.array([1.0, 3, 2, 6, 4, 5, 9])
+    none = np.zeros(7, dtype=bool)
+    rng = np.random.default_rng(0)
+    first = int(np.argmin(np.random.default_rng(0).permutation(3)[:2]))  # 0 and 1 tie on size
+    big = [[1, 2, 0], [3, 5, 4]]
+    picks = [big[first][0], big[1 - first][0], big[first][1], big[1 - first][1]]
+    assert typiclust(Clusters(3, assignment, values, 3), none, 4, rng=rng).tolist() == picks
+    everything = typiclust(Clusters(3, assignment, values, 3), none, 7,
+                           rng=np.random.default_rng(0)).tolist()
+    assert everything[-1] == 6
+    assert typiclust(Clusters(3, assignment, values), none, 3,  # min_size 0: one visit each
+                     rng=np.random.default_rng(0)).tolist() == [*picks[:2], 6]
+    assert typical_scores(Clusters(3, assignment, values, 3), none) == \
+        pytest.approx([1 / 3, 1, 2 / 3, 1, 4 / 6, 5 / 6, 0])
+    assert typical_scores(Clusters(3, assignment, values), none)[6] == 1
 
 
 def test_typiclust_picks_the_most_typical_of_the_largest_clusters():

@@ -69,7 +69,7 @@ from star.active.scorer import (
 from star.active.shortlist import shortlist_first
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
-from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust
+from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust, unit_rows
 from star.config import NAMES_ONLY, StarConfig, config_text, flatten
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
@@ -484,7 +484,8 @@ class Experiment:
                                     processes=self.processes)
             base = normalise_base(pool_base, rows, settings.normalise)
 
-        weight = self.weight(k)
+        # only the weighted mix reads λ(t); under `evidence` it costs base-model answers
+        weight = self.weight(k) if base is not None and settings.mix == "weighted" else 0.0
 
         def ranked(per_pass: np.ndarray) -> Scores:
             return acquisition_scores(strategy, per_pass, base, weight=weight,
@@ -616,8 +617,9 @@ class Experiment:
                     processes=self.processes, store=self.folder.base_hidden_parts(),
                     desc="base hidden states").hidden
         settings = self.config.selection
-        return cluster_pool(self.base_hidden, labeled, count, rng=rng,
-                            neighbours=settings.neighbours, max_clusters=settings.max_clusters)
+        return cluster_pool(unit_rows(self.base_hidden), labeled, count, rng=rng,
+                            neighbours=settings.neighbours, max_clusters=settings.max_clusters,
+                            min_size=settings.min_cluster_size)
 
     def unlabeled_label_counts(self) -> dict[str, int] | None:
         """The gold labels of the pool not labeled yet, which random selection would draw in

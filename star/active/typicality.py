@@ -7,8 +7,12 @@ budget needs is coverage of the pool's dense regions. TypiClust clusters the poo
 the base model's hidden state at the answer position) into |labeled| + step clusters and takes,
 from each of the largest clusters that hold no labeled example, its most typical example:
 typicality(x) = 1 / mean distance from x to its k nearest neighbours in the cluster (dense is
-typical). The reference code (avihu111/TypiClust) also caps the clusters at 500 and uses
-squared distances; here the distances are the paper's (Euclidean), the cap a setting.
+typical). As in the reference code (avihu111/TypiClust), the states are scaled to unit length
+(`unit_rows`), clusters are capped at 500, a cluster of fewer than 6 examples (an outlier's) is
+visited only after every larger one (the reference code drops it), and typicality averages over
+min(20, m // 2) neighbours in a cluster of m. Departures: the distances are the paper's
+(Euclidean; the code's are squared), the cap and the two sizes are settings, and a cluster's
+next most typical example is taken without recomputing typicality.
 
 Pure numpy functions; every random draw (k-means++ seeds, the order of equal-sized clusters)
 comes from the generator passed in. No n×n or n×clusters matrix is ever built: distances come
@@ -21,14 +25,20 @@ skewed Gaussian modes, one BLAS thread, tracemalloc): 16 clusters (a warm start)
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 NEIGHBOURS = 20
-"""k of typicality (the paper's); a cluster of m ≤ k examples uses its m − 1 others."""
+"""k of typicality (the paper's); a cluster of m < 2k examples uses m // 2 (the reference
+code's rule: in a small cluster, density among half of it)."""
 MAX_CLUSTERS = 500
 """The reference code's cap on the clusters: k-means costs n·clusters·d a step."""
+MIN_CLUSTER_SIZE = 6
+"""Clusters with fewer examples (labeled or not) are visited last and score 0 in the mix: a
+k-means cluster that small is an outlier or two, and one pick from each cluster would buy
+every outlier. The reference code drops clusters of 5 or fewer."""
 KMEANS_STEPS = 100
 """Lloyd steps at most; k-means stops earlier once no example changes cluster."""
 BLOCK = 1 << 22
@@ -74,11 +84,20 @@ def mean_neighbour_distance(points: np.ndarray, k: int) -> np.ndarray:
 
 
 def typicality(points: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
-    """1 / (mean distance to the min(k, m − 1) nearest other points + eps), [m] of [m, d]."""
+    """1 / (mean distance to the min(k, m // 2) nearest other points + eps), [m] of [m, d]."""
     m = len(points)
     if m == 1:
         return np.array([1.0 / TYPICALITY_EPS])
-    return 1.0 / (mean_neighbour_distance(points, min(k, m - 1)) + TYPICALITY_EPS)
+    return 1.0 / (mean_neighbour_distance(points, min(k, m // 2)) + TYPICALITY_EPS)
+
+
+def unit_rows(states: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays 0), float32: TypiClust's distances are
+    between directions, as the reference code's normalised features, so a few hidden-state
+    dimensions of large magnitude do not decide the clusters alone."""
+    states = np.asarray(states, dtype=np.float32)
+    norms = np.linalg.norm(states, axis=1, keepdims=True)
+    return states / np.where(norms > 0, norms, 1.0)
 
 
 def _squared_distance_to(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -158,25 +177,36 @@ class Clusters:
     typicality: np.ndarray
     """[n]: an unlabeled example's typicality among its cluster's unlabeled examples (labeled
     ones are left out, as in the reference code); 0 for a labeled example."""
+    min_size: int = 0
+    """Clusters of fewer examples are visited last by `typiclust` and score 0 in
+    `typical_scores` (`MIN_CLUSTER_SIZE`)."""
+
+    def small(self) -> np.ndarray:
+        """[count] bool: the clusters under `min_size`."""
+        return np.bincount(self.assignment, minlength=self.count) < self.min_size
 
 
 def cluster_pool(hidden: np.ndarray, labeled: np.ndarray, step: int, *, rng: np.random.Generator,
-                 neighbours: int = NEIGHBOURS, max_clusters: int = MAX_CLUSTERS) -> Clusters:
+                 neighbours: int = NEIGHBOURS, max_clusters: int = MAX_CLUSTERS,
+                 min_size: int = MIN_CLUSTER_SIZE) -> Clusters:
     """k-means of the pool's hidden states [n, d] into |labeled| + step clusters (at most
     `max_clusters`, at most n), and the typicality of every unlabeled example in its cluster.
-    labeled: [n] bool, the examples with a label."""
+    labeled: [n] bool, the examples with a label. The states are centred on their mean first,
+    which moves no distance but keeps float32's x·c − ||c||²/2 from losing the clusters to a
+    large common offset."""
     hidden, labeled = np.asarray(hidden), np.asarray(labeled, dtype=bool)
     if labeled.shape != (len(hidden),):
         raise ValueError(f"labeled must be a mask [{len(hidden)}], got shape {labeled.shape}")
     if not 0 < step <= int((~labeled).sum()):
         raise ValueError(f"cannot pick {step} of {int((~labeled).sum())} unlabeled examples")
     count = min(int(labeled.sum()) + step, max_clusters, len(hidden))
+    hidden = hidden - hidden.mean(axis=0)
     assignment = kmeans(hidden, count, rng=rng)
     values = np.zeros(len(hidden))
     for members in _members(assignment, count, labeled):
         if len(members):
             values[members] = typicality(hidden[members], neighbours)
-    return Clusters(count, assignment, values)
+    return Clusters(count, assignment, values, min_size)
 
 
 def _members(assignment: np.ndarray, count: int, labeled: np.ndarray) -> list[np.ndarray]:
@@ -192,23 +222,32 @@ def typiclust(clusters: Clusters, labeled: np.ndarray, step: int, *,
     example of each cluster, visiting first the clusters with the fewest labeled examples
     (none, when there are |labeled| + step clusters), among those the largest, equal sizes in
     an order drawn by `rng`. With fewer clusters than picks (the cluster cap), the visits go
-    round again, taking each cluster's next most typical example."""
+    round again, taking each cluster's next most typical example. Clusters under
+    `clusters.min_size` are visited, the same way, only once the others have no example left.
+    """
     labeled = np.asarray(labeled, dtype=bool)
     sizes = np.bincount(clusters.assignment, minlength=clusters.count)
     held = np.bincount(clusters.assignment[labeled], minlength=clusters.count)
     order = np.lexsort((rng.permutation(clusters.count), -sizes, held))  # last key first
     members = _members(clusters.assignment, clusters.count, labeled)
-    queues = [members[c][np.argsort(-clusters.typicality[members[c]], kind="stable")]
-              for c in order]
-    longest = max(len(queue) for queue in queues)
-    visits = (queue[visit] for visit in range(longest) for queue in queues if visit < len(queue))
+    small = clusters.small()
+    visits = itertools.chain.from_iterable(
+        _round_robin([members[c][np.argsort(-clusters.typicality[members[c]], kind="stable")]
+                      for c in order if small[c] == last])
+        for last in (False, True))
     return np.fromiter(itertools.islice(visits, step), dtype=np.intp, count=step)
+
+
+def _round_robin(queues: list[np.ndarray]) -> Iterator[int]:
+    """The queues' first items in queue order, then their second items, and so on."""
+    longest = max((len(queue) for queue in queues), default=0)
+    return (queue[visit] for visit in range(longest) for queue in queues if visit < len(queue))
 
 
 def typical_scores(clusters: Clusters, labeled: np.ndarray) -> np.ndarray:
     """Typicality as a per-example score [n] for the λ(t) mix with uncertainty: an example's
     typicality over its cluster's highest (1 for the cluster's most typical), 0 in a cluster
-    that holds a labeled example (and for labeled examples).
+    that holds a labeled example or is under `clusters.min_size` (and for labeled examples).
 
     Why per cluster: typicality is density, and density differs between clusters; raw values
     would fill a batch from the densest cluster, the redundancy TypiClust exists to avoid. So
@@ -218,6 +257,7 @@ def typical_scores(clusters: Clusters, labeled: np.ndarray) -> np.ndarray:
     cluster cap, once all are covered, the mix is the tuned model's uncertainty alone)."""
     labeled = np.asarray(labeled, dtype=bool)
     covered = np.bincount(clusters.assignment[labeled], minlength=clusters.count) > 0
+    covered |= clusters.small()
     best = np.zeros(clusters.count)
     np.maximum.at(best, clusters.assignment, clusters.typicality)
     scores = np.zeros(len(clusters.assignment))
