@@ -79,3 +79,23 @@ def test_a_run_with_lopsided_labels_and_the_unweighted_loss_says_so_once(
             argv += ["--set", setting]
         assert main(argv) == 0
         assert capsys.readouterr().err.count("the rarest class; the unweighted loss") == notes
+
+
+def test_the_note_is_for_choice_tasks_and_the_main_process_only(tiny_overrides, number_setup,
+                                                               tmp_path, capsys):
+    """A generative task has no classes to weigh (its labels are None: the note's count would
+    fail), and under several processes only the main one writes the log."""
+    from star.active.loop import Experiment
+    from star.config import load_config
+    from star.processes import Processes
+
+    config, _, _ = number_setup  # a pool of 12
+    small = config.model_copy(update={"loop": config.loop.model_copy(
+        update={"warm_start": 4, "step": 4, "budget": 12})})
+    Experiment(small, tmp_path / "number").advise_balance({"a": "3", "b": "3", "c": "4"})
+    lopsided = {str(i): "yes" for i in range(7)} | {"7": "no"}
+    for rank, notes in ((1, 0), (0, 1)):
+        choice = Experiment(load_config(None, tiny_overrides), tmp_path / f"rank{rank}")
+        choice.processes = Processes(rank=rank, world=2)
+        choice.advise_balance(lopsided)
+        assert capsys.readouterr().err.count("the rarest class; the unweighted loss") == notes
