@@ -166,7 +166,8 @@ class TrainConfig(Section):
     false: only for strategies with the L2 switch (the paper's text)."""
     balance: Literal["none", "classes"] = "none"
     """`classes`: each example's loss weighted n / (classes · n_class), so the classes of the
-    labels so far weigh alike (choice tasks; a lopsided warm start teaches its prior)."""
+    labels so far weigh alike (choice tasks; a lopsided warm start teaches its prior); `auto`'s
+    reward then weighs them alike too."""
     init: Literal["fresh", "continue"] = "fresh"
     """`fresh`: every round trains a new adapter from the same initial weights (paper code)."""
 

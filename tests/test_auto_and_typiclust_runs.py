@@ -44,12 +44,14 @@ def results_of(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_an_auto_run_records_and_replays_its_bandit(tiny_overrides, tmp_path):
+@pytest.mark.parametrize("balance", ["none", "classes"])
+def test_an_auto_run_records_and_replays_its_bandit(tiny_overrides, tmp_path, balance):
     """Each round's shares are the floor-mixed weights of the round before; its picks are the
     batch, each from an arm, over the R examples unlabeled at its draw; its reward is IW-ACC of
-    the round's adapter on every label the bandit bought, and its log-weights Exp4.P's update."""
+    the round's adapter on every label the bandit bought (its classes weighing alike under the
+    class-balanced loss), and its log-weights Exp4.P's update."""
     out = tmp_path / "auto"
-    assert main(run_argv(out, "auto", tiny_overrides)) == 0
+    assert main(run_argv(out, "auto", [*tiny_overrides, f"train.balance={balance}"])) == 0
     results, config = results_of(out), load_config(out / "config.yaml")
     arms = ["random", "me-star", "margin", "typiclust"]
     assert config.bandit.arms == arms and "bandit_draw" not in results
@@ -77,8 +79,12 @@ def test_an_auto_run_records_and_replays_its_bandit(tiny_overrides, tmp_path):
         load_adapter(loaded.model, out / "rounds" / str(k) / "adapter")  # the guard is off
         answers = predict(loaded, task, [by_id[p.id] for p in bought], batch_size=16,
                           max_length=64)
-        reward = iw_accuracy(bought, [bool(a.correct) for a in answers], HORIZON)
+        golds = [a.gold for a in answers] if balance == "classes" else None
+        reward = iw_accuracy(bought, [bool(a.correct) for a in answers], HORIZON, golds)
         assert record["reward"] == pytest.approx(reward, abs=1e-12)
+        if balance == "classes" and len(set(golds)) > 1:
+            assert reward != pytest.approx(iw_accuracy(bought, [bool(a.correct)
+                                                                for a in answers], HORIZON))
         assert 0 <= record["reward"] <= sum(p.importance for p in bought) / HORIZON
         state = update(state, shares, picks, record["reward"], floor=floor, delta=0.1,
                        horizon=HORIZON)

@@ -66,6 +66,24 @@ def test_iw_accuracy_weighs_each_bought_label_by_one_over_r_q():
         iw_accuracy(picks, [True, True], horizon=8)
 
 
+def test_iw_accuracy_weighs_the_classes_alike_given_the_labels():
+    """The picks above with labels (a, a, b): Ω = 6.2, Ω_a = 2.2, Ω_b = 4, so a's picks weigh
+    6.2/(2·2.2) = 1.409091 each and b's 6.2/8 = 0.775. Right on a's two: (2 + 0.2)·1.409091/8 =
+    3.1/8 = 0.3875, which is Ω/T = 0.775 times the mean recall (1 + 0)/2; right on b's one:
+    4·0.775/8 = 0.3875 too, where the plain reward gave 0.275 and 0.5."""
+    picks = [Pick("a", "random", (), 0.125, 4), Pick("b", "me", ("me",), 0.5, 10),
+             Pick("c", "random", (), 0.05, 5)]
+    golds = ["a", "a", "b"]
+    assert iw_accuracy(picks, [True, True, False], 8, golds) == pytest.approx(0.3875, abs=1e-12)
+    assert iw_accuracy(picks, [False, False, True], 8, golds) == pytest.approx(0.3875, abs=1e-12)
+    assert iw_accuracy(picks, [True, False, False], 8, golds) == pytest.approx(
+        2 * 6.2 / (2 * 2.2) / 8, abs=1e-12)
+    one_class = ["a", "a", "a"]  # nothing to balance: the plain reward
+    assert iw_accuracy(picks, [True, True, False], 8, one_class) == pytest.approx(0.275, abs=1e-12)
+    with pytest.raises(ValueError, match="3 picks but 3 answers and 2 labels"):
+        iw_accuracy(picks, [True, True, False], 8, ["a", "b"])
+
+
 def test_update_is_exp4p_one_step_per_pick():
     """Arms (random, me) with shares (0.3, 0.7) (log-weights (0, ln 3), floor 0.1), δ = 0.1,
     T = 4, reward 0.5. Bonus κ = √(ln(2/0.1)/(2·4)) = √(2.995732/8) = 0.611937.

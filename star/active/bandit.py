@@ -26,7 +26,8 @@ Batch mode, which STAR needs (a round trains one adapter for `step` labels):
   draw chose x (the mixture of the advice at that draw), and the picks are without replacement.
 - The reward of all the round's picks is the round's tuned model's importance-weighted accuracy
   (ALBL's IW-ACC) on every label the bandit bought so far: (1/T) Σ_τ ω_τ [f(x_τ) = y_τ], with T
-  the picks of the whole run. ALBL draws over all n examples, weighs a draw by 1/(n·q), and
+  the picks of the whole run; under `train.balance: classes`, with each class weighing alike
+  (`iw_accuracy`). ALBL draws over all n examples, weighs a draw by 1/(n·q), and
   lets a draw that lands on a labeled example count for free; a batch cannot wait for such
   redraws, so a draw here is over the R examples unlabeled at the time, ω = 1/(R·q), and
   E[ω·correct] is f's accuracy on those R examples (ω = 1 for a uniform draw). With a pool of
@@ -162,12 +163,29 @@ def draw(arms: Sequence[str], shares: np.ndarray, rankings: Mapping[str, np.ndar
     return np.array(positions, dtype=np.intp), picks
 
 
-def iw_accuracy(picks: Sequence[Pick], correct: Sequence[bool], horizon: int) -> float:
+def iw_accuracy(picks: Sequence[Pick], correct: Sequence[bool], horizon: int,
+                golds: Sequence[str] | None = None) -> float:
     """ALBL's reward: (1/T) Σ ω·[correct] over every pick so far (T: the run's picks), so it
-    grows towards the accuracy as the budget is spent, as in the paper."""
-    if len(picks) != len(correct):
-        raise ValueError(f"{len(picks)} picks but {len(correct)} answers")
-    return sum(p.importance for p, right in zip(picks, correct, strict=True) if right) / horizon
+    grows towards the accuracy as the budget is spent, as in the paper.
+
+    With the picks' `golds`, each class weighs alike, as the loss does under `train.balance:
+    classes`: pick τ's ω is scaled by Ω / (C·Ω_c), Ω the picks' summed ω, Ω_c that of its
+    class, C the classes among them. The reward is then Ω/T times the importance-weighted mean
+    recall over the classes, where the plain one is Ω/T times the accuracy: on a skewed pool
+    the plain reward is mostly the common class's accuracy and pays an arm for not finding
+    the rare one, while the study measures macro-F1 on a balanced test."""
+    if len(picks) != len(correct) or (golds is not None and len(golds) != len(picks)):
+        raise ValueError(f"{len(picks)} picks but {len(correct)} answers"
+                         + ("" if golds is None else f" and {len(golds)} labels"))
+    weights = [p.importance for p in picks]
+    if golds is not None:
+        mass: dict[str, float] = {}
+        for gold, weight in zip(golds, weights, strict=True):
+            mass[gold] = mass.get(gold, 0.0) + weight
+        total = sum(weights)
+        weights = [w * total / (len(mass) * mass[gold]) for w, gold in zip(weights, golds,
+                                                                          strict=True)]
+    return sum(w for w, right in zip(weights, correct, strict=True) if right) / horizon
 
 
 def update(state: BanditState, shares: np.ndarray, picks: Sequence[Pick], reward: float, *,

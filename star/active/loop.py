@@ -425,7 +425,8 @@ class Experiment:
     def reward_arms(self, k: int, labels: dict[str, str]) -> dict[str, Any]:
         """Round k's bandit record: its draw (the shares it was drawn with, the picks), the reward
         of the model the round hands out (ALBL's importance-weighted accuracy on every label the
-        bandit bought, `bandit.iw_accuracy`), and the arms' log-weights after Exp4.P's update."""
+        bandit bought, class-balanced under `train.balance: classes`, `bandit.iw_accuracy`), and
+        the arms' log-weights after Exp4.P's update."""
         drawn = self.results.pop("bandit_draw", None)
         if drawn is None or drawn["round"] != k:
             raise DataError(f"'{self.folder.results_path}' holds no bandit draw of round {k}, "
@@ -436,7 +437,9 @@ class Experiment:
         answers = self.predict([self.task.with_label(e, labels[e.id])
                                 for e in self.examples([pick.id for pick in bought])])
         horizon = self.bandit_horizon()
-        reward = iw_accuracy(bought, [bool(a.correct) for a in answers], horizon)
+        balanced = self.config.train.balance == "classes" and not self.task.generative
+        golds = [str(a.gold) for a in answers] if balanced else None  # as the loss weighs them
+        reward = iw_accuracy(bought, [bool(a.correct) for a in answers], horizon, golds)
         state = update(self.bandit_state(), np.array(drawn["probabilities"]), picks, reward,
                        floor=self.bandit_floor(), delta=self.config.bandit.delta, horizon=horizon)
         return {**state.to_json(), "probabilities": drawn["probabilities"],
