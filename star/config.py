@@ -209,7 +209,8 @@ class SelectionConfig(Section):
     ranked first (`shortlist`); 0: every pass over the whole pool."""
     neighbours: int = Field(NEIGHBOURS, gt=0)
     """typiclust: typicality is 1 / the mean distance to this many nearest neighbours in the
-    example's cluster (Hacohen et al. 2022)."""
+    example's cluster (Hacohen et al. 2022); m // 2 in a cluster of m < 2k unlabeled examples,
+    as the reference code."""
     max_clusters: int = Field(MAX_CLUSTERS, gt=0)
     """typiclust: k-means into |labeled| + step clusters, at most this many (k-means costs
     pool·clusters·hidden size a step)."""
@@ -225,9 +226,8 @@ class BanditConfig(Section):
     arms: list[str] = [RANDOM, "me-star", "margin", "typiclust"]
     """The strategies whose mixture draws each batch; random is always one of them."""
     floor: float | None = Field(None, gt=0)
-    """p_min, every arm's least share of a draw, at most 1/len(arms); null: √(ln N / (N·T))
-    for N arms and T = loop.budget − loop.warm_start picks, at most 1/N (Exp4.P's rate with
-    the arms as its actions; `star.active.bandit` says where this departs from libact)."""
+    """p_min, every arm's least share of a draw, at most 1/len(arms); null: libact's
+    √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks, at most 1/N."""
     delta: float = Field(0.1, gt=0, lt=1)
     """δ of Exp4.P (its bound holds with probability 1 − δ): a smaller δ raises the bonus that
     keeps arms with few draws in play."""

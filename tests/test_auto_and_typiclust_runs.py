@@ -17,7 +17,6 @@ from star.active.bandit import BanditState, Pick, default_floor, iw_accuracy, pr
 from star.active.loop import subsample
 from star.active.runfolder import RunFolder
 from star.active.typicality import (
-    MIN_CLUSTER_SIZE,
     Clusters,
     cluster_pool,
     typical_scores,
@@ -135,17 +134,18 @@ def typiclust_picks(hidden: np.ndarray, labeled: np.ndarray, k: int,
 def test_typiclust_warm_start_and_rounds_take_typiclusts_picks(tiny_overrides, tmp_path,
                                                                 monkeypatch):
     """Each round's picks are `typiclust`'s on the run's unit-length base states, with the
-    run's generators and `selection.min_cluster_size`; its scores are `typical_scores`. On this
-    pool of 60 in 8 to 24 clusters some clusters are small, so the minimum size changes picks.
+    run's generators and `selection.min_cluster_size` (3 here, not the default); its scores are
+    `typical_scores`. On this pool of 60 in 8 to 24 clusters some clusters are small, so the
+    minimum size changes picks.
     (The tiny model's final norm leaves its states of nearly one length, so scaling them moves
     no pick here: a spy checks that the run scales what it clusters.)"""
     scaled = []
     monkeypatch.setattr(loop_module, "unit_rows", lambda states: scaled.append(states) or
                         unit_rows(states))
     out = tmp_path / "typiclust"
-    assert main(run_argv(out, "typiclust",
-                         [*tiny_overrides, "loop.warm_start_strategy=typiclust"])) == 0
-    assert len(scaled) == 3  # the warm start and two rounds
+    assert main(run_argv(out, "typiclust", [*tiny_overrides, "loop.warm_start_strategy=typiclust",
+                                            "selection.min_cluster_size=3"])) == 0
+    assert len(scaled) == 1  # once a run, when the states are computed
     rounds = results_of(out)["rounds"]
     assert [r["n_labeled"] for r in rounds] == [8, 16, 24]
     pool, hidden = pool_of(out), base_hidden(out)
@@ -154,7 +154,7 @@ def test_typiclust_warm_start_and_rounds_take_typiclusts_picks(tiny_overrides, t
     differs = False
     for k, entry in enumerate(rounds):
         picked = positions_of(pool, entry["selected_ids"])
-        expected, clusters = typiclust_picks(hidden, labeled, k, MIN_CLUSTER_SIZE)
+        expected, clusters = typiclust_picks(hidden, labeled, k, 3)
         assert sorted(picked.tolist()) == sorted(expected.tolist())
         differs |= set(typiclust_picks(hidden, labeled, k, 0)[0].tolist()) != set(expected.tolist())
         if k > 0:

@@ -116,14 +116,17 @@ def test_a_run_reads_the_skill_on_the_labels_before_each_round(tiny_overrides, t
             (1 - 0.1 * k) * results["base_skill"][str(k)], abs=1e-12)
 
 
+@pytest.mark.parametrize(("strategy", "mix"), [("me", "weighted"), ("me-star", "subtract")])
 def test_a_strategy_without_the_mix_never_asks_the_base_model(tiny_overrides, tmp_path,
-                                                             monkeypatch):
-    """`me` has no λ(t) to weigh: under `evidence` it must not pay the base model's answers."""
+                                                             monkeypatch, strategy, mix):
+    """`me` has no λ(t) to weigh, nor has `subtract` (μ_f − μ_b): under `evidence` neither may
+    pay the base model's answers."""
     def asked(self, k):
         raise AssertionError(f"base_skill({k}) was computed for a strategy without the mix")
 
     monkeypatch.setattr(Experiment, "base_skill", asked)
-    out = tmp_path / "me"
-    assert main(run_argv(out, "me", [*tiny_overrides, "uncertainty.schedule=evidence"])) == 0
+    out = tmp_path / strategy
+    assert main(run_argv(out, strategy, [*tiny_overrides, "uncertainty.schedule=evidence",
+                                         f"uncertainty.mix={mix}"])) == 0
     results = json.loads((out / "results.json").read_text())
     assert "base_skill" not in results and "lambda" not in results

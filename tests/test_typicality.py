@@ -136,6 +136,12 @@ def test_small_clusters_come_last_and_score_0():
     assert typical_scores(Clusters(3, assignment, values, 3), none) == \
         pytest.approx([1 / 3, 1, 2 / 3, 1, 4 / 6, 5 / 6, 0])
     assert typical_scores(Clusters(3, assignment, values), none)[6] == 1
+    # a cluster's labeled examples count towards its size (as in the reference code): with
+    # 1 and 4 labeled, cluster 1 still holds 3 and comes before the outlier
+    labeled = np.array([False, True, False, False, True, False, False])
+    picks = typiclust(Clusters(3, assignment, values, 3), labeled, 5,
+                      rng=np.random.default_rng(0)).tolist()
+    assert sorted(picks[:4]) == [0, 2, 3, 5] and picks[4] == 6
 
 
 def test_typiclust_picks_the_most_typical_of_the_largest_clusters():

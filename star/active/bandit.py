@@ -4,19 +4,12 @@ No strategy wins everywhere: uncertainty fails at a cold start, typicality once 
 knows something, and random is hard to beat on balanced data. ALBL hedges: each strategy (an
 arm, `random` always one of them) advises which example to buy, the example is drawn from the
 arms' mixture, and Exp4.P (Beygelzimer et al. 2011) moves weight towards the arms whose picks
-came with a better tuned model. An arm's credit for a pick is ξ_i(x)/q(x) (its advice for x
-over the mixture's probability of x), as in libact's `active_learning_by_learning.py` (from the
-authors' lab). Where we depart from libact, and why:
-- Exp4.P's K actions are the N arms here, so the floor p_min is on the arms,
-  p_i = (1 − N·p_min)·w_i/W + p_min, and every arm, random included, keeps at least p_min of
-  every draw. libact puts it on the K unlabeled examples with p_min = √(ln N/(K·T)); then
-  K·p_min = √(K·ln N/T) exceeds 1 once the pool holds more than T/ln N examples (81 for 4 arms
-  and T = 112, against pools of 1,280), and 1 − K·p_min turns negative.
-- The variance term is 1/p_i, an upper bound on the second moment of an arm's credit (1/q(x) ≤
-  1/p_i for a ranked arm's advice x; (1/R²)·Σ_x 1/q(x) ≤ 1/p_random for random's). libact's
-  Σ_x ξ_i(x)/q(x) is about R/p_random for random's uniform advice over R examples, which would
-  swamp every other arm.
-- δ defaults to 0.1 (`bandit.delta`); libact's is 1.
+came with a better tuned model. We follow libact's `active_learning_by_learning.py` (from the
+authors' lab): Exp4.P's actions are the N arms, so the floor p_min is on the arms,
+p_i = (1 − N·p_min)·w_i/W + p_min, and every arm, random included, keeps at least p_min of
+every draw; an arm's credit for a pick is ξ_i(x)/q(x) (its advice for x over the mixture's
+probability of x), and its variance term 1/p_i, which bounds the credit's second moment
+(1/q(x) ≤ 1/p_i for a ranked arm's advice x; (1/R²)·Σ_x 1/q(x) ≤ 1/p_random for random's).
 
 Batch mode, which STAR needs (a round trains one adapter for `step` labels):
 - A round is `step` Exp4.P steps whose rewards arrive together. The arms' probabilities stay
@@ -114,8 +107,7 @@ class Pick:
 
 
 def default_floor(arms: int, horizon: int) -> float:
-    """p_min = √(ln N / (N·T)) for N arms and T picks: libact's rate with the arms as Exp4.P's
-    K actions (K = N; libact's K is the unlabeled examples)."""
+    """libact's p_min, √(ln N / (N·T)) for N arms and T picks: Exp4.P's rate with K = N."""
     if arms < 1 or horizon < 1:
         raise ValueError(f"need arms and picks, got {arms} arms and {horizon} picks")
     return math.sqrt(math.log(arms) / (arms * horizon))

@@ -86,7 +86,7 @@ from star.model.lora import (
     save_adapter,
 )
 from star.model.passes import Prediction, drafts, predict, split_label_words
-from star.model.training import TrainStats, train_adapter
+from star.model.training import TrainStats, balances, train_adapter
 from star.processes import launched_processes, map_spans, wait_for_everyone
 from star.progress import log
 from star.seeding import derived_seed, numpy_rng, torch_generator
@@ -183,7 +183,8 @@ class Experiment:
         self.pool_means: dict[int, float | None] = {}
         """Round -> the pool's mean μ_f, from the scoring pass this process ran."""
         self.base_hidden: np.ndarray | None = None
-        """[pool, hidden size]: the base model's answer-position states (typiclust), once."""
+        """[pool, hidden size]: the base model's answer-position states (typiclust), once, each
+        scaled to length 1 (`unit_rows`)."""
         self.skills: dict[int, float] = {}
         """Round -> the base model's skill on the labels before it (schedule `evidence`)."""
 
@@ -437,8 +438,8 @@ class Experiment:
         answers = self.predict([self.task.with_label(e, labels[e.id])
                                 for e in self.examples([pick.id for pick in bought])])
         horizon = self.bandit_horizon()
-        balanced = self.config.train.balance == "classes" and not self.task.generative
-        golds = [str(a.gold) for a in answers] if balanced else None  # as the loss weighs them
+        golds = ([str(a.gold) for a in answers]  # the classes weigh as in the loss
+                 if balances(self.config.train, self.task) else None)
         reward = iw_accuracy(bought, [bool(a.correct) for a in answers], horizon, golds)
         state = update(self.bandit_state(), np.array(drawn["probabilities"]), picks, reward,
                        floor=self.bandit_floor(), delta=self.config.bandit.delta, horizon=horizon)
@@ -614,13 +615,13 @@ class Experiment:
         """typiclust's k-means of the base model's hidden states, |labeled| + count clusters."""
         if self.base_hidden is None:
             with adapter_off(self.loaded.model):
-                self.base_hidden = score_in_parts(
+                self.base_hidden = unit_rows(score_in_parts(
                     self.loaded, self.task, self.pool, self.scoring(self.strategy, 1),
                     features=True,
                     processes=self.processes, store=self.folder.base_hidden_parts(),
-                    desc="base hidden states").hidden
+                    desc="base hidden states").hidden)
         settings = self.config.selection
-        return cluster_pool(unit_rows(self.base_hidden), labeled, count, rng=rng,
+        return cluster_pool(self.base_hidden, labeled, count, rng=rng,
                             neighbours=settings.neighbours, max_clusters=settings.max_clusters,
                             min_size=settings.min_cluster_size)
 

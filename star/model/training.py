@@ -37,6 +37,12 @@ def optimizer_groups(model: nn.Module, weight_decay_b: float) -> list[dict]:
             {"params": plain, "weight_decay": 0.0}]
 
 
+def balances(config: TrainConfig, task: Task) -> bool:
+    """Whether the classes of the labels weigh alike (`train.balance: classes`); a generative
+    task has no classes, only answers."""
+    return config.balance == "classes" and not task.generative
+
+
 def class_weights(golds: Sequence[str | None]) -> list[float]:
     """A weight per example, n / (classes · n_class), so each class present weighs the same in
     the loss and the weights average 1.
@@ -153,8 +159,7 @@ def train_adapter(loaded: LoadedModel, task: Task, examples: Sequence[Example], 
     model = loaded.model
     encoded = [encode(loaded.tokenizer, e.prompt, e.response, max_length=max_length,
                       add_eos=task.generative) for e in examples]
-    weights = (class_weights([e.gold for e in examples])
-               if config.balance == "classes" and not task.generative else None)
+    weights = class_weights([e.gold for e in examples]) if balances(config, task) else None
     cut = sum(e.answer_cut for e in encoded)
     if cut and processes.main:
         log(f"warning: {cut} of {len(encoded)} answers are longer than model.max_length − 1 "

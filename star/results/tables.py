@@ -516,7 +516,8 @@ def bandit_table(rows: list[dict[str, Any]]) -> Table:
                   "the round's batch (set by the weights after the round before), mean over the "
                   "seeds; picks, its share of the picks actually drawn, pooled over the seeds "
                   "(– where the setup lacks the arm). Reward: the round's importance-weighted "
-                  "accuracy on every label the bandit bought so far, mean over the seeds.")
+                  "accuracy on every label the bandit bought so far (class-balanced under "
+                  "train.balance: classes), mean over the seeds.")
     return table
 
 
