@@ -91,7 +91,7 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # does more (README 2.2), so on this pool every other strategy runs under it too: a
     # strategy must beat random at its best recipe.
     study savings-sst2-skewed random balance --set train.balance=classes
-    # The verdicts first, in every setting: me-star (the default) and auto (safe to
+    # The verdicts first, in every setting: me-star (the paper's method) and auto (safe to
     # leave on?) against random; then the other strategies. Balanced SST-2 keeps the default
     # recipe; TREC-6, whose pool has a rare class (abbreviation, 1.6 %), runs under the balanced
     # loss as the skewed pool does. TREC-6 before balanced SST-2: its curve is steep up to 128
