@@ -17,9 +17,9 @@ next most typical example is taken without recomputing typicality.
 Pure numpy functions; every random draw (k-means++ seeds, the order of equal-sized clusters)
 comes from the generator passed in. No n×n or n×clusters matrix is ever built: distances come
 in blocks of `BLOCK` numbers. Measured on a synthetic 10^5 × 576 float32 pool (220 MiB, 40
-skewed Gaussian modes, one BLAS thread, tracemalloc): 16 clusters (a warm start) 9 s and
-138 MiB on top of the pool, most of it two copies of the largest cluster (20 000 × 576);
-144 clusters (128 labels + 16) 20 s and 44 MiB.
+skewed Gaussian modes, rows of length 1, one BLAS thread, tracemalloc): 16 clusters (a warm
+start) 9 s and 328 MiB on top of the pool, 144 clusters (128 labels + 16) 30 s and 253 MiB;
+220 MiB of each is the centred copy of the pool, the rest mostly copies of the largest cluster.
 """
 
 from __future__ import annotations
