@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from star.data.tasks import class_weights
+
 RANDOM = "random"
 """The arm that advises uniformly: it keeps every example's probability of being bought above 0,
 which the importance weights need, and it is the hedge the other arms must beat."""
@@ -171,12 +173,7 @@ def iw_accuracy(picks: Sequence[Pick], correct: Sequence[bool], horizon: int,
                          + ("" if golds is None else f" and {len(golds)} labels"))
     weights = [p.importance for p in picks]
     if golds is not None:
-        mass: dict[str, float] = {}
-        for gold, weight in zip(golds, weights, strict=True):
-            mass[gold] = mass.get(gold, 0.0) + weight
-        total = sum(weights)
-        weights = [w * total / (len(mass) * mass[gold]) for w, gold in zip(weights, golds,
-                                                                          strict=True)]
+        weights = [w * b for w, b in zip(weights, class_weights(golds, weights), strict=True)]
     return sum(w for w, right in zip(weights, correct, strict=True) if right) / horizon
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from star.config import TrainConfig
 from star.data.batching import Encoded, encode, pad_right, response_positions, shuffled_length_groups
-from star.data.tasks import Example, Task
+from star.data.tasks import Example, Task, class_weights
 from star.model.loading import LoadedModel
 from star.model.lora import backbone_and_head, causal_lm, dropout_generator
 from star.processes import ALONE, Processes
@@ -41,17 +40,6 @@ def balances(config: TrainConfig, task: Task) -> bool:
     """Whether the classes of the labels weigh alike (`train.balance: classes`); a generative
     task has no classes, only answers."""
     return config.balance == "classes" and not task.generative
-
-
-def class_weights(golds: Sequence[str | None]) -> list[float]:
-    """A weight per example, n / (classes · n_class), so each class present weighs the same in
-    the loss and the weights average 1.
-
-    With a handful of labels the warm start is often lopsided (13 of 16 one way in the SST-2
-    study), and an adapter trained on it learns that prior: it answers the majority label and
-    falls below the untrained prompt. Weighting the classes alike keeps the prompt's prior."""
-    counts = Counter(golds)
-    return [len(golds) / (len(counts) * counts[gold]) for gold in golds]
 
 
 def answer_loss(loaded: LoadedModel, items: Sequence[Encoded], *,
