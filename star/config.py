@@ -6,6 +6,7 @@ names the key and what is allowed, so a typo never passes silently.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -267,6 +268,13 @@ class GuardConfig(Section):
     """A choice task's round keeps its adapter only once every class has this many labels (0:
     no minimum): a class's held-out recall over fewer is too coarse to trust (1 label: 0 or
     1), and an adapter that saw one or two of a rare class tends to answer the majority."""
+    select_with: Literal["trained", "handed"] = "trained"
+    """The model that picks the next batch where the guard hands out the base model: `trained`,
+    the adapter the round trained (the guard guards what is handed out, not the search, and the
+    paper's loop selects with it), or `handed`, the base model handed out (STAR before this key;
+    the label-savings study's recipe). Under `handed`, on a task whose base model is below
+    chance, the base model's uncertainty may never reach a rare class, its minimum is never met
+    and the run stays at the prompt (a cold-start deadlock; README, "Small budgets")."""
 
     @field_validator("folds")
     @classmethod
@@ -487,6 +495,10 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 NAMES_ONLY = frozenset({"task.title"})
 """Keys that only name things: they change no number, so a run may resume under new ones."""
 
+EARLIER = {"guard.select_with": "handed"}
+"""Keys added with a default that does otherwise than STAR did before them: the value that did
+what STAR did. A config saved before such a key reads as holding this value (`saved_keys`)."""
+
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"loop": {"step": 5}} -> {"loop.step": 5}."""
@@ -497,6 +509,19 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+@functools.cache
+def default_keys() -> dict[str, Any]:
+    """STAR's default config as dotted keys, built once per process (a report reads it for
+    every run it groups); shared, so callers only read it."""
+    return flatten(StarConfig().model_dump())
+
+
+def saved_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config as dotted keys, with every key added to STAR since at the value that did
+    what the run did: `EARLIER`'s, else the key's default."""
+    return {**default_keys(), **EARLIER, **flatten(saved)}
 
 
 def config_text(config: StarConfig) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import star.active.prompt_guard as prompt_guard
@@ -122,6 +124,60 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
     shown = status(tmp_path / "r").splitlines()
     assert "guard: the base model (tuned recipe" in shown[2] and "guard" not in shown[4]
     assert "answers equal the model's suggestion" in shown[2]
+
+
+def test_under_select_with_trained_the_trained_adapter_picks_the_next_batch(tiny_overrides,
+                                                                           tmp_path, monkeypatch):
+    """The guard hands out the base model (evaluated, saved as the round's adapter), but the
+    adapter the round trained, kept beside it, picks the next batch: the selections are the
+    unguarded run's, and a run resumed after such a round picks as the uninterrupted one."""
+    plain = run(tmp_path / "plain", tiny_overrides)
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
+    overrides = [*tiny_overrides, "guard.folds=2", "guard.max_labels=16", "guard.min_per_class=0"]
+    guarded = run(tmp_path / "guarded", overrides)
+    assert [r["selected_ids"] for r in guarded["rounds"]] == \
+        [r["selected_ids"] for r in plain["rounds"]]
+    for k in (1, 2):  # scored by the very adapter the unguarded run scored with
+        assert (tmp_path / "guarded" / "rounds" / str(k) / "scores.jsonl").read_text() == \
+            (tmp_path / "plain" / "rounds" / str(k) / "scores.jsonl").read_text()
+    for k in (0, 1):
+        assert guarded["rounds"][k]["accuracy"] == guarded["baselines"]["zero_shot"]
+        assert all(not b.any() for b in lora_b(tmp_path / "guarded", k))
+        trained = load_file(tmp_path / "guarded" / "rounds" / str(k) / "trained_adapter"
+                            / ADAPTER_WEIGHTS)
+        handed_by_plain = load_file(tmp_path / "plain" / "rounds" / str(k) / "adapter"
+                                    / ADAPTER_WEIGHTS)
+        assert trained.keys() == handed_by_plain.keys()
+        assert all(torch.equal(trained[n], handed_by_plain[n]) for n in trained)
+    assert not (tmp_path / "guarded" / "rounds" / "2" / "trained_adapter").exists()
+
+    resumed = tmp_path / "guarded"  # as if stopped after round 1, whose guard chose the base
+    results = json.loads((resumed / "results.json").read_text())
+    results["rounds"] = results["rounds"][:2]
+    (resumed / "results.json").write_text(json.dumps(results))
+    scores = (resumed / "rounds" / "2" / "scores.jsonl").read_text()
+    shutil.rmtree(resumed / "rounds" / "2")
+    again = run(resumed, overrides)
+    assert again["rounds"][2]["selected_ids"] == guarded["rounds"][2]["selected_ids"]
+    assert (resumed / "rounds" / "2" / "scores.jsonl").read_text() == scores
+
+
+@pytest.mark.parametrize("select_with", ["trained", "handed"])
+def test_the_model_that_scores_after_a_base_round(tiny_overrides, tmp_path, monkeypatch,
+                                                  select_with):
+    """me-star after a round that handed out the base model: under `handed` its MC-dropout
+    passes run through B = 0, which adds exact zeros whatever the dropout mask, so they agree
+    to the bit (and with μ_b); under `trained` the masks make them differ."""
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
+    out = tmp_path / select_with
+    run(out, [*tiny_overrides, "guard.folds=2", "guard.max_labels=8", "guard.min_per_class=0",
+              "loop.budget=16", f"guard.select_with={select_with}"], strategy="me-star")
+    rows = [json.loads(line) for line in (out / "rounds" / "1" / "scores.jsonl").open()]
+    alike = [len(set(row["passes"])) == 1 for row in rows]
+    assert all(alike) if select_with == "handed" else not all(alike)
+    if select_with == "handed":
+        assert all(row["passes"][0] == pytest.approx(row["base"], rel=1e-4) for row in rows)
+    assert (out / "rounds" / "0" / "trained_adapter").exists() == (select_with == "trained")
 
 
 @pytest.mark.parametrize("init", ["fresh", "continue"])

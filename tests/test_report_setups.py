@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import yaml
 from star.active.journal import Answer
 from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder
+from star.config import StarConfig
 from star.errors import ConfigError
-from star.results.setups import file_stem, fold_switches, name_setups
+from star.results.setups import file_stem, fold_switches, name_setups, setup_key
 from star.results.summary import calibration_rows, collect_runs, summarize
 from star.results.tables import calibration_tables, results_table
 from star.tools.cli import main
@@ -408,3 +410,19 @@ def test_a_switched_ablation_is_a_row_of_table_2(tmp_path):
     written = {path.name for path in (tmp_path / "p").iterdir()}
     assert "learning_curves.png" in written and not {
         "table2_ablation.csv", "learning_curves_ablation.png"} & written
+
+
+def test_a_run_from_before_a_key_groups_with_runs_that_do_what_it_did():
+    """A run saved before `guard.select_with` selected with the model handed out: one setup
+    with new runs pinned to `handed`, another than new runs under the default `trained`."""
+    new = StarConfig().model_dump()
+    old = deepcopy(new)
+    del old["guard"]["select_with"]
+    pinned = deepcopy(new)
+    pinned["guard"]["select_with"] = "handed"
+    key = {name: setup_key({"task": "SST-2", "config": config})
+           for name, config in (("old", old), ("pinned", pinned), ("new", new))}
+    assert key["old"] == key["pinned"] != key["new"]
+    runs = [{"strategy": "me", "config": old}, {"strategy": "me", "config": new}]
+    fold_switches(runs, ["guard.select_with"])
+    assert [run["strategy"] for run in runs] == ["me guard.select_with=handed", "me"]

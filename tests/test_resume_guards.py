@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from star.active import runfolder
 from star.active.journal import Journal
-from star.active.loop import run_experiment
+from star.active.loop import check_same_config, run_experiment
 from star.active.runfolder import RunFolder
-from star.config import StarConfig, load_config
+from star.config import EARLIER, StarConfig, default_keys, load_config, saved_keys
 from star.errors import ConfigError
 from star.tools import compare as compare_module
 from star.tools.labels import page_server
@@ -130,6 +131,38 @@ def folder(tmp_path: Path) -> RunFolder:
     folder = RunFolder(tmp_path / "run")
     folder.create()
     return folder
+
+
+def saved_without(config: StarConfig, key: str) -> dict[str, Any]:
+    """`config` as a version of STAR before `key` (section.leaf) would have saved it."""
+    saved = config.model_dump()
+    section, leaf = key.split(".")
+    del saved[section][leaf]
+    return saved
+
+
+def test_a_key_added_since_resumes_at_what_the_run_did_or_at_its_default(folder: RunFolder
+                                                                         ) -> None:
+    """A run saved before `guard.select_with` selected with the model handed out: it resumes
+    under `handed` (the study's pinned recipe) and, as finished runs must replay, under the
+    default; a run saved with `handed` does not resume under `trained`."""
+    old = saved_without(StarConfig(), "guard.select_with")
+    folder.write_config(yaml.safe_dump(old))
+    for value in ("handed", "trained"):
+        check_same_config(folder, load_config(None, [f"guard.select_with={value}"]))
+    folder.write_config(yaml.safe_dump(StarConfig(guard={"select_with": "handed"}).model_dump()))
+    with pytest.raises(ConfigError, match=r"differs in: guard.select_with\)"):
+        check_same_config(folder, StarConfig())
+
+
+def test_a_saved_config_reads_a_key_added_since_as_what_the_run_did() -> None:
+    """`EARLIER`'s value where a key's default changed what runs do; else the default."""
+    old = saved_without(StarConfig(), "guard.select_with")
+    del old["selection"]["shortlist"]
+    keys = saved_keys(old)
+    assert keys["guard.select_with"] == "handed" == EARLIER["guard.select_with"]
+    assert keys["selection.shortlist"] == default_keys()["selection.shortlist"]
+    assert saved_keys(StarConfig().model_dump())["guard.select_with"] == "trained"
 
 
 def test_lock_waits_for_a_shared_holder_that_lets_go(folder: RunFolder) -> None:

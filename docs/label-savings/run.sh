@@ -15,6 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
+# Every run here selects, where the guard hands out the base model, with that base model (STAR's
+# way when the study began; new configs select with the trained adapter, README "Small budgets").
+HANDED=(--set guard.select_with=handed)
 RUNS=$(realpath -m "${STUDY_RUNS:-runs/savings}")
 DOCS=${STUDY_DOCS:-docs/label-savings}
 RECORDS=$(realpath -m "$DOCS/runs")
@@ -40,8 +43,8 @@ record() {
 #    whole SST-2 test set (872), each training setting without the prompt guard and with it.
 small() {  # config, folder, then --set overrides
     local config=$1 out=$2; shift 2
-    "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 "$@" \
-        --out "$RUNS/$out"
+    "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 \
+        "${HANDED[@]}" "$@" --out "$RUNS/$out"
     record "$out"
 }
 small configs/savings-sst2.yaml sweep/preset --set guard.folds=0
@@ -78,7 +81,8 @@ study() {  # config, strategy, then optionally a subfolder for a variant and its
     local config=$1 strategy=$2 folder=$1${3:+/$3}; shift 2; shift $(($# > 0))
     for seed in ${SEEDS//,/ }; do
         "${STAR[@]}" compare configs/$config.yaml --strategies "$strategy" --seeds "$seed" \
-            --set selection.shortlist=4 --set guard.max_labels=32 "$@" --out "$RUNS/$folder"
+            --set selection.shortlist=4 --set guard.max_labels=32 "${HANDED[@]}" "$@" \
+            --out "$RUNS/$folder"
         record "$folder/$strategy/seed$seed"
     done
 }

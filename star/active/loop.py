@@ -29,7 +29,8 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ from star.active.shortlist import shortlist_first
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust, unit_rows
-from star.config import NAMES_ONLY, StarConfig, config_text, flatten
+from star.config import NAMES_ONLY, StarConfig, config_text, default_keys, flatten, saved_keys
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
@@ -114,15 +115,15 @@ def total_rounds(config: StarConfig) -> int:
 
 
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
-    """A run resumes only under the config it started with; a key added to STAR since, at its
-    default value, is no difference, nor is a new name (`NAMES_ONLY`)."""
+    """A run resumes only under the config it started with. A key added to STAR since is no
+    difference at the value that did what the run did (`saved_keys`), nor at its default, so
+    that finished runs replay under new versions; nor is a new name (`NAMES_ONLY`)."""
     saved = folder.read_config()
     if saved is None:
         return
-    before, now = flatten(saved), flatten(config.model_dump())
-    defaults = flatten(StarConfig().model_dump())
-    added = {key for key in now.keys() - before.keys() if now[key] == defaults.get(key)}
-    compared = (before.keys() | (now.keys() - added)) - NAMES_ONLY
+    written, before, now = flatten(saved), saved_keys(saved), flatten(config.model_dump())
+    added = {key for key in now.keys() - written.keys() if now[key] == default_keys().get(key)}
+    compared = (written.keys() | (now.keys() - added)) - NAMES_ONLY
     changed = sorted(key for key in compared if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
@@ -187,6 +188,9 @@ class Experiment:
         scaled to length 1 (`unit_rows`)."""
         self.skills: dict[int, float] = {}
         """Round -> the base model's skill on the labels before it (schedule `evidence`)."""
+        self.selector: dict[str, torch.Tensor] | None = None
+        """The adapter the last round trained where it handed out the base model instead and
+        `guard.select_with` is `trained`: it picks the next batch (`selecting`)."""
 
     # -- the recipe ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -224,6 +228,9 @@ class Experiment:
             # Only a round to come needs the last adapter: a finished run reopens from its
             # records alone, so its adapters can be deleted or left behind on another machine.
             last = len(done) - 1
+            if self.selects_apart((done[-1].get("guard") or {}).get("chosen")):
+                load_adapter(self.loaded.model, self.folder.trained_adapter_dir(last))
+                self.selector = adapter_state(self.loaded.model)
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
 
@@ -276,6 +283,11 @@ class Experiment:
         guard = self.guard(k, labels)
         train = self.train(k, labels)
         self.advise_balance(labels)
+        self.selector = None
+        if self.selects_apart(None if guard is None else guard.chosen):
+            self.selector = adapter_state(self.loaded.model)
+            if self.processes.main:
+                save_adapter(self.loaded.model, self.folder.trained_adapter_dir(k))
         if guard is not None and guard.chosen == BASE:
             load_adapter_state(self.loaded.model, self.initial_adapter)  # B = 0: the base model
         if self.processes.main:
@@ -346,11 +358,12 @@ class Experiment:
             labeled = np.ones(len(self.pool), dtype=bool)
             labeled[rows] = False
             arms: dict[int, str] | None = None  # `auto`: each pick's arm
-            if self.strategy.bandit:
-                chosen, scores, arms = self.bandit_batch(k, rows, unlabeled, labeled, count)
-            else:
-                chosen, scores = self.choose(self.strategy, k, rows, unlabeled, labeled, count,
-                                             store=self.folder.scoring_parts(k))
+            with self.selecting():
+                if self.strategy.bandit:
+                    chosen, scores, arms = self.bandit_batch(k, rows, unlabeled, labeled, count)
+                else:
+                    chosen, scores = self.choose(self.strategy, k, rows, unlabeled, labeled,
+                                                 count, store=self.folder.scoring_parts(k))
             self.pool_means[k] = None if scores.passes is None else float(np.mean(scores.full))
             top = set(chosen.tolist())
             self.folder.write_scores(k, example_ids(unlabeled), scores, top, arms=arms)
@@ -363,6 +376,26 @@ class Experiment:
         self.folder.write_batch(batch)
         self.folder.scoring_parts(k).clear()  # auto's arms' parts too: they sit below it
         return batch
+
+    def selects_apart(self, handed: str | None) -> bool:
+        """Whether a round that handed out `handed` (its guard's choice; None: unguarded) leaves
+        its trained adapter to pick the next batch (the base model handed out, and
+        `guard.select_with: trained`)."""
+        return handed == BASE and self.config.guard.select_with == "trained"
+
+    @contextmanager
+    def selecting(self) -> Iterator[None]:
+        """The model that picks the next batch, in place for the block: the adapter the last
+        round trained, where it handed out the base model instead (`selects_apart`); else the
+        model handed out, which is in place already."""
+        if self.selector is None:
+            yield
+            return
+        load_adapter_state(self.loaded.model, self.selector)
+        try:
+            yield
+        finally:
+            load_adapter_state(self.loaded.model, self.initial_adapter)  # handed out: B = 0
 
     def choose(self, strategy: Strategy, k: int, rows: np.ndarray, unlabeled: Sequence[Example],
                labeled: np.ndarray, count: int, *, store: ScoringParts) -> tuple[np.ndarray, Scores]:

@@ -87,6 +87,11 @@ class RunFolder:
     def adapter_dir(self, k: int) -> Path:
         return self.round_dir(k) / "adapter"
 
+    def trained_adapter_dir(self, k: int) -> Path:
+        """The adapter round k trained where it handed out the base model instead, kept to pick
+        the next batch (`guard.select_with: trained`)."""
+        return self.round_dir(k) / "trained_adapter"
+
     def batch_path(self, k: int) -> Path:
         return self.round_dir(k) / "batch.json"
 

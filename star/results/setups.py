@@ -8,7 +8,6 @@ within a setup: a small model's `random` run is no baseline for a larger model's
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from star.active.strategies import switched_row
-from star.config import StarConfig, flatten
+from star.config import EARLIER, default_keys, saved_keys
 from star.errors import ConfigError, DataError
 
 VARIED = ("strategy", "seed")
@@ -32,17 +31,10 @@ ONE_VALUE = "a switch is a key of one plain value (a word, a number, true or fal
 """Why `--switches` refuses lists and mappings: a row's name holds one value."""
 
 
-@functools.cache
-def _defaults() -> dict[str, Any]:
-    """STAR's default config as dotted keys, built once per process (a report reads it for
-    every run it groups); shared, so callers only read it."""
-    return flatten(StarConfig().model_dump())
-
-
 def check_switches(keys: list[str]) -> None:
     """A `ConfigError` naming a key that is not a config key, is `strategy`/`seed` (already
     rows and repetitions), or holds a list or a mapping (a row's name holds one plain value)."""
-    known = _defaults()
+    known = default_keys()
     for key in keys:
         if key not in known or key in VARIED:
             raise ConfigError(f"--switches '{key}' is not a config key of a setup (e.g. "
@@ -66,7 +58,7 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
     `--pairs` to compare within the switched recipe. A run whose value is a mapping (a key
     whose default is null, such as `task.verbalizer`) is a `ConfigError`: one row name could
     not tell two of them apart."""
-    defaults = _defaults()
+    defaults = default_keys()
     for run in runs:
         config = copy.deepcopy(run.get("config") or {})
         switched = []
@@ -75,7 +67,7 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
             node = config
             for parent in parents:
                 node = node.get(parent) or {}
-            value = node.pop(leaf, defaults[key])
+            value = node.pop(leaf, EARLIER.get(key, defaults[key]))
             if isinstance(value, list | dict):
                 raise ConfigError(f"--switches '{key}' is set to {_plain(value)} in "
                                   f"{run.get('path', 'a run')}; {ONE_VALUE}")
@@ -87,9 +79,9 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
 
 def setup_config(run: dict[str, Any]) -> dict[str, Any]:
     """The run's resolved config as dotted keys, without strategy and seed. A key added to STAR
-    since the run was made takes its default, as a resumed run does: an older run and a new one
-    with the same settings are one setup."""
-    resolved = {**_defaults(), **flatten(run.get("config") or {})}
+    since the run was made takes the value that did what the run did (`saved_keys`): an older
+    run and a new one with the same settings are one setup."""
+    resolved = saved_keys(run.get("config") or {})
     return {key: value for key, value in resolved.items() if key not in VARIED}
 
 
