@@ -524,6 +524,21 @@ def saved_keys(saved: dict[str, Any]) -> dict[str, Any]:
     return {**default_keys(), **EARLIER, **flatten(saved)}
 
 
+def as_begun(config: StarConfig, saved: dict[str, Any]) -> tuple[StarConfig, list[str]]:
+    """`config` for resuming a run saved as `saved`, which goes on as it began: each key of
+    `EARLIER` that the saved config lacks and `config` holds at its default takes the earlier
+    value. Returns also the keys so taken."""
+    written, now = flatten(saved), flatten(config.model_dump())
+    taken = [key for key, value in EARLIER.items()
+             if key not in written and now[key] == default_keys()[key] != value]
+    if not taken:
+        return config, []
+    tree = config.model_dump()
+    for key in taken:
+        _set_dotted(tree, key, EARLIER[key])
+    return StarConfig.model_validate(tree), taken
+
+
 def config_text(config: StarConfig) -> str:
     """The fully resolved config as YAML, as saved next to every result."""
     return yaml.safe_dump(config.model_dump(), sort_keys=False)

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import star.active.prompt_guard as prompt_guard
+from star.active.loop import Experiment
 from star.active.prompt_guard import (
     BASE,
     TUNED,
@@ -21,6 +23,8 @@ from star.active.prompt_guard import (
     fold_indices,
     held_out_score,
 )
+from star.config import load_config
+from star.errors import DataError
 from star.model.lora import ADAPTER_WEIGHTS
 from star.tools.cli import main
 from star.tools.labels import status
@@ -99,7 +103,7 @@ def lora_b(out: Path, k: int) -> list[np.ndarray]:
 
 
 def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_path, monkeypatch):
-    """Evaluated, saved (for export and the next round's scoring) and recorded: the base
+    """Evaluated, saved (for export and the next batch's suggestions) and recorded: the base
     model, i.e. the initial adapter with B = 0, whose test accuracy is the zero-shot one."""
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
     results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=16",
@@ -126,40 +130,83 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
     assert "answers equal the model's suggestion" in shown[2]
 
 
+def stop_after(out: Path, rounds: int) -> None:
+    """`out` as a run stopped after its first `rounds` rounds, before the next batch."""
+    results = json.loads((out / "results.json").read_text())
+    results["rounds"] = results["rounds"][:rounds]
+    (out / "results.json").write_text(json.dumps(results))
+    for later in range(rounds, 9):
+        shutil.rmtree(out / "rounds" / str(later), ignore_errors=True)
+
+
+def round_file(out: Path, k: int, name: str) -> str:
+    return (out / "rounds" / str(k) / name).read_text()
+
+
 def test_under_select_with_trained_the_trained_adapter_picks_the_next_batch(tiny_overrides,
                                                                            tmp_path, monkeypatch):
-    """The guard hands out the base model (evaluated, saved as the round's adapter), but the
-    adapter the round trained, kept beside it, picks the next batch: the selections are the
-    unguarded run's, and a run resumed after such a round picks as the uninterrupted one."""
-    plain = run(tmp_path / "plain", tiny_overrides)
+    """The guard hands out the base model (evaluated, saved as the round's adapter, making the
+    suggestions), but the adapter the round trained, kept beside it, picks the next batch: the
+    selections and scores are the unguarded run's, and a run resumed after such a round picks
+    and suggests as the uninterrupted one."""
+    overrides = [*tiny_overrides, "train.lr=1e-2", "loop.budget=32"]  # an adapter that moves
+    plain = run(tmp_path / "plain", overrides)
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
-    overrides = [*tiny_overrides, "guard.folds=2", "guard.max_labels=16", "guard.min_per_class=0"]
-    guarded = run(tmp_path / "guarded", overrides)
+    overrides += ["guard.folds=2", "guard.max_labels=16", "guard.min_per_class=0"]
+    out = tmp_path / "guarded"
+    guarded = run(out, overrides)
+    assert [r["guard"] and r["guard"]["chosen"] for r in guarded["rounds"]] == [BASE, BASE,
+                                                                                 None, None]
     assert [r["selected_ids"] for r in guarded["rounds"]] == \
         [r["selected_ids"] for r in plain["rounds"]]
-    for k in (1, 2):  # scored by the very adapter the unguarded run scored with
-        assert (tmp_path / "guarded" / "rounds" / str(k) / "scores.jsonl").read_text() == \
-            (tmp_path / "plain" / "rounds" / str(k) / "scores.jsonl").read_text()
+    for k in (1, 2, 3):  # scored by the very adapter the unguarded run scored with
+        assert round_file(out, k, "scores.jsonl") == round_file(tmp_path / "plain", k,
+                                                                "scores.jsonl")
+    # Suggestions come from the model handed out: the base model after rounds 0 and 1.
+    assert round_file(out, 2, "batch.json") != round_file(tmp_path / "plain", 2, "batch.json")
+    assert round_file(out, 3, "batch.json") == round_file(tmp_path / "plain", 3, "batch.json")
     for k in (0, 1):
         assert guarded["rounds"][k]["accuracy"] == guarded["baselines"]["zero_shot"]
-        assert all(not b.any() for b in lora_b(tmp_path / "guarded", k))
-        trained = load_file(tmp_path / "guarded" / "rounds" / str(k) / "trained_adapter"
-                            / ADAPTER_WEIGHTS)
+        assert all(not b.any() for b in lora_b(out, k))
+        trained = load_file(out / "rounds" / str(k) / "trained_adapter" / ADAPTER_WEIGHTS)
         handed_by_plain = load_file(tmp_path / "plain" / "rounds" / str(k) / "adapter"
                                     / ADAPTER_WEIGHTS)
         assert trained.keys() == handed_by_plain.keys()
         assert all(torch.equal(trained[n], handed_by_plain[n]) for n in trained)
-    assert not (tmp_path / "guarded" / "rounds" / "2" / "trained_adapter").exists()
+    assert not (out / "rounds" / "2" / "trained_adapter").exists()
 
-    resumed = tmp_path / "guarded"  # as if stopped after round 1, whose guard chose the base
-    results = json.loads((resumed / "results.json").read_text())
-    results["rounds"] = results["rounds"][:2]
-    (resumed / "results.json").write_text(json.dumps(results))
-    scores = (resumed / "rounds" / "2" / "scores.jsonl").read_text()
-    shutil.rmtree(resumed / "rounds" / "2")
-    again = run(resumed, overrides)
-    assert again["rounds"][2]["selected_ids"] == guarded["rounds"][2]["selected_ids"]
-    assert (resumed / "rounds" / "2" / "scores.jsonl").read_text() == scores
+    picked = {k: (round_file(out, k, "scores.jsonl"), round_file(out, k, "batch.json"))
+              for k in (2, 3)}
+    stop_after(out, 2)  # round 1's guard chose the base model
+    again = run(out, overrides)
+    assert [r["selected_ids"] for r in again["rounds"]] == \
+        [r["selected_ids"] for r in guarded["rounds"]]
+    assert picked == {k: (round_file(out, k, "scores.jsonl"), round_file(out, k, "batch.json"))
+                      for k in (2, 3)}
+    shutil.rmtree(out / "rounds" / "1" / "trained_adapter")
+    stop_after(out, 2)
+    with pytest.raises(DataError, match="handed out the base model and kept the adapter"):
+        Experiment(load_config(None, ["strategy=me", "seed=0", *overrides]), out).run()
+
+
+def test_a_run_begun_before_select_with_goes_on_as_it_began(tiny_overrides, tmp_path,
+                                                           monkeypatch, capsys):
+    """A run saved before `guard.select_with` (no key in its config.yaml, no trained adapter
+    kept) and resumed at today's default goes on selecting with the model handed out."""
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
+    overrides = [*tiny_overrides, "train.lr=1e-2", "guard.folds=2", "guard.max_labels=16",
+                 "guard.min_per_class=0"]
+    out = tmp_path / "old"
+    run(out, [*overrides, "guard.select_with=handed"])
+    scores = round_file(out, 2, "scores.jsonl")
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["guard"]["select_with"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    stop_after(out, 2)
+    capsys.readouterr()
+    run(out, overrides)
+    assert "began before guard.select_with; it goes on as it began" in capsys.readouterr().err
+    assert round_file(out, 2, "scores.jsonl") == scores
 
 
 @pytest.mark.parametrize("select_with", ["trained", "handed"])

@@ -21,7 +21,7 @@ from star.active import runfolder
 from star.active.journal import Journal
 from star.active.loop import check_same_config, run_experiment
 from star.active.runfolder import RunFolder
-from star.config import EARLIER, StarConfig, default_keys, load_config, saved_keys
+from star.config import EARLIER, StarConfig, as_begun, default_keys, load_config, saved_keys
 from star.errors import ConfigError
 from star.tools import compare as compare_module
 from star.tools.labels import page_server
@@ -141,15 +141,18 @@ def saved_without(config: StarConfig, key: str) -> dict[str, Any]:
     return saved
 
 
-def test_a_key_added_since_resumes_at_what_the_run_did_or_at_its_default(folder: RunFolder
-                                                                         ) -> None:
-    """A run saved before `guard.select_with` selected with the model handed out: it resumes
-    under `handed` (the study's pinned recipe) and, as finished runs must replay, under the
-    default; a run saved with `handed` does not resume under `trained`."""
+def test_a_run_begun_before_a_key_goes_on_as_it_began(folder: RunFolder) -> None:
+    """A run saved before `guard.select_with` selected with the model handed out: resumed by
+    a config at the default (as `star next` reads the saved one), it takes `handed`; a run
+    saved with the key keeps what it saved, and does not resume under the other value."""
     old = saved_without(StarConfig(), "guard.select_with")
+    resumed, taken = as_begun(StarConfig(), old)
+    assert (resumed.guard.select_with, taken) == ("handed", ["guard.select_with"])
+    assert as_begun(StarConfig(guard={"select_with": "handed"}), old)[1] == []
     folder.write_config(yaml.safe_dump(old))
-    for value in ("handed", "trained"):
-        check_same_config(folder, load_config(None, [f"guard.select_with={value}"]))
+    check_same_config(folder, resumed)
+    new = StarConfig().model_dump()
+    assert as_begun(StarConfig(), new) == (StarConfig(), [])
     folder.write_config(yaml.safe_dump(StarConfig(guard={"select_with": "handed"}).model_dump()))
     with pytest.raises(ConfigError, match=r"differs in: guard.select_with\)"):
         check_same_config(folder, StarConfig())

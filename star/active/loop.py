@@ -71,7 +71,16 @@ from star.active.shortlist import shortlist_first
 from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust, unit_rows
-from star.config import NAMES_ONLY, StarConfig, config_text, default_keys, flatten, saved_keys
+from star.config import (
+    EARLIER,
+    NAMES_ONLY,
+    StarConfig,
+    as_begun,
+    config_text,
+    default_keys,
+    flatten,
+    saved_keys,
+)
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
 from star.data.tasks import Example, Task
@@ -116,8 +125,8 @@ def total_rounds(config: StarConfig) -> int:
 
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
     """A run resumes only under the config it started with. A key added to STAR since is no
-    difference at the value that did what the run did (`saved_keys`), nor at its default, so
-    that finished runs replay under new versions; nor is a new name (`NAMES_ONLY`)."""
+    difference at the value that did what the run did (`saved_keys`, which `as_begun` gives
+    it), nor at its default; nor is a new name (`NAMES_ONLY`)."""
     saved = folder.read_config()
     if saved is None:
         return
@@ -153,9 +162,9 @@ class Experiment:
     """One strategy, one seed: the state a run needs between rounds."""
 
     def __init__(self, config: StarConfig, out: Path) -> None:
-        self.config = config
         self.processes = launched_processes(pick_device(config.model.device))
         self.folder = RunFolder(out, writes=self.processes.main)
+        self.config = config = self.as_begun(config)
         check_same_config(self.folder, config)
         self.strategy: Strategy = get_strategy(config.strategy)
         self.choosers = choosers(config, self.strategy)
@@ -191,6 +200,19 @@ class Experiment:
         self.selector: dict[str, torch.Tensor] | None = None
         """The adapter the last round trained where it handed out the base model instead and
         `guard.select_with` is `trained`: it picks the next batch (`selecting`)."""
+
+    def as_begun(self, config: StarConfig) -> StarConfig:
+        """`config`, or where the folder holds a run begun before a key whose default changed
+        what runs do (`config.EARLIER`), `config` with that key as the run began: a run goes
+        on as it began, whatever command resumes it (`star next` reads the saved config)."""
+        saved = self.folder.read_config()
+        if saved is None:
+            return config
+        config, taken = as_begun(config, saved)
+        if taken and self.processes.main:
+            log(f"note: {self.folder.root} began before " + ", ".join(taken) + "; it goes on as "
+                "it began: " + ", ".join(f"{key}: {EARLIER[key]}" for key in taken))
+        return config
 
     # -- the recipe ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -229,7 +251,12 @@ class Experiment:
             # records alone, so its adapters can be deleted or left behind on another machine.
             last = len(done) - 1
             if self.selects_apart((done[-1].get("guard") or {}).get("chosen")):
-                load_adapter(self.loaded.model, self.folder.trained_adapter_dir(last))
+                trained = self.folder.trained_adapter_dir(last)
+                if not trained.exists():
+                    raise DataError(f"round {last} handed out the base model and kept the adapter "
+                                    f"it trained to pick the next batch (guard.select_with: "
+                                    f"trained), but '{trained}' is missing; restore it")
+                load_adapter(self.loaded.model, trained)
                 self.selector = adapter_state(self.loaded.model)
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
@@ -391,11 +418,12 @@ class Experiment:
         if self.selector is None:
             yield
             return
+        handed = adapter_state(self.loaded.model)
         load_adapter_state(self.loaded.model, self.selector)
         try:
             yield
         finally:
-            load_adapter_state(self.loaded.model, self.initial_adapter)  # handed out: B = 0
+            load_adapter_state(self.loaded.model, handed)
 
     def choose(self, strategy: Strategy, k: int, rows: np.ndarray, unlabeled: Sequence[Example],
                labeled: np.ndarray, count: int, *, store: ScoringParts) -> tuple[np.ndarray, Scores]:

@@ -4,8 +4,9 @@ untrained prompt.
 With a handful of labels LoRA can end below the base model it started from (SST-2 at 16
 labels: 3 to 9 points below zero-shot in the earlier studies), and a team that labels 16 to 30
 examples would then get a worse model than not training at all. Before a round's model is
-evaluated, exported or used for the next selection, the guard weighs the two on evidence the
-labels already give, without touching the test set:
+evaluated, exported or suggests answers, the guard weighs the two on evidence the labels
+already give, without touching the test set (the next batch is picked with the adapter the
+round trained, unless `guard.select_with: handed`):
 
 - the tuned recipe's k-fold cross-validated balanced accuracy on the labels so far (plain
   accuracy for generative tasks): each fold is predicted by an adapter trained, as the round

@@ -493,8 +493,10 @@ def guard_table(rows: list[dict[str, Any]]) -> Table:
                   "against the base model's; a class too rare to check: seeds where a class "
                   "had under `guard.min_per_class` labels, so no fold trained and the base model "
                   "was handed out. Where the base model holds out better, the round "
-                  "evaluates, saves and selects with it (its accuracy is then the zero-shot "
-                  "one), so a few labels never make the model worse than its prompt.")
+                  "evaluates and saves it (its accuracy is then the zero-shot one), so a few "
+                  "labels never make the model worse than its prompt; the next batch is picked "
+                  "with it only under `guard.select_with: handed` (else with the adapter the "
+                  "round trained).")
     return table
 
 
