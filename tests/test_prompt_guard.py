@@ -225,6 +225,10 @@ def test_the_model_that_scores_after_a_base_round(tiny_overrides, tmp_path, monk
     if select_with == "handed":
         assert all(row["passes"][0] == pytest.approx(row["base"], rel=1e-4) for row in rows)
     assert (out / "rounds" / "0" / "trained_adapter").exists() == (select_with == "trained")
+    blind = tmp_path / f"random-{select_with}"  # picks without the model: nothing to keep
+    run(blind, [*tiny_overrides, "guard.folds=2", "guard.max_labels=8", "guard.min_per_class=0",
+                "loop.budget=16", f"guard.select_with={select_with}"], strategy="random")
+    assert not (blind / "rounds" / "0" / "trained_adapter").exists()
 
 
 @pytest.mark.parametrize("init", ["fresh", "continue"])

@@ -406,9 +406,10 @@ class Experiment:
 
     def selects_apart(self, handed: str | None) -> bool:
         """Whether a round that handed out `handed` (its guard's choice; None: unguarded) leaves
-        its trained adapter to pick the next batch (the base model handed out, and
-        `guard.select_with: trained`)."""
-        return handed == BASE and self.config.guard.select_with == "trained"
+        its trained adapter to pick the next batch: the base model handed out, `guard.select_with:
+        trained`, and a strategy that scores with the model (random and typiclust alone do not)."""
+        return (handed == BASE and self.config.guard.select_with == "trained"
+                and any(chooser.measure is not None for chooser in self.choosers))
 
     @contextmanager
     def selecting(self) -> Iterator[None]:
