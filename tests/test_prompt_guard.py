@@ -297,6 +297,7 @@ def test_a_class_with_too_few_labels_hands_out_the_base_model_untrained(tiny_ove
     ("guard.folds=1", "guard.folds is 1"),
     ("guard.max_labels=0", "guard.max_labels"),
     ("guard.min_per_class=-1", "guard.min_per_class"),
+    ("guard.select_with=base", "guard.select_with"),
 ])
 def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys, override,
                                                message):
