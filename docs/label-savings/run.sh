@@ -15,8 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from a worktree
-# Every run here selects, where the guard hands out the base model, with that base model (STAR's
-# way when the study began; new configs select with the trained adapter, README "Small budgets").
+# Where the prompt guard hands out the base model, which model picks the next batch: the runs
+# begun before `guard.select_with` existed picked with that base model, so the blocks they
+# belong to (parts 1 and 2, and part 3's skewed pool) keep doing so; TREC-6 and balanced SST-2,
+# begun after it, pick with the adapter the round trained, the default (README "Small budgets").
 HANDED=(--set guard.select_with=handed)
 RUNS=$(realpath -m "${STUDY_RUNS:-runs/savings}")
 DOCS=${STUDY_DOCS:-docs/label-savings}
@@ -79,9 +81,11 @@ record sweep/preset
 #    picks on the reproduction runs) and the guard up to 32 labels.
 study() {  # config, strategy, then optionally a subfolder for a variant and its --set overrides
     local config=$1 strategy=$2 folder=$1${3:+/$3}; shift 2; shift $(($# > 0))
+    local picks=()
+    if [ "$config" = savings-sst2-skewed ]; then picks=("${HANDED[@]}"); fi
     for seed in ${SEEDS//,/ }; do
         "${STAR[@]}" compare configs/$config.yaml --strategies "$strategy" --seeds "$seed" \
-            --set selection.shortlist=4 --set guard.max_labels=32 "${HANDED[@]}" "$@" \
+            --set selection.shortlist=4 --set guard.max_labels=32 "${picks[@]}" "$@" \
             --out "$RUNS/$folder"
         record "$folder/$strategy/seed$seed"
     done
