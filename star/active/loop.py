@@ -77,7 +77,6 @@ from star.config import (
     StarConfig,
     as_begun,
     config_text,
-    default_keys,
     flatten,
     saved_keys,
 )
@@ -124,16 +123,15 @@ def total_rounds(config: StarConfig) -> int:
 
 
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
-    """A run resumes only under the config it started with. A key added to STAR since is no
-    difference at the value that did what the run did (`saved_keys`, which `as_begun` gives
-    it), nor at its default; nor is a new name (`NAMES_ONLY`)."""
+    """A run resumes only under the config it started with, read with every key added to STAR
+    since at the value that did what the run did (`saved_keys`; `as_begun` resumes it so); a
+    new name (`NAMES_ONLY`) is no difference."""
     saved = folder.read_config()
     if saved is None:
         return
-    written, before, now = flatten(saved), saved_keys(saved), flatten(config.model_dump())
-    added = {key for key in now.keys() - written.keys() if now[key] == default_keys().get(key)}
-    compared = (written.keys() | (now.keys() - added)) - NAMES_ONLY
-    changed = sorted(key for key in compared if before.get(key) != now.get(key))
+    before, now = saved_keys(saved), flatten(config.model_dump())
+    changed = sorted(key for key in (before.keys() | now.keys()) - NAMES_ONLY
+                     if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
                           f"(differs in: {', '.join(changed)}); choose another --out")
