@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(plan)
     plan.set_defaults(func=cmd_plan)
 
-    demo = commands.add_parser("demo", help="random vs me-star on a generated task, offline")
+    demo = commands.add_parser("demo", help="random vs the default strategy on a generated task, offline")
     demo.add_argument("--out", default="runs/demo")
     add_set(demo)
     demo.set_defaults(func=cmd_demo)
