@@ -411,7 +411,8 @@ class StarConfig(Section):
     bandit: BanditConfig = BanditConfig()
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` ("train.lr") in a nested config tree, making its sections as needed."""
     keys = dotted.split(".")
     node = tree
     for key in keys[:-1]:
@@ -422,7 +423,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     current = node.get(keys[-1])
     if isinstance(current, dict) and isinstance(value, dict):
         for key, inner in value.items():  # `train={lr: 1e-4}` changes lr, keeps the rest
-            _set_dotted(current, str(key), inner)
+            set_dotted(current, str(key), inner)
     else:
         node[keys[-1]] = value
 
@@ -480,7 +481,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
     for text in overrides:
         key, value = parse_override(text)
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     try:
         config = StarConfig.model_validate(tree)
     except ValidationError as exc:
@@ -535,7 +536,7 @@ def as_begun(config: StarConfig, saved: dict[str, Any]) -> tuple[StarConfig, lis
         return config, []
     tree = config.model_dump()
     for key in taken:
-        _set_dotted(tree, key, EARLIER[key])
+        set_dotted(tree, key, EARLIER[key])
     return StarConfig.model_validate(tree), taken
 
 

@@ -17,7 +17,13 @@ from star.active.learning_curve import auc
 from star.active.runfolder import RunFolder
 from star.config import StarConfig
 from star.errors import ConfigError
-from star.results.setups import file_stem, fold_switches, name_setups, setup_key
+from star.results.setups import (
+    file_stem,
+    fold_switches,
+    name_setups,
+    settle_picking_keys,
+    setup_key,
+)
 from star.results.summary import calibration_rows, collect_runs, summarize
 from star.results.tables import calibration_tables, results_table
 from star.tools.cli import main
@@ -426,3 +432,47 @@ def test_a_run_from_before_a_key_groups_with_runs_that_do_what_it_did():
     runs = [{"strategy": "me", "config": old}, {"strategy": "me", "config": new}]
     fold_switches(runs, ["guard.select_with"])
     assert [run["strategy"] for run in runs] == ["me guard.select_with=handed", "me"]
+
+
+def test_a_run_that_picks_without_the_model_joins_the_runs_that_do(tmp_path):
+    """`guard.select_with` says which model scores the pool: random and typiclust read no
+    scores, so their runs join the runs that do, whichever value those hold; where those hold
+    both values, or differ in another key, a run keeps its own. Runs that pick with the model
+    (a measure, or auto's arms) are never changed."""
+    new = StarConfig().model_dump()
+    old = deepcopy(new)
+    del old["guard"]["select_with"]  # read as `handed`
+    pinned = deepcopy(new)
+    pinned["guard"]["select_with"] = "handed"
+    other = deepcopy(new)
+    other["train"]["balance"] = "classes"
+
+    def settled(*runs: tuple[str, dict[str, Any]]) -> list[tuple[str, str]]:
+        listed = [{"task": "SST-2", "strategy": strategy, "config": deepcopy(config)}
+                  for strategy, config in runs]
+        settle_picking_keys(listed)
+        for run, (_, config) in zip(listed, runs, strict=True):
+            if run["strategy"] not in ("random", "typiclust"):
+                assert run["config"] == config
+        return [setup_key(run) for run in listed]
+
+    random_old, me_new = settled(("random", old), ("me", new))
+    assert random_old == me_new
+    typiclust_new, auto_old = settled(("typiclust", new), ("auto", old))
+    assert typiclust_new == auto_old
+    random_old, me_new, me_pinned = settled(("random", old), ("me", new), ("me", pinned))
+    assert random_old == me_pinned != me_new
+    random_new, me_new, me_pinned = settled(("random", new), ("me", new), ("me", pinned))
+    assert random_new == me_new != me_pinned
+    random_new, me_other = settled(("random", new), ("me", other))
+    assert random_new != me_other and random_new == setup_key({"task": "SST-2", "config": new})
+    auto_new, me_old = settled(("auto", new), ("me", old))
+    assert auto_new != me_old
+
+    root = tmp_path / "runs"
+    for strategy, config in (("random", old), ("me", new)):
+        config = {**config, "strategy": strategy, "task": {**config["task"], "name": "sst2"},
+                  "loop": {**config["loop"], "budget": 8}}
+        make_run(root / strategy, config,
+                 [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "selected_ids": []}], auc=0.5)
+    assert len({run["setup"] for run in collect_runs(root)}) == 1

@@ -15,8 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from star.active.strategies import switched_row
-from star.config import EARLIER, default_keys, saved_keys
+from star.active.strategies import STRATEGIES, strategy_of, switched_row
+from star.config import EARLIER, default_keys, saved_keys, set_dotted
 from star.errors import ConfigError, DataError
 
 VARIED = ("strategy", "seed")
@@ -27,6 +27,9 @@ SHORT = 24
 """Longest value shown in a setup's name; longer ones are cut."""
 MOST_KEYS = 3
 """Most keys besides the model a setup's name shows; summary.json keeps them all."""
+PICKING_KEYS = ("guard.select_with",)
+"""Keys that only say which model scores the pool for the next batch: immaterial to a strategy
+that picks without the model (random, typiclust), so its runs join the runs that do."""
 ONE_VALUE = "a switch is a key of one plain value (a word, a number, true or false)"
 """Why `--switches` refuses lists and mappings: a row's name holds one value."""
 
@@ -83,6 +86,38 @@ def setup_config(run: dict[str, Any]) -> dict[str, Any]:
     run and a new one with the same settings are one setup."""
     resolved = saved_keys(run.get("config") or {})
     return {key: value for key, value in resolved.items() if key not in VARIED}
+
+
+def picks_with_model(strategy: str) -> bool:
+    """Whether a strategy's picks read the model's scores: a measure, or a bandit over arms
+    (an unknown name, from a run made by another version, counts as reading them)."""
+    known = STRATEGIES.get(strategy_of(strategy))
+    return known is None or known.measure is not None or known.bandit
+
+
+def settle_picking_keys(runs: list[dict[str, Any]]) -> None:
+    """A run of a strategy that picks without the model takes, for `PICKING_KEYS`, the values
+    that the runs of its task picking with the model hold where all other keys agree, if they
+    hold one set of values: a `random` run saved before `guard.select_with` (read as `handed`)
+    is then the baseline of new runs under the default `trained`. Where those runs hold
+    several sets, or there are none, the run keeps its own (and groups by it)."""
+    def rest(run: dict[str, Any]) -> tuple[str, str]:
+        config = setup_config(run)
+        return run["task"], json.dumps({key: value for key, value in config.items()
+                                        if key not in PICKING_KEYS}, sort_keys=True)
+
+    held: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for run in runs:
+        if picks_with_model(run["strategy"]):
+            config = setup_config(run)
+            held[rest(run)].add(json.dumps([config[key] for key in PICKING_KEYS]))
+    for run in runs:
+        values = held.get(rest(run), set())
+        if not picks_with_model(run["strategy"]) and len(values) == 1:
+            config = copy.deepcopy(run.get("config") or {})
+            for key, value in zip(PICKING_KEYS, json.loads(values.pop()), strict=True):
+                set_dotted(config, key, value)
+            run["config"] = config
 
 
 def setup_key(run: dict[str, Any]) -> tuple[str, str]:

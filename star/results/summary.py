@@ -27,7 +27,13 @@ from star.results.savings import (
     labels_saved,
     pooled_sd,
 )
-from star.results.setups import fold_switches, name_setups, refuse_duplicates, setup_key
+from star.results.setups import (
+    fold_switches,
+    name_setups,
+    refuse_duplicates,
+    settle_picking_keys,
+    setup_key,
+)
 from star.results.significance import detectable_difference, paired
 from star.seeding import numpy_rng
 
@@ -35,7 +41,8 @@ from star.seeding import numpy_rng
 def collect_runs(root: Path, switches: list[str] | None = None) -> list[dict[str, Any]]:
     """Every finished run below `root` (folders holding results.json and config.yaml), each
     with its setup (see `setups.py`); the config keys in `switches` are compared as if they
-    were strategies (`fold_switches`).
+    were strategies (`fold_switches`); a run that picks without the model joins the runs
+    that pick with it whichever model they pick with (`settle_picking_keys`).
 
     A run stopped before its labeling budget is left out, with a line saying so: its AUC
     covers fewer rounds and would drag its strategy's mean. A run without a test set has no
@@ -56,6 +63,7 @@ def collect_runs(root: Path, switches: list[str] | None = None) -> list[dict[str
         results["config"] = config
         results["task"] = task_display_name(results["task"])  # runs before titles: "obqa"
         runs.append(results)
+    settle_picking_keys(runs)
     fold_switches(runs, switches or [])
     name_setups(runs)
     refuse_duplicates(runs)
