@@ -470,9 +470,9 @@ def test_a_run_that_picks_without_the_model_joins_the_runs_that_do(tmp_path):
     assert auto_new != me_old
 
     root = tmp_path / "runs"
-    for strategy, config in (("random", old), ("me", new)):
-        config = {**config, "strategy": strategy, "task": {**config["task"], "name": "sst2"},
-                  "loop": {**config["loop"], "budget": 8}}
-        make_run(root / strategy, config,
+    for strategy, seed, config in (("random", 0, old), ("random", 1, old), ("me", 0, new)):
+        config = {**config, "strategy": strategy, "seed": seed, "loop": {**config["loop"],
+                  "budget": 8}, "task": {**config["task"], "name": "sst2"}}
+        make_run(root / strategy / f"seed{seed}", config,
                  [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "selected_ids": []}], auc=0.5)
     assert len({run["setup"] for run in collect_runs(root)}) == 1

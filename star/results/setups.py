@@ -115,7 +115,7 @@ def settle_picking_keys(runs: list[dict[str, Any]]) -> None:
         values = held.get(rest(run), set())
         if not picks_with_model(run["strategy"]) and len(values) == 1:
             config = copy.deepcopy(run.get("config") or {})
-            for key, value in zip(PICKING_KEYS, json.loads(values.pop()), strict=True):
+            for key, value in zip(PICKING_KEYS, json.loads(next(iter(values))), strict=True):
                 set_dotted(config, key, value)
             run["config"] = config
 
