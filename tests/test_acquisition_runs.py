@@ -162,6 +162,9 @@ def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrid
         assert results["rounds"][k]["pool_uncertainty"] == pytest.approx(
             np.mean([s["full"] for s in scores]))  # the overall uncertainty of the pool
         ranked = [s["id"] for s in sorted(scores, key=lambda s: -s["score"])]
+        if strategy == "bald-star":  # μ_b is the base model's predictive entropy: BALD over
+            # its one pass (no dropout) would be 0 for every example
+            assert min(s["base"] for s in scores) > 0
         if strategy.endswith(("+kcenter", "+badge")):
             assert chosen <= set(ranked[:16])  # among the candidates · step most uncertain
             assert chosen != set(ranked[:8])  # diversity changed the batch

@@ -167,21 +167,29 @@ def test_typiclust_warm_start_and_rounds_take_typiclusts_picks(tiny_overrides, t
 
 def test_typiclust_me_star_mixes_typicality_by_lambda(tiny_overrides, tmp_path):
     """Round 1 mixes μ_f with the typicality of the base model's clusters in μ_b's place, at
-    λ = 1 − 0.1·(t+1): 0.9, then 0.8."""
+    λ = 1 − 0.1·(t+1): 0.9, then 0.8; its scores are 0.9·minmax(typicality) + 0.1·minmax(μ_f)."""
     out = tmp_path / "typiclust-me-star"
-    assert main(run_argv(out, "typiclust-me-star", tiny_overrides)) == 0
+    # 16 clusters of a 60-example pool hold under 6 each: with the default minimum all would be
+    # outliers, scoring 0, and typicality would not show in the mix
+    settings = [*tiny_overrides, "selection.min_cluster_size=0"]
+    assert main(run_argv(out, "typiclust-me-star", settings)) == 0
     results = results_of(out)
     assert results["lambda"] == {"1": pytest.approx(0.9), "2": pytest.approx(0.8)}
     pool, hidden = pool_of(out), base_hidden(out)
     labeled = np.zeros(POOL, dtype=bool)
     labeled[positions_of(pool, results["rounds"][0]["selected_ids"])] = True
-    clusters = cluster_pool(hidden, labeled, STEP, rng=numpy_rng(0, 1, "typiclust"))
+    clusters = cluster_pool(hidden, labeled, STEP, rng=numpy_rng(0, 1, "typiclust"), min_size=0)
     rows = read_jsonl(out / "rounds" / "1" / "scores.jsonl")
     free = positions_of(pool, [row["id"] for row in rows])
     # the clusters of labeled examples score 0 and each uncovered one's best 1: min-max over the
     # unlabeled pool leaves them as they are
     assert [row["base"] for row in rows] == pytest.approx(
         typical_scores(clusters, labeled)[free].tolist(), abs=1e-12)
+    base, full = (np.array([row[key] for row in rows]) for key in ("base", "full"))
+    assert np.ptp(base) > 0  # typicality speaks
+    spread = [(v - v.min()) / (v.max() - v.min()) for v in (base, full)]
+    np.testing.assert_allclose([row["score"] for row in rows],
+                               0.9 * spread[0] + 0.1 * spread[1], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(("strategy", "settings"), [

@@ -57,6 +57,33 @@ def test_balance_changes_training_only_when_the_labels_are_lopsided(lora_setup):
     assert not same(trained("none", lopsided), trained("classes", lopsided))
 
 
+def test_each_item_trains_with_its_own_class_weight(lora_setup, monkeypatch):
+    """6 'yes' and 2 'no': every 'yes' weighs 8 / (2 · 6) = 2/3 and every 'no' 8 / (2 · 2) = 2
+    in every batch the loss sees, whatever order the batches take them in."""
+    from star.model import training
+
+    config, task, loaded = lora_setup
+    examples = [e for e in task.train if e.gold == "yes"][:6] + \
+        [e for e in task.train if e.gold == "no"][:2]
+    gold = {tuple(encode(loaded.tokenizer, e.prompt, e.response, max_length=64,
+                         add_eos=False).inputs): e.gold for e in examples}
+    assert len(gold) == 8
+    seen: list[tuple[str, float]] = []
+
+    def spy(loaded, items, *, tokens=None, weights=None):
+        seen.extend((gold[tuple(item.inputs)], weight)
+                    for item, weight in zip(items, weights, strict=True))
+        return answer_loss(loaded, items, tokens=tokens, weights=weights)
+
+    monkeypatch.setattr(training, "answer_loss", spy)
+    train = config.train.model_copy(update={"balance": "classes", "batch_size": 3})
+    train_adapter(loaded, task, examples, config=train, weight_decay_b=0.0, seed=0,
+                  round_index=1, max_length=64)
+    assert len(seen) == 8 * train.epochs
+    for label, weight in seen:
+        assert weight == pytest.approx({"yes": 2 / 3, "no": 2.0}[label], abs=1e-12)
+
+
 def test_a_run_with_lopsided_labels_and_the_unweighted_loss_says_so_once(
         tiny_model_dir, tmp_path, capsys):
     """A pool of 44 'yes' and 4 'no': the warm start of 8 and the next batch hold at most one

@@ -180,19 +180,32 @@ def test_weight_decay_reaches_only_lora_b(setup):
     assert len(decayed) == len(plain) == 2 * 7
 
 
-def test_weight_decay_shrinks_b_by_the_adamw_rule(setup):
+@pytest.mark.parametrize("fused", [False, True])  # train_adapter fuses on CPU and CUDA
+def test_weight_decay_shrinks_b_by_the_adamw_rule(setup, fused):
+    """B = 0.5 everywhere (LoRA starts it at 0, which any decay leaves at 0), zero gradients:
+    one AdamW step of lr 0.1 and decay 0.5 gives B = 0.5 · (1 − 0.1 · 0.5) = 0.475; A keeps
+    its values."""
     _config, _task, loaded = setup
     _b_name, b_param = next((n, p) for n, p in loaded.model.named_parameters() if "lora_B" in n)
     a_param = next(p for n, p in loaded.model.named_parameters() if "lora_A" in n)
     for p in loaded.model.parameters():
         p.grad = None
     before_b, before_a = b_param.detach().clone(), a_param.detach().clone()
-    optimizer = torch.optim.AdamW(optimizer_groups(loaded.model, 0.5), lr=0.1)
-    b_param.grad = torch.zeros_like(b_param)
-    a_param.grad = torch.zeros_like(a_param)
-    optimizer.step()
-    assert torch.allclose(b_param, before_b * (1 - 0.1 * 0.5))  # decoupled decay only
-    assert torch.equal(a_param, before_a)
+    try:
+        with torch.no_grad():
+            b_param.fill_(0.5)
+        optimizer = torch.optim.AdamW(optimizer_groups(loaded.model, 0.5), lr=0.1, fused=fused)
+        b_param.grad = torch.zeros_like(b_param)
+        a_param.grad = torch.zeros_like(a_param)
+        optimizer.step()
+        assert torch.allclose(b_param, torch.full_like(b_param, 0.475))  # decoupled decay only
+        assert torch.equal(a_param, before_a)
+    finally:
+        with torch.no_grad():
+            b_param.copy_(before_b)
+            a_param.copy_(before_a)
+        for p in loaded.model.parameters():
+            p.grad = None
 
 
 @pytest.mark.parametrize(("warmup_ratio", "factors"), [
