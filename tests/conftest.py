@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import signal
 from pathlib import Path
@@ -44,6 +46,29 @@ def MC_MASKS(seed: int = 0) -> torch.Generator:
     from star.seeding import torch_generator
 
     return torch_generator(seed, 1, "mc_dropout")
+
+
+def refuse_writes_below(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make creating a folder or writing a file below `folder` fail as a read-only folder
+    makes it fail (EACCES). The OS does this only for users other than root, and these tests
+    run as root in CI, so the refusal is made here, the same for every user."""
+    real_mkdir, real_open = Path.mkdir, Path.open
+
+    def refused(path: Path) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def mkdir(self: Path, *args, **kwargs):
+        if folder in self.parents and not self.exists():
+            raise refused(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(self: Path, mode: str = "r", *args, **kwargs):
+        if folder in self.parents and set(mode) & set("wax+"):
+            raise refused(self)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(Path, "open", open_)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:

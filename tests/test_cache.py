@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 
 import numpy as np
@@ -18,10 +17,12 @@ from star.active import scorer
 from star.active.scorer import Scoring, base_score_cache, base_scores, score_examples
 from star.config import load_config
 from star.data.sources import load_task
+from star.errors import ConfigError
+from star.files import check_cache_folder
 from star.model import training
 from star.model.loading import load_model
 from star.tools.cli import main
-from tests.conftest import toy_records, write_jsonl
+from tests.conftest import refuse_writes_below, toy_records, write_jsonl
 
 SCORING = Scoring("me", batch_size=16, max_length=64, part_size=8)
 
@@ -240,18 +241,21 @@ def test_an_unusable_cache_folder_is_refused_before_round_0(tiny_overrides, tmp_
     assert not (out / "rounds").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the file "
-                    "cases above cover an unusable cache folder here")
 def test_a_read_only_cache_folder_is_refused(tiny_overrides, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o500)
+    made = folder / "made-before"  # a folder that exists: only writing into it can tell
+    made.mkdir(parents=True)
+    refuse_writes_below(monkeypatch, folder)
     monkeypatch.setenv("STAR_CACHE_DIR", str(folder))
-    try:
-        assert main(run_argv(tmp_path / "run", "me-star", tiny_overrides)) == 2
-    finally:
-        folder.chmod(0o700)
-    assert "cache folder" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(run_argv(out, "me-star", tiny_overrides)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"star: error: cache folder '{folder}") and err.count("\n") == 1
+    assert err.endswith("is not usable (Permission denied); set STAR_CACHE_DIR to a writable "
+                        "folder\n")
+    assert not (out / "rounds").exists()
+    with pytest.raises(ConfigError, match="is not usable"):
+        check_cache_folder(made)
 
 
 # -- λ(t) and β in a run -----------------------------------------------------------------------

@@ -6,12 +6,10 @@ what to fix (the file and line, the key, the folder).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from star.tools.cli import main
-from tests.conftest import toy_records, write_jsonl
+from tests.conftest import refuse_writes_below, toy_records, write_jsonl
 
 
 def sets(overrides: list[str]) -> list[str]:
@@ -104,17 +102,12 @@ def test_out_under_a_file(tiny_overrides, tmp_path, capsys):
     assert f"cannot create run folder '{parent / 'run'}'" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the "
-                    "folder-under-a-file case covers unwritable --out here")
-def test_out_in_a_read_only_folder(tiny_overrides, tmp_path, capsys):
+def test_out_in_a_read_only_folder(tiny_overrides, tmp_path, capsys, monkeypatch):
     parent = tmp_path / "locked"
     parent.mkdir()
-    parent.chmod(0o500)
-    try:
-        err = one_line_error(capsys, run_argv(parent / "run", tiny_overrides))
-    finally:
-        parent.chmod(0o700)
-    assert "cannot create run folder" in err
+    refuse_writes_below(monkeypatch, parent)
+    err = one_line_error(capsys, run_argv(parent / "run", tiny_overrides))
+    assert f"cannot create run folder '{parent / 'run'}': Permission denied" in err
 
 
 def test_empty_config_in_an_existing_run_folder(tiny_overrides, tmp_path, capsys):
