@@ -447,7 +447,7 @@ def test_bench_reports_every_required_figure(tiny_overrides, tmp_path):
     assert "where the time goes" in format_table(figures)
 
 
-def test_bf16_fp32_agreement_by_hand(setup):
+def test_bf16_fp32_agreement_reads_a_bf16_model_and_its_fp32_twin(setup):
     """The bench's bf16-vs-fp32 figures from a model computing in bf16 and its fp32 twin:
     the share of the top `loop.step` ME scores both pick, and the Spearman of the two lists."""
     from scipy.stats import rankdata
@@ -475,3 +475,20 @@ def test_bf16_fp32_agreement_by_hand(setup):
     # Spearman: Pearson's r of the ranks, tied scores (bf16 rounding makes some) sharing
     # their mean rank
     assert rho == pytest.approx(np.corrcoef(rankdata(low), rankdata(high))[0, 1], abs=1e-12)
+
+
+def test_bf16_fp32_agreement_on_scores_worked_by_hand(setup, monkeypatch):
+    """bf16 ME scores [0.9, 0.8, 0.7, 0.1], fp32 [0.9, 0.1, 0.8, 0.7], step 2: the top 2 are
+    {0, 1} and {0, 2}, overlap 1/2; ranks 4 3 2 1 against 4 1 3 2 differ by 0, 2, 1, 1, so
+    Spearman's ρ = 1 − 6 · 6 / (4 · (4² − 1)) = 0.4."""
+    from star.tools import bench
+
+    config, task, loaded = setup
+    twin = object()
+    scores = {id(loaded): np.array([0.9, 0.8, 0.7, 0.1]), id(twin): np.array([0.9, 0.1, 0.8, 0.7])}
+    monkeypatch.setattr(bench, "score_examples",
+                        lambda model, task, pool, scoring: (scores[id(model)],))
+    two = config.model_copy(update={"loop": config.loop.model_copy(update={"step": 2})})
+    overlap, rho = bench.bf16_fp32_agreement(two, task, loaded, twin, size=4)
+    assert overlap == 0.5
+    assert rho == pytest.approx(0.4, abs=1e-12)
