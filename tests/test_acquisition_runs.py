@@ -149,7 +149,21 @@ def test_generation_keeps_the_prompts_last_hidden_state(lora_number_setup):
 
 @pytest.mark.parametrize("strategy", ["margin", "bald-star", "me+kcenter", "lc+badge",
                                       "margin+power"])
-def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrides, tmp_path):
+def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrides, tmp_path,
+                                                         monkeypatch):
+    from star.active import strategies
+
+    chosen_by_rule: list[np.ndarray] = []  # each round's picks by k-center or BADGE, into the
+    # shortlist of the 16 highest scores
+
+    def spying_on(rule):
+        def spy(*args, **kwargs):
+            chosen_by_rule.append(rule(*args, **kwargs))
+            return chosen_by_rule[-1]
+        return spy
+
+    for name in ("kcenter_greedy", "badge"):
+        monkeypatch.setattr(strategies, name, spying_on(getattr(strategies, name)))
     out = tmp_path / "run"
     assert main(["run", "--strategy", strategy, "--out", str(out),
                  *sets([*tiny_overrides, "selection.candidates=2"])]) == 0
@@ -168,6 +182,7 @@ def test_each_kind_of_strategy_runs_and_picks_by_its_rule(strategy, tiny_overrid
         if strategy.endswith(("+kcenter", "+badge")):
             assert chosen <= set(ranked[:16])  # among the candidates · step most uncertain
             assert chosen != set(ranked[:8])  # diversity changed the batch
+            assert chosen == {ranked[i] for i in chosen_by_rule[k - 1]}  # the rule's picks
         if strategy.endswith("+kcenter"):
             assert ranked[0] in chosen  # the greedy starts from the most uncertain
         if get_strategy(strategy).rule == "top":
