@@ -407,7 +407,7 @@ class Experiment:
         its trained adapter to pick the next batch: the base model handed out, `guard.select_with:
         trained`, and a strategy that scores with the model (random and typiclust alone do not)."""
         return (handed == BASE and self.config.guard.select_with == "trained"
-                and any(chooser.measure is not None for chooser in self.choosers))
+                and any(chooser.reads_model for chooser in self.choosers))
 
     @contextmanager
     def selecting(self) -> Iterator[None]:

@@ -55,6 +55,12 @@ class Strategy:
     across the figures of one report."""
 
     @property
+    def reads_model(self) -> bool:
+        """Whether its picks read the model's scores: a measure, or a bandit over arms that
+        may (random and typiclust alone pick without the model being trained)."""
+        return self.measure is not None or self.bandit
+
+    @property
     def in_table1(self) -> bool:
         """Table 1 (main results): random, each plain measure, and each measure with STAR."""
         switches = (self.dynamic, self.mc_dropout, self.l2_on_b)

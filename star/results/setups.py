@@ -89,10 +89,10 @@ def setup_config(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def picks_with_model(strategy: str) -> bool:
-    """Whether a strategy's picks read the model's scores: a measure, or a bandit over arms
-    (an unknown name, from a run made by another version, counts as reading them)."""
+    """`Strategy.reads_model` of a report row's strategy; an unknown name, from a run made by
+    another version, counts as reading the model."""
     known = STRATEGIES.get(strategy_of(strategy))
-    return known is None or known.measure is not None or known.bandit
+    return known is None or known.reads_model
 
 
 def settle_picking_keys(runs: list[dict[str, Any]]) -> None:
@@ -101,21 +101,20 @@ def settle_picking_keys(runs: list[dict[str, Any]]) -> None:
     hold one set of values: a `random` run saved before `guard.select_with` (read as `handed`)
     is then the baseline of new runs under the default `trained`. Where those runs hold
     several sets, or there are none, the run keeps its own (and groups by it)."""
-    def rest(run: dict[str, Any]) -> tuple[str, str]:
+    keys, picking = [], []
+    for run in runs:
         config = setup_config(run)
-        return run["task"], json.dumps({key: value for key, value in config.items()
-                                        if key not in PICKING_KEYS}, sort_keys=True)
-
+        keys.append((run["task"], json.dumps({key: value for key, value in config.items()
+                                              if key not in PICKING_KEYS}, sort_keys=True)))
+        picking.append(json.dumps([config[key] for key in PICKING_KEYS]))
     held: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for run in runs:
+    for run, rest, values in zip(runs, keys, picking, strict=True):
         if picks_with_model(run["strategy"]):
-            config = setup_config(run)
-            held[rest(run)].add(json.dumps([config[key] for key in PICKING_KEYS]))
-    for run in runs:
-        values = held.get(rest(run), set())
-        if not picks_with_model(run["strategy"]) and len(values) == 1:
+            held[rest].add(values)
+    for run, rest in zip(runs, keys, strict=True):
+        if not picks_with_model(run["strategy"]) and len(held[rest]) == 1:
             config = copy.deepcopy(run.get("config") or {})
-            for key, value in zip(PICKING_KEYS, json.loads(next(iter(values))), strict=True):
+            for key, value in zip(PICKING_KEYS, json.loads(next(iter(held[rest]))), strict=True):
                 set_dotted(config, key, value)
             run["config"] = config
 
