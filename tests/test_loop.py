@@ -85,6 +85,53 @@ def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
     assert star(["run", "--out", str(out), "--strategy", "random", *renamed]) == 0  # a name only
 
 
+def kept_adapters(out) -> dict[str, list[str]]:
+    """Round -> the adapter folders its round folder still holds."""
+    return {k.name: sorted(p.name for p in k.iterdir() if p.name.endswith("adapter"))
+            for k in sorted((out / "rounds").iterdir()) if any(k.glob("*adapter"))}
+
+
+def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
+        tiny_overrides, tmp_path, monkeypatch):
+    """`loop.keep_adapters: last` deletes a round's adapters (the one handed out and the one
+    the guard kept to pick with) only once the next round is recorded: a run stopped in between
+    resumes from them, and its numbers are those of a run that kept them all."""
+    from star.active import loop, prompt_guard
+    from star.active.runfolder import RunFolder
+    from star.errors import DataError
+
+    monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: prompt_guard.BASE)
+    settings = [*tiny_overrides, "loop.budget=32", "guard.folds=2", "guard.max_labels=16",
+                "guard.min_per_class=0"]  # rounds 0 and 1 hand out the base model
+    args = ["--strategy", "me", "--seed", "1"]
+    kept, pruned = tmp_path / "all", tmp_path / "last"
+    assert star(["run", "--out", str(kept), *args, *sets(settings)]) == 0
+    assert kept_adapters(kept) == {"0": ["adapter", "trained_adapter"],
+                                   "1": ["adapter", "trained_adapter"], "2": ["adapter"],
+                                   "3": ["adapter"]}
+    train = loop.Experiment.train
+
+    def stop_in_round_2(self, k, labels):
+        if k == 2:
+            raise KeyboardInterrupt
+        return train(self, k, labels)
+
+    last = sets([*settings, "loop.keep_adapters=last"])
+    with monkeypatch.context() as stopped:
+        stopped.setattr(loop.Experiment, "train", stop_in_round_2)
+        assert star(["run", "--out", str(pruned), *args, *last]) == 130
+    assert kept_adapters(pruned) == {"1": ["adapter", "trained_adapter"]}
+    assert star(["run", "--out", str(pruned), *args, *last]) == 0
+    assert kept_adapters(pruned) == {"3": ["adapter"]}
+    a, b = (json.loads((out / "results.json").read_text()) for out in (kept, pruned))
+    assert [r["selected_ids"] for r in a["rounds"]] == [r["selected_ids"] for r in b["rounds"]]
+    assert [r["accuracy"] for r in a["rounds"]] == pytest.approx([r["accuracy"] for r in b["rounds"]])
+    with pytest.raises(DataError, match="keeps only its last round's"):
+        RunFolder(pruned).saved_adapter(2)
+    # The key changes no number: a run goes on under either value.
+    assert star(["run", "--out", str(kept), *args, *last]) == 0
+
+
 def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert star(["compare", "none.yaml", "--out", str(out)]) == 2  # missing config: one line

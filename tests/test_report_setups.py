@@ -434,6 +434,19 @@ def test_a_run_from_before_a_key_groups_with_runs_that_do_what_it_did():
     assert [run["strategy"] for run in runs] == ["me guard.select_with=handed", "me"]
 
 
+def test_keys_that_change_no_number_split_no_setup():
+    """A run that kept only its last adapter, or was renamed, is of the setup of one that kept
+    them all; a key that changes numbers still splits."""
+    kept = StarConfig().model_dump()
+    pruned, renamed, other = deepcopy(kept), deepcopy(kept), deepcopy(kept)
+    pruned["loop"]["keep_adapters"] = "last"
+    renamed["task"]["title"] = "Reviews"
+    other["loop"]["step"] += 1
+    key = {name: setup_key({"task": "SST-2", "config": config}) for name, config in
+           (("kept", kept), ("pruned", pruned), ("renamed", renamed), ("other", other))}
+    assert key["kept"] == key["pruned"] == key["renamed"] != key["other"]
+
+
 def test_a_run_that_picks_without_the_model_joins_the_runs_that_do(tmp_path):
     """`guard.select_with` says which model scores the pool: random and typiclust read no
     scores, so their runs join the runs that do, whichever value those hold; where those hold

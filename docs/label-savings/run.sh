@@ -4,7 +4,9 @@
 # $STUDY_DOCS/runs, which is committed: a finished run reopens from its records alone (config,
 # results with every round's selected ids, label journal, test predictions, noise retrains),
 # so the study goes on on another machine and every number traces to the run that gave it.
-# Left out of the records: adapters (75 MB a round here), batches and pool scores.
+# Left out of the records: adapters (75 MB a round here; each run keeps only its last round's,
+# `loop.keep_adapters: last`, or 200 runs of ten rounds would fill the disk), batches and pool
+# scores.
 # Runs go to $STUDY_RUNS (default runs/savings); TREC-6's data to runs/data (make_data.py).
 # STUDY_PART=all adds issue 34's study (part 3, about 30 h as measured); the default runs parts 1 and 2.
 # Needs the shared data in ../shared/data (set the presets' task.data_dir for your own copy).
@@ -20,27 +22,18 @@ STAR=(.venv/bin/python -m star)  # the star package of this checkout, also from 
 # belong to (parts 1 and 2, and part 3's skewed pool) keep doing so; TREC-6 and balanced SST-2,
 # begun after it, pick with the adapter the round trained, the default (README "Small budgets").
 HANDED=(--set guard.select_with=handed)
+KEEP=(--set loop.keep_adapters=last)  # changes no number: runs begun without it go on with it
 RUNS=$(realpath -m "${STUDY_RUNS:-runs/savings}")
 DOCS=${STUDY_DOCS:-docs/label-savings}
 RECORDS=$(realpath -m "$DOCS/runs")
 SEEDS=0,1,2,3,4,5,6,7,8,9
 mkdir -p "$RUNS" "$RECORDS"
 
-# record FOLDER: the records of every finished run below FOLDER (of $RUNS) into $RECORDS, and
-# each run's adapters but its last round's deleted (75 MB each: ten rounds of 200 runs would
-# fill the disk; a run resumes from its last round alone and reopens from its records).
+# record FOLDER: the records of every finished run below FOLDER (of $RUNS) into $RECORDS.
 record() {
   (cd "$RUNS" && find "$1" -type f \( -name config.yaml -o -name results.json \
     -o -name labels.jsonl -o -name predictions.jsonl -o -name noise.json \) \
     -exec cp --parents -u -t "$RECORDS" {} +)
-  local run last round
-  while IFS= read -r run; do
-    [ -d "$run/rounds" ] || continue
-    last=$(find "$run/rounds" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
-    for round in "$run"/rounds/*; do
-      [ "${round##*/}" = "$last" ] || rm -rf "$round/adapter" "$round/trained_adapter"
-    done
-  done < <(find "$RUNS/$1" -name results.json -printf '%h\n')
 }
 # The study's data (make_data.py): skewed SST-2 from the shared data; TREC-6 from the files its
 # docstring says how to get, into runs/trec-src.
@@ -56,7 +49,7 @@ record() {
 small() {  # config, folder, then --set overrides
     local config=$1 out=$2; shift 2
     "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 \
-        "${HANDED[@]}" "$@" --out "$RUNS/$out"
+        "${HANDED[@]}" "${KEEP[@]}" "$@" --out "$RUNS/$out"
     record "$out"
 }
 small configs/savings-sst2.yaml sweep/preset --set guard.folds=0
@@ -95,7 +88,7 @@ study() {  # config, strategy, then optionally a subfolder for a variant and its
     if [ "$config" = savings-sst2-skewed ]; then picks=("${HANDED[@]}"); fi
     for seed in ${SEEDS//,/ }; do
         "${STAR[@]}" compare configs/$config.yaml --strategies "$strategy" --seeds "$seed" \
-            --set selection.shortlist=4 --set guard.max_labels=32 "${picks[@]}" "$@" \
+            --set selection.shortlist=4 --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "$@" \
             --out "$RUNS/$folder"
         record "$folder/$strategy/seed$seed"
     done

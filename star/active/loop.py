@@ -72,8 +72,8 @@ from star.active.stopping import stability, stopping_summary
 from star.active.strategies import Scores, Strategy, acquisition_scores, get_strategy, select_batch
 from star.active.typicality import Clusters, cluster_pool, typical_scores, typiclust, unit_rows
 from star.config import (
+    CHANGES_NO_NUMBER,
     EARLIER,
-    NAMES_ONLY,
     StarConfig,
     as_begun,
     config_text,
@@ -125,12 +125,12 @@ def total_rounds(config: StarConfig) -> int:
 def check_same_config(folder: RunFolder, config: StarConfig) -> None:
     """A run resumes only under the config it started with, read with every key added to STAR
     since at the value that did what the run did (`saved_keys`; `as_begun` resumes it so); a
-    new name (`NAMES_ONLY`) is no difference."""
+    key that changes no number (`CHANGES_NO_NUMBER`) is no difference."""
     saved = folder.read_config()
     if saved is None:
         return
     before, now = saved_keys(saved), flatten(config.model_dump())
-    changed = sorted(key for key in (before.keys() | now.keys()) - NAMES_ONLY
+    changed = sorted(key for key in (before.keys() | now.keys()) - CHANGES_NO_NUMBER
                      if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
@@ -340,6 +340,8 @@ class Experiment:
         self.results["stopping"] = stopping_summary(complete_rounds(self.results))
         self.results.update(self.forecast_advice(k, curve))
         self.folder.write_results(self.results)
+        if self.config.loop.keep_adapters == "last":  # only now: a resume needs round k's
+            self.folder.drop_adapters(before=k)
         accuracy = evaluation["accuracy"]
         shown = f"accuracy {accuracy:.4f}" if accuracy is not None else \
             f"agreement {evaluation['agreement']}"

@@ -11,7 +11,10 @@ rounds/<k>/scoring/<arm>/    `auto`: each arm's pass's parts, likewise
 rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected;
                              `auto`: id, score (a pick's q: the chance its draw chose it; 0
                              for the others), selected, and a pick's arm
-rounds/<k>/adapter/          the adapter trained in round k (PEFT save_pretrained)
+rounds/<k>/adapter/          the adapter round k hands out (PEFT save_pretrained)
+rounds/<k>/trained_adapter/  the adapter round k trained where it handed out the base model
+                             (`guard.select_with: trained`); `loop.keep_adapters: last` keeps
+                             both only for the last complete round
 rounds/<k>/predictions.jsonl id, prediction, gold, correct, confidence
 rounds/<k>/noise.json        `star noise`: round k's labels retrained under other training seeds
 base_hidden/<p>.npz          typiclust: the base model's hidden states over the pool, by part
@@ -91,6 +94,23 @@ class RunFolder:
         """The adapter round k trained where it handed out the base model instead, kept to pick
         the next batch (`guard.select_with: trained`)."""
         return self.round_dir(k) / "trained_adapter"
+
+    def saved_adapter(self, k: int) -> Path:
+        """Round k's adapter folder, or a `DataError` saying why it is missing."""
+        folder = self.adapter_dir(k)
+        if not folder.is_dir():
+            raise DataError(f"round {k}'s adapter '{folder}' is missing (a run under "
+                            "loop.keep_adapters: last keeps only its last round's)")
+        return folder
+
+    def drop_adapters(self, before: int) -> None:
+        """Delete the adapters of the rounds before `before` (`loop.keep_adapters: last`), each
+        of them, so that one left by a stop between a round's record and this call goes too."""
+        if not self.writes:
+            return
+        for k in range(before):
+            for folder in (self.adapter_dir(k), self.trained_adapter_dir(k)):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def batch_path(self, k: int) -> Path:
         return self.round_dir(k) / "batch.json"

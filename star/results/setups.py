@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from star.active.strategies import STRATEGIES, strategy_of, switched_row
-from star.config import EARLIER, default_keys, saved_keys, set_dotted
+from star.config import CHANGES_NO_NUMBER, EARLIER, default_keys, saved_keys, set_dotted
 from star.errors import ConfigError, DataError
 
 VARIED = ("strategy", "seed")
@@ -81,11 +81,13 @@ def fold_switches(runs: list[dict[str, Any]], keys: list[str]) -> None:
 
 
 def setup_config(run: dict[str, Any]) -> dict[str, Any]:
-    """The run's resolved config as dotted keys, without strategy and seed. A key added to STAR
-    since the run was made takes the value that did what the run did (`saved_keys`): an older
-    run and a new one with the same settings are one setup."""
+    """The run's resolved config as dotted keys, without strategy and seed, nor the keys that
+    change no number (`CHANGES_NO_NUMBER`). A key added to STAR since the run was made takes
+    the value that did what the run did (`saved_keys`): an older run and a new one with the
+    same settings are one setup."""
     resolved = saved_keys(run.get("config") or {})
-    return {key: value for key, value in resolved.items() if key not in VARIED}
+    return {key: value for key, value in resolved.items()
+            if key not in VARIED and key not in CHANGES_NO_NUMBER}
 
 
 def picks_with_model(strategy: str) -> bool:

@@ -95,7 +95,7 @@ def noise(run: Path, round_index: int | None, train_seeds: int) -> dict[str, Any
                                           "run_accuracy": entry["accuracy"], "retrains": []}
         previous = None
         if config.train.init == "continue" and k > 0:  # the run's round k started there
-            load_adapter(experiment.loaded.model, folder.adapter_dir(k - 1))
+            load_adapter(experiment.loaded.model, folder.saved_adapter(k - 1))
             previous = adapter_state(experiment.loaded.model)
         for part in range(len(record["retrains"]), train_seeds):
             seed = derived_seed(config.seed, k, "noise_train", part=part)

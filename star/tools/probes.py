@@ -97,7 +97,7 @@ def confidence_probe(config: StarConfig, out: Path, *, shots: int, run: Path | N
         if not results or not complete_rounds(results):
             raise DataError(f"'{run}' is not a run folder with a finished round")
         chosen = complete_rounds(results)[-1]["round"] if round_index is None else round_index
-        folder = RunFolder(run).adapter_dir(chosen)
+        folder = RunFolder(run).saved_adapter(chosen)
         load_adapter(loaded.model, folder)
         source = f"adapter of {folder}"
     else:
