@@ -94,9 +94,10 @@ def kept_adapters(out) -> dict[str, list[str]]:
 def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
         tiny_overrides, tmp_path, monkeypatch):
     """`loop.keep_adapters: last` deletes a round's adapters (the one handed out and the one
-    the guard kept to pick with) only once the next round is recorded: a run stopped in between
-    resumes from them, and its numbers are those of a run that kept them all."""
-    from star.active import loop, prompt_guard
+    the guard kept to pick with) only once the next round is recorded: a run stopped before
+    that resumes from them, one stopped after it deletes them when it goes on, and the numbers
+    are those of a run that kept them all."""
+    from star.active import prompt_guard
     from star.active.runfolder import RunFolder
     from star.errors import DataError
 
@@ -109,18 +110,27 @@ def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
     assert kept_adapters(kept) == {"0": ["adapter", "trained_adapter"],
                                    "1": ["adapter", "trained_adapter"], "2": ["adapter"],
                                    "3": ["adapter"]}
-    train = loop.Experiment.train
-
-    def stop_in_round_2(self, k, labels):
-        if k == 2:
-            raise KeyboardInterrupt
-        return train(self, k, labels)
-
     last = sets([*settings, "loop.keep_adapters=last"])
+    write_results, drop_adapters = RunFolder.write_results, RunFolder.drop_adapters
+
+    def stop_recording_round_2(folder, results):  # round 2's adapter saved, its record not
+        if len(results["rounds"]) == 3:
+            raise KeyboardInterrupt
+        write_results(folder, results)
+
+    def stop_before_dropping(folder, before):  # round 2 recorded, nothing dropped since
+        if before == 2:
+            raise KeyboardInterrupt
+        drop_adapters(folder, before)
+
     with monkeypatch.context() as stopped:
-        stopped.setattr(loop.Experiment, "train", stop_in_round_2)
+        stopped.setattr(RunFolder, "write_results", stop_recording_round_2)
         assert star(["run", "--out", str(pruned), *args, *last]) == 130
-    assert kept_adapters(pruned) == {"1": ["adapter", "trained_adapter"]}
+    assert kept_adapters(pruned) == {"1": ["adapter", "trained_adapter"], "2": ["adapter"]}
+    with monkeypatch.context() as stopped:
+        stopped.setattr(RunFolder, "drop_adapters", stop_before_dropping)
+        assert star(["run", "--out", str(pruned), *args, *last]) == 130
+    assert kept_adapters(pruned) == {"1": ["adapter", "trained_adapter"], "2": ["adapter"]}
     assert star(["run", "--out", str(pruned), *args, *last]) == 0
     assert kept_adapters(pruned) == {"3": ["adapter"]}
     a, b = (json.loads((out / "results.json").read_text()) for out in (kept, pruned))
@@ -128,8 +138,19 @@ def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
     assert [r["accuracy"] for r in a["rounds"]] == pytest.approx([r["accuracy"] for r in b["rounds"]])
     with pytest.raises(DataError, match="keeps only its last round's"):
         RunFolder(pruned).saved_adapter(2)
-    # The key changes no number: a run goes on under either value.
+    # The key changes no number: a finished run goes on under the other value, and drops then.
     assert star(["run", "--out", str(kept), *args, *last]) == 0
+    assert kept_adapters(kept) == {"3": ["adapter"]}
+
+
+def test_keep_adapters_last_keeps_the_round_noise_retrains_from(tiny_overrides, tmp_path):
+    """Under `train.init: continue` round k starts from round k − 1's adapter, so `last`
+    keeps that one too and `star noise` retrains the last round."""
+    out = tmp_path / "run"
+    assert star(["run", "--strategy", "random", "--seed", "0", "--out", str(out),
+                 *sets([*tiny_overrides, "train.init=continue", "loop.keep_adapters=last"])]) == 0
+    assert kept_adapters(out) == {"1": ["adapter"], "2": ["adapter"]}
+    assert star(["noise", str(out), "--train-seeds", "2"]) == 0
 
 
 def test_compare_writes_summary_table_and_plot(tiny_overrides, toy_data_dir, tmp_path, capsys):

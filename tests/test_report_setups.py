@@ -354,7 +354,7 @@ def test_report_compares_switches_and_names_them_in_pairs(tmp_path, capsys):
     assert error.count("\n") == 1 and "'random train.balance=class', a row no setup" in error
     assert "random, random train.balance=classes, me" in error
     assert not (tmp_path / "typo").exists()
-    for bad in ("train.balanse", "seed"):
+    for bad in ("train.balanse", "seed", "loop.keep_adapters"):
         assert main(["report", str(root), "--out", str(out), "--switches", bad]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and f"--switches '{bad}' is not a config key" in error

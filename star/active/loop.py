@@ -228,6 +228,7 @@ class Experiment:
                 self.folder.write_config(self.resolved_config_text())
             self.resume()
             self.check_same_inputs()
+            self.drop_old_adapters()  # those a stop after a round's record left behind
             if "baselines" not in self.results:
                 self.results["baselines"] = self.baselines()
                 self.folder.write_results(self.results)
@@ -258,6 +259,14 @@ class Experiment:
                 self.selector = adapter_state(self.loaded.model)
             load_adapter(self.loaded.model, self.folder.adapter_dir(last))
             log(f"resuming {self.folder.root} after round {last} ({len(self.labeled)} labels)")
+
+    def drop_old_adapters(self) -> None:
+        """Under `loop.keep_adapters: last`, delete the adapters no command will read: those
+        before the last complete round, and under `train.init: continue` before the one before
+        it (from which `star noise` retrains the last round)."""
+        if self.config.loop.keep_adapters == "last":
+            kept = 2 if self.config.train.init == "continue" else 1
+            self.folder.drop_adapters(before=len(complete_rounds(self.results)) - kept)
 
     def resolved_config_text(self) -> str:
         """The config as saved: with the task's title as reports show it, so a reload of the
@@ -340,8 +349,7 @@ class Experiment:
         self.results["stopping"] = stopping_summary(complete_rounds(self.results))
         self.results.update(self.forecast_advice(k, curve))
         self.folder.write_results(self.results)
-        if self.config.loop.keep_adapters == "last":  # only now: a resume needs round k's
-            self.folder.drop_adapters(before=k)
+        self.drop_old_adapters()  # only now: until round k is recorded, a resume needs k − 1's
         accuracy = evaluation["accuracy"]
         shown = f"accuracy {accuracy:.4f}" if accuracy is not None else \
             f"agreement {evaluation['agreement']}"

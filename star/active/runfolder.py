@@ -96,11 +96,12 @@ class RunFolder:
         return self.round_dir(k) / "trained_adapter"
 
     def saved_adapter(self, k: int) -> Path:
-        """Round k's adapter folder, or a `DataError` saying why it is missing."""
+        """Round k's adapter folder, or a `DataError` saying why it may be missing."""
         folder = self.adapter_dir(k)
         if not folder.is_dir():
-            raise DataError(f"round {k}'s adapter '{folder}' is missing (a run under "
-                            "loop.keep_adapters: last keeps only its last round's)")
+            raise DataError(f"round {k}'s adapter '{folder}' is missing: deleted (a run under "
+                            "loop.keep_adapters: last keeps only its last round's) or not "
+                            "copied with the run's records")
         return folder
 
     def drop_adapters(self, before: int) -> None:

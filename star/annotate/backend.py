@@ -75,7 +75,7 @@ class Model:
         results = self.folder.read_results()
         done = len(complete_rounds(results)) if results else 0
         if done:
-            load_adapter(self.loaded.model, self.folder.adapter_dir(done - 1))
+            load_adapter(self.loaded.model, self.folder.saved_adapter(done - 1))
         self.version = model_version(self.folder, done)
 
     def example(self, task: Any) -> Example:

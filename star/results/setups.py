@@ -39,9 +39,10 @@ def check_switches(keys: list[str]) -> None:
     rows and repetitions), or holds a list or a mapping (a row's name holds one plain value)."""
     known = default_keys()
     for key in keys:
-        if key not in known or key in VARIED:
+        if key not in known or key in VARIED or key in CHANGES_NO_NUMBER:
             raise ConfigError(f"--switches '{key}' is not a config key of a setup (e.g. "
-                              "train.balance, uncertainty.schedule, selection.shortlist)")
+                              "train.balance, uncertainty.schedule, selection.shortlist; "
+                              "strategy, seed and keys that change no number are not)")
         if isinstance(known[key], list | dict):
             raise ConfigError(f"--switches '{key}' is a list; {ONE_VALUE}")
 

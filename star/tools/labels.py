@@ -318,7 +318,7 @@ def export_labeled(run: Path, out: Path) -> dict[str, Any]:
     write_jsonl(out / "labeled.jsonl", rows)
     Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
     last = complete_rounds(results)[-1]["round"]
-    shutil.copytree(folder.adapter_dir(last), out / "adapter", dirs_exist_ok=True)
+    shutil.copytree(folder.saved_adapter(last), out / "adapter", dirs_exist_ok=True)
     summary = {"labels": len(rows), "complete_rounds": len(complete_rounds(results)),
                "adapter_round": last}
     write_json(out / "export.json", summary)
