@@ -86,10 +86,17 @@ study() {  # config, strategy, then optionally a subfolder for a variant and its
     local config=$1 strategy=$2 folder=$1${3:+/$3}; shift 2; shift $(($# > 0))
     local picks=()
     if [ "$config" = savings-sst2-skewed ]; then picks=("${HANDED[@]}"); fi
+    local run=(compare configs/$config.yaml --strategies "$strategy" --set selection.shortlist=4
+        --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "$@" --out "$RUNS/$folder")
+    # A block whose every run is recorded is read back in one command, not ten (a restart
+    # replays the whole study in minutes); otherwise run by run, each recorded when it ends.
+    local seed recorded=yes
     for seed in ${SEEDS//,/ }; do
-        "${STAR[@]}" compare configs/$config.yaml --strategies "$strategy" --seeds "$seed" \
-            --set selection.shortlist=4 --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "$@" \
-            --out "$RUNS/$folder"
+        [ -e "$RECORDS/$folder/$strategy/seed$seed/results.json" ] || recorded=
+    done
+    if [ -n "$recorded" ]; then "${STAR[@]}" "${run[@]}" --seeds "$SEEDS"; return; fi
+    for seed in ${SEEDS//,/ }; do
+        "${STAR[@]}" "${run[@]}" --seeds "$seed"
         record "$folder/$strategy/seed$seed"
     done
 }
