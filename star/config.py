@@ -306,12 +306,12 @@ class LoopConfig(Section):
     """People label without seeing the model's suggestion and confidence (the page and the
     exported batches leave them out), so they cannot anchor on its guess."""
     keep_adapters: Literal["all", "last"] = "all"
-    """`all`: every round's adapter stays in its round folder, for `star probe --round` and
-    `star noise` on any round; `last`: once round k is recorded, the adapters of the rounds
-    before it are deleted (75 MB a round for SmolLM2-135M at r = 64; a study of 200 runs of
-    ten rounds fills a disk), and under `train.init: continue` round k − 1's stays too (`star
-    noise` retrains round k from it). A run resumes, reopens and exports from its last round
-    alone, so `last` changes no number."""
+    """`all`: every round's adapter stays in its round folder, for `star probe confidence
+    --round` and (under `train.init: continue`) `star noise` on any round; `last`: once round
+    k is recorded, the adapters of the rounds before it are deleted (75 MB a round for
+    SmolLM2-135M at r = 64; a study of 200 runs of ten rounds fills a disk), and under
+    `train.init: continue` round k − 1's stays too (`star noise` retrains round k from it). A
+    run resumes, reopens and exports from its last round alone, so `last` changes no number."""
 
     @model_validator(mode="after")
     def _warm_start_within_budget(self) -> LoopConfig:

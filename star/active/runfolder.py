@@ -8,6 +8,7 @@ labelstudio.json             the Label Studio project the run labels in: url, pr
 rounds/<k>/batch.json        the examples round k asks annotators to label
 rounds/<k>/scoring/<p>.npz   the scoring pass's finished parts, until the batch is written
 rounds/<k>/scoring/<arm>/    `auto`: each arm's pass's parts, likewise
+rounds/<k>/scoring/first/    with a shortlist (`selection.shortlist`): its one pass over the pool
 rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected;
                              `auto`: id, score (a pick's q: the chance its draw chose it; 0
                              for the others), selected, and a pick's arm
@@ -319,6 +320,11 @@ class ScoringParts:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         write_arrays(self.path(part), {**arrays, "key": np.array(key)})
+
+    def first_pass(self) -> ScoringParts:
+        """Where a shortlisted pass keeps its one pass over the whole pool, below its own parts
+        (cleared with them)."""
+        return ScoringParts(self.folder / "first", writes=self.writes)
 
     def clear(self) -> None:
         """Drop the parts once the pass's outcome (scores.jsonl and the batch) is written."""

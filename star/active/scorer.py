@@ -159,14 +159,13 @@ def score_with_shortlist(loaded: LoadedModel, task: Task, examples: Sequence[Exa
     and the shortlist's positions.
 
     Every mask is a function of (seed, round, phase, part) and the shortlist of the one pass's
-    scores, so a resume replays both passes exactly; the one pass keeps its parts in `store`'s
-    folder `first`, the shortlist's passes in `store` itself."""
+    scores, so a resume replays both passes exactly; the one pass keeps its parts in
+    `store.first_pass()`, the shortlist's passes in `store` itself."""
     if size < 1:
         raise ValueError(f"a shortlist of {size} examples has none to pick from")
     common = {"features": features, "processes": processes}
     first = score_in_parts(loaded, task, examples, replace(scoring, passes=1), masks=first_masks,
-                           store=None if store is None else
-                           ScoringParts(store.folder / "first", writes=store.writes),
+                           store=None if store is None else store.first_pass(),
                            desc=f"{desc}, one pass", **common)
     rows = shortlist_rows(rank(first.passes), size)
     short = score_in_parts(loaded, task, [examples[i] for i in rows], scoring, masks=masks,
