@@ -221,11 +221,18 @@ class SelectionConfig(Section):
     5 or fewer); 0 treats every cluster alike."""
 
 
+DEFAULT_ARMS = (RANDOM, "me-star", "margin", "typiclust")
+"""`auto`'s arms unless told: the hedge (random), the paper's method, a cheap uncertainty and the
+cold-start strategy, one of each kind the study compares (docs/label-savings)."""
+
+
 class BanditConfig(Section):
     """`auto` (`star.active.bandit`): active learning by learning, a bandit over strategies."""
 
-    arms: list[str] = [RANDOM, "me-star", "margin", "typiclust"]
-    """The strategies whose mixture draws each batch; random is always one of them."""
+    arms: list[str] | None = None
+    """The strategies whose mixture draws each batch; random is always one of them. null:
+    those of `DEFAULT_ARMS` that the task and LoRA allow (a generative task gives margin no
+    label distribution, lora.dropout = 0 gives me-star no MC dropout), saved resolved."""
     floor: float | None = Field(None, gt=0)
     """p_min, every arm's least share of a draw, at most 1/len(arms); null: libact's
     √(ln N / (N·T)) for N arms and T = loop.budget − loop.warm_start picks, at most 1/N."""
@@ -235,7 +242,9 @@ class BanditConfig(Section):
 
     @field_validator("arms")
     @classmethod
-    def _arms_are_strategies(cls, value: list[str]) -> list[str]:
+    def _arms_are_strategies(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
         for name in value:
             if name not in STRATEGIES or STRATEGIES[name].bandit:
                 raise ValueError(f"bandit.arms: '{name}' cannot be an arm; an arm is any "
@@ -248,7 +257,7 @@ class BanditConfig(Section):
     @model_validator(mode="after")
     def _floor_fits(self) -> BanditConfig:
         """N arms of at least p_min each: p_min·N ≤ 1."""
-        if self.floor is not None and self.floor * len(self.arms) > 1:
+        if self.floor is not None and self.arms and self.floor * len(self.arms) > 1:
             raise ValueError(f"bandit.floor ({self.floor}) must be in (0, 1/{len(self.arms)}] "
                              f"with {len(self.arms)} arms, or null for libact's default")
         return self
@@ -322,11 +331,11 @@ class LoopConfig(Section):
 
 
 class StarConfig(Section):
-    strategy: str = "me"
-    """The evidence's choice, not the paper's method (`me-star`): on SST-2 with 10 % negatives
-    me-star ended 6.25 macro-F1 points below `me` (10 paired seeds, p = 0.001) and neither was
-    shown to beat random there or on balanced SST-2, where me-star cost 3.5 times as much to
-    score (docs/label-savings 2.2, docs/reproduction)."""
+    strategy: str = "auto"
+    """The evidence's choice, the hedge, not the paper's method (`me-star`): on TREC-6, whose
+    base model is at chance, me-star and me ended 12 macro-F1 points below random (10 paired
+    seeds, p ≤ 0.02) while auto was not shown below it, and on SST-2 with 10 % negatives auto
+    was level with me and neither was shown to beat random (docs/label-savings 2.2–2.6)."""
     seed: int = Field(0, ge=0)
 
     @field_validator("strategy")
@@ -393,14 +402,25 @@ class StarConfig(Section):
 
     @model_validator(mode="after")
     def _arms_fit(self) -> StarConfig:
-        """`auto` refuses an arm that `_strategy_fits` would refuse as the strategy."""
-        if get_strategy(self.strategy).bandit:
+        """Default arms become those that fit this task and LoRA, written into the config so
+        that config.yaml says which arms ran; `auto` refuses a chosen arm that
+        `_strategy_fits` would refuse as the strategy."""
+        if self.bandit.arms is None:
+            self.bandit.arms = [arm for arm in DEFAULT_ARMS if self._refusal(arm) is None]
+        elif get_strategy(self.strategy).bandit:
             for arm in self.bandit.arms:
-                try:
-                    self.model_copy(update={"strategy": arm})._strategy_fits()
-                except ValueError as exc:
-                    raise ValueError(f"bandit.arms: {exc}") from None
+                refusal = self._refusal(arm)
+                if refusal is not None:
+                    raise ValueError(f"bandit.arms: {refusal}")
         return self
+
+    def _refusal(self, strategy: str) -> ValueError | None:
+        """Why `_strategy_fits` refuses `strategy` in this config, or None."""
+        try:
+            self.model_copy(update={"strategy": strategy})._strategy_fits()
+        except ValueError as exc:
+            return exc
+        return None
 
     @property
     def generative(self) -> bool:
@@ -415,7 +435,7 @@ class StarConfig(Section):
     selection: SelectionConfig = SelectionConfig()
     loop: LoopConfig = LoopConfig()
     guard: GuardConfig = GuardConfig()
-    bandit: BanditConfig = BanditConfig()
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

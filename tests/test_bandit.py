@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
 from star.active.bandit import (
     BanditState,
@@ -20,7 +21,7 @@ from star.active.bandit import (
     update,
 )
 from star.active.strategies import get_strategy
-from star.config import load_config
+from star.config import StarConfig, config_text, load_config
 from star.errors import ConfigError
 from star.seeding import numpy_rng
 
@@ -221,6 +222,24 @@ def test_auto_strategy_and_its_config_keys():
     assert load_config(None, ["bandit.arms=[random, me]", "bandit.floor=0.5"]).bandit.floor == 0.5
 
 
+@pytest.mark.parametrize(("overrides", "arms"), [
+    ([], ["random", "me-star", "margin", "typiclust"]),
+    (["task.name=gsm8k"], ["random", "me-star", "typiclust"]),  # no label distribution
+    (["lora.dropout=0"], ["random", "margin", "typiclust"]),  # no MC dropout
+    (["task.name=gsm8k", "lora.dropout=0"], ["random", "typiclust"]),
+    (["strategy=me", "task.name=gsm8k"], ["random", "me-star", "typiclust"]),
+])
+def test_default_arms_are_those_the_task_allows_and_are_saved(overrides: list[str],
+                                                               arms: list[str]):
+    """Unless told, `auto` runs every default arm the task and LoRA allow, and config.yaml says
+    which (a saved config reads back with the same arms, whatever the defaults become)."""
+    config = load_config(None, overrides)
+    assert config.bandit.arms == arms
+    saved = yaml.safe_load(config_text(config))
+    assert saved["bandit"]["arms"] == arms
+    assert StarConfig.model_validate(saved).bandit.arms == arms
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["bandit.arms=[random, nope]"], r"bandit.arms: 'nope' cannot be an arm; an arm is any "
                                      r"strategy but auto: random, or a measure"),
@@ -231,10 +250,11 @@ def test_auto_strategy_and_its_config_keys():
     (["bandit.floor=0.3"], r"bandit.floor \(0.3\) must be in \(0, 1/4\] with 4 arms"),
     (["bandit.floor=0"], r"config key 'bandit.floor': Input should be greater than 0"),
     (["bandit.delta=1"], r"config key 'bandit.delta': Input should be less than 1"),
-    (["strategy=auto", "task.name=gsm8k"], r"bandit.arms: strategy 'margin' reads a label "
-                                          r"distribution, which a generative task has not"),
-    (["strategy=auto", "lora.dropout=0"], r"bandit.arms: strategy 'me-star' samples LoRA "
-                                         r"dropout masks"),
+    (["strategy=auto", "task.name=gsm8k", "bandit.arms=[random, margin]"],
+     r"bandit.arms: strategy 'margin' reads a label distribution, which a generative task has "
+     r"not"),
+    (["strategy=auto", "lora.dropout=0", "bandit.arms=[random, me-star]"],
+     r"bandit.arms: strategy 'me-star' samples LoRA dropout masks"),
 ])
 def test_bad_bandit_config_names_the_key(overrides: list[str], message: str):
     with pytest.raises(ConfigError, match=message):

@@ -1,4 +1,4 @@
-"""The defaults are a runnable setup: built-in SST-2, me, every key valid as it stands."""
+"""The defaults are a runnable setup: built-in SST-2, auto, every key valid as it stands."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ needs_sst2 = pytest.mark.skipif(not (SHARED_DATA / "SST-2").is_dir(),
 def test_the_default_config_validates():
     config = load_config(None)
     assert config == StarConfig()
-    assert (config.task.name, config.strategy, config.loop.annotator) == ("sst2", "me", "oracle")
+    assert (config.task.name, config.strategy, config.loop.annotator) == ("sst2", "auto", "oracle")
 
 
 @needs_sst2
@@ -31,6 +31,6 @@ def test_the_defaults_run_with_only_the_data_and_sizes_given(tiny_model_dir, tmp
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), *[w for s in sets for w in ("--set", s)]]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert (results["task"], results["strategy"]) == ("SST-2", "me")
+    assert (results["task"], results["strategy"]) == ("SST-2", "auto")
     assert [r["n_labeled"] for r in results["rounds"]] == [8, 16]
     assert "AUC" in capsys.readouterr().out

@@ -96,24 +96,21 @@ def run_demo(out: Path, overrides: list[str]) -> None:
     data = write_demo_data(out / "topics")
     settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
                 *overrides]
-    default = StarConfig().strategy
+    defaults = StarConfig()
+    default, arms = defaults.strategy, ", ".join(defaults.bandit.arms)
     table = compare(None, settings, ["random", default], [0], out=out)
     print(table)
     print(f"One seed per strategy: each number is one run, with no spread and no test, so the "
           f"demo shows the tool working, not which strategy is better. The evidence so far "
           f"(docs/label-savings, 10 paired seeds): no strategy has been shown to save labels "
-          f"against random at random's best recipe. The default, {default}, finds a rare class "
-          f"(on SST-2 with 10 % negatives it labeled 30 negatives in 128 where random labeled "
-          f"13) and beat the untrained prompt on every seed there, but its lead over random "
-          f"under the class-balanced loss (train.balance: classes, which a pool with a rare "
-          f"class needs first) was not shown; me-star, the paper's method, did worse than "
-          f"{default} there, and on TREC-6, whose base model is at chance, both ended below random "
-          f"(docs/label-savings 2.4, 2.6). On this demo's cold start (a base model below chance, 23.33 %) "
-          f"the prompt guard hands out the base model until every class has "
+          f"against random at random's best recipe (train.balance: classes where a class is "
+          f"rare). The default, {default}, hedges: a bandit over {arms}, not shown below "
+          f"random in any setting measured, where me and "
+          f"me-star, the paper's method, ended below random on TREC-6, whose base model is at "
+          f"chance; random was as good everywhere and costs less to run. On this demo's cold "
+          f"start the prompt guard hands out the base model until every class has "
           f"guard.min_per_class labels, while the adapter trained on the labels picks the next "
-          f"batch (guard.select_with: trained; measured on one seed: {default} 98.33 % and "
-          f"me-star 98.33 % at 28 labels, random 95.83 %). "
-          f"For a comparison of your own: star compare CONFIG --seeds "
-          f"0,1,2,3,4,5,6,7,8,9 (the table then gives labels saved and paired intervals and "
-          f"p-values against random).")
+          f"batch (guard.select_with: trained). For a comparison of your own: star compare "
+          f"CONFIG --seeds 0,1,2,3,4,5,6,7,8,9 (the table then gives labels saved and paired "
+          f"intervals and p-values against random).")
     print(f"learning curves: {out / 'learning_curves.png'}")
