@@ -6,6 +6,8 @@ names the key and what is allowed, so a typo never passes silently.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import re
 from pathlib import Path
@@ -405,8 +407,9 @@ class StarConfig(Section):
         """Default arms become those that fit this task and LoRA, written into the config so
         that config.yaml says which arms ran; `auto` refuses a chosen arm that
         `_strategy_fits` would refuse as the strategy."""
-        if self.bandit.arms is None:
-            self.bandit.arms = [arm for arm in DEFAULT_ARMS if self._refusal(arm) is None]
+        if self.bandit.arms is None:  # into a copy: the caller's BanditConfig stays as given
+            arms = [arm for arm in DEFAULT_ARMS if self._refusal(arm) is None]
+            self.bandit = self.bandit.model_copy(update={"arms": arms})
         elif get_strategy(self.strategy).bandit:
             for arm in self.bandit.arms:
                 refusal = self._refusal(arm)
@@ -549,8 +552,20 @@ def default_keys() -> dict[str, Any]:
 
 def saved_keys(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved config as dotted keys, with every key added to STAR since at the value that did
-    what the run did: `EARLIER`'s, else the key's default."""
-    return {**default_keys(), **EARLIER, **flatten(saved)}
+    what the run did: `EARLIER`'s, else the key's default.
+
+    A run of a strategy other than `auto` saved before the default arms came to depend on the
+    task holds all of `DEFAULT_ARMS`, which it never read; it reads as holding the arms its
+    config resolves to now, so that it resumes, and shares a setup with new runs, as before."""
+    keys = {**default_keys(), **EARLIER, **flatten(saved)}
+    if keys["bandit.arms"] == list(DEFAULT_ARMS):
+        tree = copy.deepcopy(saved)
+        set_dotted(tree, "bandit.arms", None)
+        with contextlib.suppress(ValidationError):  # a config STAR no longer takes: as saved
+            now = StarConfig.model_validate(tree)
+            if not get_strategy(now.strategy).bandit:
+                keys["bandit.arms"] = now.bandit.arms
+    return keys
 
 
 def as_begun(config: StarConfig, saved: dict[str, Any]) -> tuple[StarConfig, list[str]]:

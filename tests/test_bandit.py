@@ -21,7 +21,7 @@ from star.active.bandit import (
     update,
 )
 from star.active.strategies import get_strategy
-from star.config import StarConfig, config_text, load_config
+from star.config import BanditConfig, StarConfig, config_text, load_config
 from star.errors import ConfigError
 from star.seeding import numpy_rng
 
@@ -238,6 +238,8 @@ def test_default_arms_are_those_the_task_allows_and_are_saved(overrides: list[st
     saved = yaml.safe_load(config_text(config))
     assert saved["bandit"]["arms"] == arms
     assert StarConfig.model_validate(saved).bandit.arms == arms
+    given = BanditConfig()
+    assert StarConfig(bandit=given).bandit.arms and given.arms is None  # resolved in a copy
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -262,3 +262,23 @@ def test_compare_refuses_what_it_cannot_honour(tmp_path: Path, overrides: list[s
     comparison's batches: both are refused before any model loads."""
     with pytest.raises(ConfigError, match=message):
         compare_module.compare(None, overrides, ["random"], [0], tmp_path / "cmp")
+
+
+def test_a_run_saved_with_every_default_arm_resumes_and_groups_as_before(folder: RunFolder):
+    """Before the default arms depended on the task, every config saved all four, also a
+    generative task's run of another strategy, which never read them: such a run still resumes,
+    and shares a setup with a new run of its settings, auto included."""
+    from star.results.setups import setup_key
+
+    settings = ["strategy=me", "task.name=gsm8k"]
+    old = load_config(None, settings).model_dump()
+    old["bandit"]["arms"] = ["random", "me-star", "margin", "typiclust"]
+    folder.write_config(yaml.safe_dump(old))
+    check_same_config(folder, load_config(None, settings))
+    new_auto = load_config(None, ["strategy=auto", "task.name=gsm8k"]).model_dump()
+    assert setup_key({"task": "GSM8K", "config": old}) == \
+        setup_key({"task": "GSM8K", "config": new_auto})
+    chosen = load_config(None, [*settings, "bandit.arms=[random, margin]"])  # kept as chosen
+    folder.write_config(yaml.safe_dump(chosen.model_dump()))
+    with pytest.raises(ConfigError, match=r"differs in: bandit.arms\)"):
+        check_same_config(folder, load_config(None, settings))

@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from star.config import StarConfig
+from star.config import load_config
 from star.tools.compare import compare
 
 TOPICS: dict[str, dict[str, list[str]]] = {
@@ -96,8 +96,8 @@ def run_demo(out: Path, overrides: list[str]) -> None:
     data = write_demo_data(out / "topics")
     settings = [*DEMO_SETTINGS, f"task.data_dir={data}", f"task.prompt={json.dumps(PROMPT)}",
                 *overrides]
-    defaults = StarConfig()
-    default, arms = defaults.strategy, ", ".join(defaults.bandit.arms)
+    demo = load_config(None, settings)
+    default, arms = demo.strategy, ", ".join(demo.bandit.arms)
     table = compare(None, settings, ["random", default], [0], out=out)
     print(table)
     print(f"One seed per strategy: each number is one run, with no spread and no test, so the "
