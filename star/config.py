@@ -583,6 +583,8 @@ def as_begun(config: StarConfig, saved: dict[str, Any]) -> tuple[StarConfig, lis
     return StarConfig.model_validate(tree), taken
 
 
-def config_text(config: StarConfig) -> str:
-    """The fully resolved config as YAML, as saved next to every result."""
-    return yaml.safe_dump(config.model_dump(), sort_keys=False)
+def config_text(config: StarConfig | dict[str, Any]) -> str:
+    """The fully resolved config (or a saved one, as a tree) as YAML, as saved next to every
+    result."""
+    tree = config if isinstance(config, dict) else config.model_dump()
+    return yaml.safe_dump(tree, sort_keys=False)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from star.tools.cli import main
 
@@ -82,7 +83,11 @@ def test_resume_refuses_another_config(tiny_overrides, tmp_path, capsys):
     assert star(["run", "--out", str(out), "--strategy", "me", *sets(tiny_overrides)]) == 2
     assert "differs in: strategy" in capsys.readouterr().err
     renamed = sets([*tiny_overrides, "task.title=Renamed"])
+    before = yaml.safe_load((out / "config.yaml").read_text())
     assert star(["run", "--out", str(out), "--strategy", "random", *renamed]) == 0  # a name only
+    after = yaml.safe_load((out / "config.yaml").read_text())  # which config.yaml now says
+    assert after["task"].pop("title") == "Renamed" != before["task"].pop("title")
+    assert after == before
 
 
 def kept_adapters(out) -> dict[str, list[str]]:
@@ -141,6 +146,8 @@ def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
     # The key changes no number: a finished run goes on under the other value, and drops then.
     assert star(["run", "--out", str(kept), *args, *last]) == 0
     assert kept_adapters(kept) == {"3": ["adapter"]}
+    saved = yaml.safe_load((kept / "config.yaml").read_text())  # which config.yaml now says
+    assert saved["loop"]["keep_adapters"] == "last"
 
 
 def test_keep_adapters_last_keeps_the_round_noise_retrains_from(tiny_overrides, tmp_path):

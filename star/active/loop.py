@@ -79,6 +79,7 @@ from star.config import (
     config_text,
     flatten,
     saved_keys,
+    set_dotted,
 )
 from star.data.sources import load_task
 from star.data.table import example_ids, positions_of, select
@@ -219,13 +220,16 @@ class Experiment:
         with self.folder.lock():
             # Checked again under the lock: another process may have started the folder since.
             check_same_config(self.folder, self.config)
-            if self.folder.read_config() is None:
+            saved = self.folder.read_config()
+            if saved is None:
                 if self.folder.started():
                     raise ConfigError(f"run folder '{self.folder.root}' holds a run but no "
                                       "config.yaml to check this config against; restore it, or "
                                       "choose another --out")
                 # Written only now, once model and data loaded: a failed start blocks nothing.
-                self.folder.write_config(self.resolved_config_text())
+                self.folder.write_config(config_text(self.resolved_config()))
+            else:
+                self.save_unnumbered_changes(saved)
             self.resume()
             self.check_same_inputs()
             self.drop_old_adapters()  # those a stop after a round's record left behind
@@ -268,12 +272,28 @@ class Experiment:
             kept = 2 if self.config.train.init == "continue" else 1
             self.folder.drop_adapters(before=len(complete_rounds(self.results)) - kept)
 
-    def resolved_config_text(self) -> str:
+    def resolved_config(self) -> StarConfig:
         """The config as saved: with the task's title as reports show it, so a reload of the
         run's config.yaml (named "config") keeps it."""
         config = self.config.model_copy(deep=True)
         config.task.title = self.task.title
-        return config_text(config)
+        return config
+
+    def save_unnumbered_changes(self, saved: dict[str, Any]) -> None:
+        """A run may go on under another value of a key that changes no number
+        (`CHANGES_NO_NUMBER`: its title, which adapters it keeps); its config.yaml then says
+        so, as it must say what the run folder holds. Only those keys are rewritten: the rest
+        stays as the run began."""
+        before, now = flatten(saved), flatten(self.resolved_config().model_dump())
+        changed = sorted(key for key in CHANGES_NO_NUMBER if before.get(key) != now[key])
+        if not changed:
+            return
+        for key in changed:
+            set_dotted(saved, key, now[key])
+        self.folder.write_config(config_text(saved))
+        if self.processes.main:
+            log(f"note: {self.folder.config_path} now says " +
+                ", ".join(f"{key}: {now[key]}" for key in changed) + " (no number changes)")
 
     def inputs(self) -> dict[str, str]:
         """What the run's numbers depend on besides its config: the base model's files, the
