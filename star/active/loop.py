@@ -123,19 +123,21 @@ def total_rounds(config: StarConfig) -> int:
     return math.ceil((config.loop.budget - config.loop.warm_start) / config.loop.step)
 
 
-def check_same_config(folder: RunFolder, config: StarConfig) -> None:
+def check_same_config(folder: RunFolder, config: StarConfig) -> dict[str, Any] | None:
     """A run resumes only under the config it started with, read with every key added to STAR
     since at the value that did what the run did (`saved_keys`; `as_begun` resumes it so); a
-    key that changes no number (`CHANGES_NO_NUMBER`) is no difference."""
+    key that changes no number (`CHANGES_NO_NUMBER`) is no difference. Returns the saved
+    config it checked against (None for a new run), so the caller need not read it again."""
     saved = folder.read_config()
     if saved is None:
-        return
+        return None
     before, now = saved_keys(saved), flatten(config.model_dump())
     changed = sorted(key for key in (before.keys() | now.keys()) - CHANGES_NO_NUMBER
                      if before.get(key) != now.get(key))
     if changed:
         raise ConfigError(f"run folder '{folder.root}' holds a run with another config "
                           f"(differs in: {', '.join(changed)}); choose another --out")
+    return saved
 
 
 def choosers(config: StarConfig, strategy: Strategy) -> list[Strategy]:
@@ -219,8 +221,7 @@ class Experiment:
         self.folder.create()
         with self.folder.lock():
             # Checked again under the lock: another process may have started the folder since.
-            check_same_config(self.folder, self.config)
-            saved = self.folder.read_config()
+            saved = check_same_config(self.folder, self.config)
             if saved is None:
                 if self.folder.started():
                     raise ConfigError(f"run folder '{self.folder.root}' holds a run but no "
