@@ -6,8 +6,8 @@
 # seeds (`star noise` derives them from the run's seed), so a label set's retrains pair.
 # 1. Two runs whose last round collapsed: the study's recipe under 6 training seeds, lr 2e-4
 #    for 3 and for 6 epochs under 5 (about 25 minutes on 2 cores).
-# 2. All 20 runs of random and me: the study's recipe under 1 training seed (beside the run's
-#    own), lr 2e-4 for 6 epochs under 2 (about 75 minutes).
+# 2. All 20 runs of random and me: the study's recipe and lr 2e-4 for 6 epochs, each under 2
+#    training seeds (about 90 minutes).
 # Needs the study's run folders (run.sh). Records: the run folders' noise.json into the
 # study's records (as run.sh's record() copies them), each copy's config.yaml and noise.json
 # into recipe-check/.
@@ -62,7 +62,7 @@ done
 
 for seed in 0 1 2 3 4 5 6 7 8 9; do
     for strategy in random me; do
-        study "$strategy/seed$seed" 1
+        study "$strategy/seed$seed" 2
         recipe "$strategy/seed$seed" lr2e-4-ep6 0.0002 6 2
     done
 done
