@@ -48,6 +48,7 @@ set_dotted(tree, "train.epochs", epochs)
 write_text_atomic(path, config_text(tree))
 EOF
     fi
+    mkdir -p "$copy/rounds/7"  # where the run kept round 7's predictions, and noise.json goes
     "${STAR[@]}" noise "$copy" --train-seeds "$seeds"
     mkdir -p "$DOCS/recipe-check/${copy##*/}/rounds/7"
     cp "$copy/config.yaml" "$DOCS/recipe-check/${copy##*/}/"
