@@ -7,7 +7,7 @@
 # 1. Two runs whose last round collapsed: the study's recipe under 6 training seeds, lr 2e-4
 #    for 3 and for 6 epochs under 5 (about 25 minutes on 2 cores).
 # 2. All 20 runs of random and me: the study's recipe and lr 2e-4 for 6 epochs, each under 2
-#    training seeds (about 90 minutes).
+#    training seeds (72 minutes measured).
 # Needs the study's run folders (run.sh). Records: the run folders' noise.json into the
 # study's records (as run.sh's record() copies them), each copy's config.yaml and noise.json
 # into recipe-check/.
