@@ -25,7 +25,6 @@ import star.model.training as training
 from star.active.loop import Experiment
 from star.active.runfolder import complete_rounds
 from star.config import load_config
-from star.data.batching import response_positions
 from star.seeding import derived_seed
 from star.tools.labels import open_run
 from star.tools.noise import initial_adapter, retrain
@@ -37,9 +36,8 @@ def weighted_mean(loaded, items, *, tokens=None, weights=None):
     """The batch's loss divided by the summed weights of its response tokens (one process)."""
     if weights is None:
         return tokens_mean(loaded, items, tokens=tokens, weights=weights)
-    rows, _, _ = response_positions(items, device="cpu")
-    return tokens_mean(loaded, items, tokens=float(sum(weights[r] for r in rows.tolist())),
-                       weights=weights)
+    summed = sum(w * len(item.response) for item, w in zip(items, weights, strict=True))
+    return tokens_mean(loaded, items, tokens=summed, weights=weights)
 
 
 def main() -> None:

@@ -56,23 +56,23 @@ def main() -> None:
                   f"{pooled_sd(groups):.2f} | "
                   f"{statistics.stdev([statistics.mean(g) for g in groups]):.2f} | "
                   f"{sum(v < COLLAPSE for v in flat)} of {len(flat)} | {min(flat):.2f} |")
+    means = {key: statistics.mean(values) for key, values in sets.items() if values}
+
+    def interval_row(label: str, first: tuple[str, str], second: tuple[str, str]) -> None:
+        """(recipe, strategy) − (recipe, strategy), each label set's mean of its draws."""
+        diff = paired(*({seed: means[(*side, seed)] for seed in done} for side in (first, second)))
+        print(f"| {label} | {diff.mean:+.2f} | {diff.low:+.2f} to {diff.high:+.2f} | "
+              f"{diff.p_value:.3f} |")
+
     print("\n| comparison (paired by label set) | mean | 95 % CI | p |")
     print("|---|---|---|---|")
     first, second = RECIPES
     for strategy in STRATEGIES:
-        means = {recipe: {seed: statistics.mean(sets[(recipe, strategy, seed)]) for seed in done}
-                 for recipe in RECIPES}
-        diff = paired(means[second], means[first])
-        print(f"| {strategy}: {second} − {first} | {diff.mean:+.2f} | {diff.low:+.2f} to "
-              f"{diff.high:+.2f} | {diff.p_value:.3f} |")
+        interval_row(f"{strategy}: {second} − {first}", (second, strategy), (first, strategy))
     print("\n| me − random, the mean of the draws (paired by seed) | mean | 95 % CI | p |")
     print("|---|---|---|---|")
     for recipe in RECIPES:
-        rnd, me = ({seed: statistics.mean(sets[(recipe, s, seed)]) for seed in done}
-                   for s in STRATEGIES)
-        diff = paired(me, rnd)
-        print(f"| {recipe} | {diff.mean:+.2f} | {diff.low:+.2f} to {diff.high:+.2f} | "
-              f"{diff.p_value:.3f} |")
+        interval_row(recipe, (recipe, "me"), (recipe, "random"))
     print("\n| me − random, one draw a run (paired by seed) | mean | SD of the differences | "
           "10 seeds detect (80 % power) |")
     print("|---|---|---|---|")
