@@ -173,6 +173,11 @@ class TrainConfig(Section):
     reward then weighs them alike too."""
     init: Literal["fresh", "continue"] = "fresh"
     """`fresh`: every round trains a new adapter from the same initial weights (paper code)."""
+    retries: int = Field(2, ge=0)
+    """A round whose adapter fits its own labels worse than the base model does (balanced
+    accuracy on them; accuracy for generative tasks) trains again under the next training draw,
+    up to this many times, and keeps the first draw that fits, else the best (`active.refit`);
+    0: never, as the paper's code."""
 
 
 class UncertaintyConfig(Section):
@@ -527,7 +532,7 @@ CHANGES_NO_NUMBER = frozenset({"task.title", "loop.keep_adapters"})
 """Keys that change no number (a name; which files a run keeps): a run may resume under new
 values, and runs that differ only in them are one setup."""
 
-EARLIER = {"guard.select_with": "handed"}
+EARLIER = {"guard.select_with": "handed", "train.retries": 0}
 """Keys added with a default that does otherwise than STAR did before them: the value that did
 what STAR did. A config saved before such a key reads as holding this value (`saved_keys`)."""
 

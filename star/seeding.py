@@ -15,7 +15,7 @@ import torch
 PHASES = ("pool", "test", "stop", "warm_start", "lora_init", "train_order", "train_dropout",
           "mc_dropout", "mc_first_pass", "random_scores", "batch_rule", "forecast", "probe_train",
           "probe_demos", "base_dropout", "bootstrap", "noise_train", "guard_folds", "guard_train",
-          "typiclust", "bandit")
+          "typiclust", "bandit", "train_retry")
 """Every phase that draws random numbers; a name outside this list is a bug."""
 
 

@@ -127,6 +127,7 @@ def tiny_settings(model_dir: Path, data_dir: Path) -> list[str]:
         "loop.warm_start=8", "loop.step=8", "loop.budget=24", "loop.pool_size=60",
         "loop.test_size=16", "uncertainty.batch_size=16",
         "guard.folds=0",  # the prompt guard retrains each round k times: tested on its own
+        "train.retries=0",  # a round's retries on the tiny model: tested on their own
     ]
 
 

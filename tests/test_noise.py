@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import star.active.loop as loop
 from star.active.loop import Experiment
 from star.config import load_config
 from star.model.lora import adapter_state
@@ -44,6 +45,23 @@ def test_retraining_under_the_runs_own_seed_reproduces_its_round(run):
     noise_tool.retrain(experiment, 1, start, seed=0)
     again = adapter_state(experiment.loaded.model)
     assert all(torch.equal(trained[name], again[name]) for name in trained)
+
+
+def test_a_retrain_where_no_draw_fits_is_the_base_model(run, monkeypatch):
+    """Under `train.retries`, a retrain whose draws all fit their labels worse than the base
+    model (forced) gives what the run would hand out there: the zero-shot accuracy."""
+    results = json.loads((run / "results.json").read_text())
+    experiment = Experiment(load_config(run / "config.yaml"), run)
+    experiment.results = results
+    experiment.config = experiment.config.model_copy(
+        update={"train": experiment.config.train.model_copy(update={"retries": 1})})
+    monkeypatch.setattr(loop, "held_out_score", lambda correct, classes: 0.0)  # all tie: fit
+    fitted = noise_tool.retrain(experiment, 1, experiment.initial_adapter, seed=0)
+    assert fitted == results["rounds"][1]["accuracy"]
+    scores = iter([0.9, 0.1, 0.2])  # the base model's, then the two draws'
+    monkeypatch.setattr(loop, "held_out_score", lambda correct, classes: next(scores))
+    assert noise_tool.retrain(experiment, 1, experiment.initial_adapter, seed=0) == \
+        results["baselines"]["zero_shot"]
 
 
 def test_new_initial_adapters_depend_on_their_seed_alone(run):
@@ -96,7 +114,13 @@ def test_bad_noise_input_is_one_line_and_exit_code_2(tmp_path, capsys):
                "guard": {"chosen": "base"}}], auc=0.5)
     assert main(["noise", str(guarded), "--round", "0"]) == 2
     error = capsys.readouterr().err.strip()
-    assert "the prompt guard handed out the base model" in error and len(error.splitlines()) == 1
+    assert "the run handed out the base model there" in error and len(error.splitlines()) == 1
+    unfitted = tmp_path / "unfitted"  # no training draw fitted its labels
+    make_run(unfitted, {"strategy": "random", "seed": 0, "task": {"name": "sst2"}},
+             [{"round": 0, "n_labeled": 8, "accuracy": 0.5, "selected_ids": [], "guard": None,
+               "fit": {"draws": [0.4, 0.5], "kept": 1, "base": 0.6}}], auc=0.5)
+    assert main(["noise", str(unfitted), "--round", "0"]) == 2
+    assert "the run handed out the base model there" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_code:
         main(["noise", str(folder), "--train-seeds", "1"])
     assert exit_code.value.code == 2 and "must be at least 2" in capsys.readouterr().err

@@ -56,7 +56,14 @@ from star.active.journal import suggestion_agreement
 from star.active.learning_curve import auc, backtest, forecast
 from star.active.measures import base_measure, reads_gold
 from star.active.mixing import base_skill, chance_agreement, normalise_base, schedule_weight
-from star.active.prompt_guard import BASE, GuardCheck, fewest_per_class, fold_indices
+from star.active.prompt_guard import (
+    BASE,
+    GuardCheck,
+    fewest_per_class,
+    fold_indices,
+    held_out_score,
+)
+from star.active.refit import FitCheck, Refit, handed_out, train_until_fit
 from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
 from star.active.scorer import (
     PoolScores,
@@ -254,7 +261,7 @@ class Experiment:
             # Only a round to come needs the last adapter: a finished run reopens from its
             # records alone, so its adapters can be deleted or left behind on another machine.
             last = len(done) - 1
-            if self.selects_apart((done[-1].get("guard") or {}).get("chosen")):
+            if self.selects_apart(handed_out(done[-1].get("guard"), done[-1].get("fit"))):
                 trained = self.folder.trained_adapter_dir(last)
                 if not trained.exists():
                     raise DataError(f"round {last} handed out the base model and kept the adapter "
@@ -336,14 +343,16 @@ class Experiment:
         pool_counts = self.unlabeled_label_counts()
         self.labeled += batch.ids
         guard = self.guard(k, labels)
-        train = self.train(k, labels)
+        train, fit = self.train(k, labels)
         self.advise_balance(labels)
+        handed = handed_out(None if guard is None else guard.to_dict(),
+                            None if fit is None else fit.to_dict())
         self.selector = None
-        if self.selects_apart(None if guard is None else guard.chosen):
+        if self.selects_apart(handed):
             self.selector = adapter_state(self.loaded.model)
             if self.processes.main:
                 save_adapter(self.loaded.model, self.folder.trained_adapter_dir(k))
-        if guard is not None and guard.chosen == BASE:
+        if handed == BASE:
             load_adapter_state(self.loaded.model, self.initial_adapter)  # B = 0: the base model
         if self.processes.main:
             save_adapter(self.loaded.model, self.folder.adapter_dir(k))
@@ -358,6 +367,7 @@ class Experiment:
             "batch_label_counts": dict(sorted(Counter(labels[i] for i in batch.ids).items())),
             "pool_label_counts": pool_counts,
             "guard": None if guard is None else guard.to_dict(),
+            "fit": None if fit is None else fit.to_dict(),
             **({"bandit": bandit} if bandit else {}),
             "suggestion_agreement": suggestion_agreement(batch, self.folder.journal.latest()),
             "blind": self.config.loop.blind_labeling,
@@ -434,7 +444,7 @@ class Experiment:
         return batch
 
     def selects_apart(self, handed: str | None) -> bool:
-        """Whether a round that handed out `handed` (its guard's choice; None: unguarded) leaves
+        """Whether a round that handed out `handed` (`refit.handed_out`; None: unchecked) leaves
         its trained adapter to pick the next batch: the base model handed out, `guard.select_with:
         trained`, and a strategy that scores with the model (random and typiclust alone do not)."""
         return (handed == BASE and self.config.guard.select_with == "trained"
@@ -632,9 +642,41 @@ class Experiment:
                        settings.batch_size, max_length=self.config.model.max_length,
                        part_size=settings.part_size)
 
-    def train(self, k: int, labels: dict[str, str]) -> TrainStats:
-        """Round k's adapter, trained on every label so far."""
-        return self.train_on(self.labeled_examples(labels), k, seed=self.config.seed)
+    def train(self, k: int, labels: dict[str, str]) -> tuple[TrainStats, FitCheck | None]:
+        """Round k's adapter, trained on every label so far; under `train.retries`, trained
+        again under the next training draws while it fits its labels worse than the base model
+        (`star.active.refit`), with the check that decided it (None without retries). The
+        stats are the kept draw's, its seconds those of every draw."""
+        examples = self.labeled_examples(labels)
+        retries, seed = self.config.train.retries, self.config.seed
+        if not retries:
+            return self.train_on(examples, k, seed=seed), None
+        start = adapter_state(self.loaded.model)  # where `continue` goes on from, every draw
+        classes = None if self.task.generative else [e.gold for e in examples]
+        with adapter_off(self.loaded.model):
+            base = held_out_score([bool(p.correct) for p in self.predict(examples)], classes)
+        stats: list[TrainStats] = []
+
+        def draw(training_seed: int) -> float:
+            load_adapter_state(self.loaded.model, start)
+            stats.append(self.train_on(examples, k, seed=training_seed))
+            return held_out_score([bool(p.correct) for p in self.predict(examples)], classes)
+
+        seeds = [seed, *(derived_seed(seed, k, "train_retry", part=i)
+                         for i in range(1, retries + 1))]
+        check = train_until_fit(
+            Refit(draw, lambda: adapter_state(self.loaded.model),
+                  lambda state: load_adapter_state(self.loaded.model, state)),
+            seeds, base, metric="accuracy" if classes is None else "balanced_accuracy")
+        if check.retried and self.processes.main:
+            log(f"[{self.config.strategy} seed {seed}] round {k}: the adapter fitted its "
+                f"{len(examples)} labels at {100 * check.draws[0]:.1f} %, below the base "
+                f"model's {100 * base:.1f} % ({check.metric.replace('_', ' ')}); trained "
+                f"{len(check.draws)} draws (" + ", ".join(f"{100 * d:.1f} %" for d in check.draws)
+                + (f"), kept draw {check.kept + 1}" if check.fitted else
+                   "): none fitted, the base model is handed out"))
+        kept = stats[check.kept]
+        return replace(kept, seconds=sum(s.seconds for s in stats)), check
 
     def train_on(self, examples: Sequence[Example], k: int, *, seed: int) -> TrainStats:
         """Round k's recipe on `examples`: from the initial adapter (`train.init: fresh`) or from

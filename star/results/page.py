@@ -33,6 +33,7 @@ from star.results.summary import (
     class_rows,
     collect_runs,
     detectable_rows,
+    fit_rows,
     guard_rows,
     label_records,
     matched_seeds,
@@ -52,6 +53,7 @@ from star.results.tables import (
     calibration_tables,
     class_recall_table,
     comparisons_table,
+    fit_table,
     guard_table,
     labels_table,
     noise_tables,
@@ -328,6 +330,11 @@ def build_sections(runs: list[dict], summary: dict, out: Path,
         if guarded:
             prompt.tables.append(guard_table(guarded))
         sections.append(prompt)
+    refitted = fit_rows(runs)
+    if refitted:
+        sections.append(Section("Rounds trained again", "Where a round's adapter did not fit "
+                                "its own labels and the round trained under another draw "
+                                "(`train.retries`).", tables=[fit_table(refitted)]))
     drawn = bandit_rows(runs)
     if drawn:
         sections.append(Section("The bandit's arms", "How `auto` shared its draws among the "

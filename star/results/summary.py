@@ -13,6 +13,7 @@ import numpy as np
 from star.active.classes import batch_against_pool
 from star.active.journal import annotator_agreement
 from star.active.learning_curve import auc
+from star.active.refit import fits
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
@@ -517,6 +518,24 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "base": _mean([check["base"] for check in checks])}
             for (setup, strategy), by_count in _by_strategy(groups)
             for n, checks in sorted(by_count.items())]
+
+
+def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setup and strategy whose rounds checked their adapter's fit (`train.retries`): how
+    many rounds were checked, how many trained again, how many draws that took in all, and in
+    how many rounds no draw fitted its labels as well as the base model (the best was kept)."""
+    groups = _round_records(runs, "fit")
+    rows = []
+    for (setup, strategy), by_count in _by_strategy(groups):
+        checks = [check for n in sorted(by_count) for check in by_count[n]]
+        rows.append({"setup": setup, "strategy": strategy, "rounds": len(checks),
+                     "retried": sum(len(check["draws"]) > 1 for check in checks),
+                     "draws": sum(len(check["draws"]) for check in checks),
+                     "unfitted": sum(not fits(check["draws"][check["kept"]], check["base"])
+                                     for check in checks),
+                     "labels": sorted({n for n, found in by_count.items()
+                                       if any(len(check["draws"]) > 1 for check in found)})})
+    return rows
 
 
 def bandit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

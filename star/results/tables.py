@@ -500,6 +500,29 @@ def guard_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def fit_table(rows: list[dict[str, Any]]) -> Table:
+    """Per setup and strategy (`summary.fit_rows`): the rounds trained again because their
+    adapter fitted its own labels worse than the base model."""
+    table = Table("retries", "Rounds trained again", ["Setup", "Method", "Rounds checked",
+                                                      "Trained again", "Draws in all",
+                                                      "No draw fitted", "At labels"])
+    for row in rows:
+        table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
+                           Cell(str(row["rounds"]), row["rounds"]),
+                           Cell(str(row["retried"]), row["retried"]),
+                           Cell(str(row["draws"]), row["draws"]),
+                           Cell(str(row["unfitted"]), row["unfitted"]),
+                           Cell(", ".join(map(str, row["labels"])) or "–")])
+    table.note = ("Rounds over all seeds. After training, each round's adapter answered its own "
+                  "labels, and so did the base model; where the adapter scored lower (balanced "
+                  "accuracy; accuracy for generative tasks) it had not learned them, and the "
+                  "round trained again under the next training draw, up to `train.retries` "
+                  "times, keeping the first draw that fitted, else the best (no draw fitted: "
+                  "the best kept still scored below the base model). At labels: the label "
+                  "counts of the rounds trained again.")
+    return table
+
+
 def bandit_table(rows: list[dict[str, Any]]) -> Table:
     """Per setup, strategy and label count (`summary.bandit_rows`): how the bandit shared its
     draws among its arms and what it was rewarded; a column pair per arm of any setup."""

@@ -20,6 +20,8 @@ from typing import Any
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.learning_curve import PARAMETERS, describe
+from star.active.prompt_guard import TUNED
+from star.active.refit import handed_out
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
@@ -99,6 +101,20 @@ def _guard(entry: dict[str, Any]) -> str:
             f"{check['metric'].replace('_', ' ')})")
 
 
+def _fit(entry: dict[str, Any]) -> str:
+    """Where the round trained again because its adapter did not fit its own labels."""
+    check = entry.get("fit")
+    if not check or len(check["draws"]) < 2:
+        return ""
+    kept = (f"draw {check['kept'] + 1} kept"
+            if handed_out(None, check) == TUNED else
+            f"none of {len(check['draws'])} draws fitted: the base model handed out")
+    return (f"; trained again: {len(check['draws'])} draws fitted its labels at "
+            + ", ".join(f"{100 * d:.1f}" for d in check["draws"])
+            + f" % against the base model's {100 * check['base']:.1f} % "
+            f"({check['metric'].replace('_', ' ')}), {kept}")
+
+
 def _bandit(entry: dict[str, Any]) -> str:
     """How `auto` shared this round's draw among its arms, and the reward its picks earned."""
     record = entry.get("bandit")
@@ -135,7 +151,7 @@ def status(run: Path) -> str:
                  else "no test set")
         lines.append(f"  round {entry['round']}: {entry['n_labeled']} labels, {shown}, "
                      f"labels {entry.get('label_counts', {})}" + _signals(entry)
-                     + _guard(entry) + _bandit(entry) + _anchoring(entry))
+                     + _guard(entry) + _fit(entry) + _bandit(entry) + _anchoring(entry))
     stopping = results.get("stopping") or {}
     if stopping.get("stop_advised"):
         lines.append(f"stopping advised: predictions agree across the last {STOP_WINDOW} rounds "

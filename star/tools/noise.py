@@ -13,6 +13,7 @@ done.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import numpy as np
 import torch
 
 from star.active.loop import Experiment
+from star.active.prompt_guard import BASE
+from star.active.refit import handed_out
 from star.active.runfolder import RunFolder, complete_rounds
 from star.config import load_config
 from star.errors import ConfigError
 from star.model.loading import LoadedModel
-from star.model.lora import adapter_state, load_adapter, load_adapter_state
+from star.model.lora import adapter_off, adapter_state, load_adapter, load_adapter_state
 from star.progress import log
 from star.seeding import derived_seed
 from star.tools.labels import open_run
@@ -57,8 +60,10 @@ def retrain(experiment: Experiment, k: int, start: dict[str, torch.Tensor], seed
     experiment.config = experiment.config.model_copy(update={"seed": seed})
     experiment.initial_adapter = start  # where `train.init: fresh` starts
     load_adapter_state(experiment.loaded.model, start)  # where `continue` starts
-    experiment.train(k, labels)
-    return float(np.mean([p.correct for p in experiment.predict(experiment.test)]))
+    _, fit = experiment.train(k, labels)
+    unfitted = fit is not None and not fit.fitted  # the run would hand out the base model
+    with adapter_off(experiment.loaded.model) if unfitted else nullcontext():
+        return float(np.mean([p.correct for p in experiment.predict(experiment.test)]))
 
 
 def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, Any], int]:
@@ -72,10 +77,11 @@ def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, 
         raise ConfigError(f"--round {k}: '{folder.root}' has rounds 0 to {len(rounds) - 1}")
     if rounds[k].get("accuracy") is None:
         raise ConfigError(f"'{folder.root}' has no test set: a retrain has no accuracy to show")
-    if (rounds[k].get("guard") or {}).get("chosen") == "base":
-        raise ConfigError(f"--round {k}: the prompt guard handed out the base model there, so "
-                          "retrained adapters would not vary the model the run used; pick a "
-                          "round whose adapter was kept")
+    if handed_out(rounds[k].get("guard"), rounds[k].get("fit")) == BASE:
+        raise ConfigError(f"--round {k}: the run handed out the base model there (the prompt "
+                          "guard's choice, or no training draw fitted its labels), so retrained "
+                          "adapters would not vary the model the run used; pick a round whose "
+                          "adapter was kept")
     return results, k
 
 

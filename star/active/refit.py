@@ -1,0 +1,113 @@
+"""Training a round again when its adapter does not fit its own labels (`train.retries`).
+
+A round's training can fail outright: on SST-2 with 10 % negatives, about one run in six had
+a round whose adapter answered nearly everything with one class (51 % on a balanced test set
+where its neighbours scored 75-80 %; docs/label-savings, section 2.11). Such a round is the
+training draw's doing, not its labels': the same labels and initial adapter under other data
+orders and dropout masks trained healthy adapters, and the collapsed draw replays exactly. It
+also shows without the test set: that adapter got 1 of its 10 negative training labels right.
+
+So after training, the round's adapter answers its own labels, and so does the base model
+(adapter off): both scored as the prompt guard scores, balanced accuracy for a choice task
+(plain accuracy for a generative one; `prompt_guard.held_out_score`). An adapter that fits the
+labels it trained on worse than the untrained model does has not learned them, and the round
+trains again from the same start under the next training draw, up to `train.retries` more
+times; the first draw that fits is kept. If none does, the round hands out the base model, as
+the prompt guard does where its folds say the adapter is worse (`handed_out`): the adapter's
+score on labels it trained on flatters it, the base model's is held out, and still the base
+model scores higher. The first draw is the round's usual one, so a run where every first draw
+fits is the run without retries, number for number. Nothing here reads the test set.
+
+On the skewed pool's rounds of 48 and 64 labels every draw could collapse (fit 50 % against
+the base model's 92-94 %, section 2.12): there the retries find nothing, and the base model,
+71.7 % on the test set, is what the round has to give.
+
+A partial failure passes: an adapter at 63 % on the test set fitted its labels at 76.6 %,
+near a healthy draw's 78.6 %, so its own labels cannot tell it apart (section 2.11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, TypeVar
+
+from star.active.prompt_guard import BASE, TUNED
+
+State = TypeVar("State")
+
+
+def fits(tuned: float, base: float) -> bool:
+    """Whether an adapter fits its training labels: at least as well as the base model does on
+    the same labels (a tie keeps it; it trained on them, the base model never did)."""
+    return tuned >= base
+
+
+def best_draw(scores: list[float]) -> int:
+    """The draw that fits its labels best; the earliest among equals."""
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """One round's check, as results.json keeps it: the base model's score on the labels, each
+    draw's training seed and score, and which draw the round kept."""
+
+    metric: str
+    base: float
+    seeds: list[int]
+    draws: list[float]
+    kept: int
+
+    @property
+    def retried(self) -> bool:
+        return len(self.draws) > 1
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the draw kept fits its labels (else the base model is handed out)."""
+        return fits(self.draws[self.kept], self.base)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class Refit(Generic[State]):
+    """How a round trains one draw and puts a kept one back: `train(seed)` trains from the
+    round's start under the training seed `seed` and returns the adapter's score on its labels;
+    `snapshot()` copies the adapter as it stands and `restore(state)` puts a copy back."""
+
+    train: Callable[[int], float]
+    snapshot: Callable[[], State]
+    restore: Callable[[State], None]
+
+
+def train_until_fit(refit: Refit[State], seeds: list[int], base: float, *,
+                    metric: str) -> FitCheck:
+    """Train under `seeds[0]`, then under each next seed while no draw so far fits (`fits`), at
+    most `len(seeds)` draws; leave the adapter of the draw kept in place (`best_draw` of the
+    draws, which is the last when it fits)."""
+    scores: list[float] = []
+    states: list[State] = []
+    for seed in seeds:
+        scores.append(refit.train(seed))
+        if fits(scores[-1], base):
+            break
+        if len(scores) < len(seeds):  # a later draw will replace it: keep a copy to go back to
+            states.append(refit.snapshot())
+    kept = best_draw(scores)
+    if kept != len(scores) - 1:
+        refit.restore(states[kept])
+    return FitCheck(metric, base, seeds[: len(scores)], scores, kept)
+
+
+def handed_out(guard: Mapping[str, Any] | None, fit: Mapping[str, Any] | None) -> str | None:
+    """What a round handed out, from its records of the prompt guard's check and of the fit
+    check (`GuardCheck.to_dict`, `FitCheck.to_dict`; None where one did not run): BASE where
+    the guard chose the base model or no draw fitted its labels, TUNED where either checked and
+    kept the adapter, None where neither checked."""
+    if guard is None and fit is None:
+        return None
+    unfitted = fit is not None and not fits(fit["draws"][fit["kept"]], fit["base"])
+    return BASE if unfitted or (guard is not None and guard["chosen"] == BASE) else TUNED
