@@ -96,6 +96,18 @@ def test_the_prompt_guard_trains_k_folds_and_predicts_the_labels_twice(tiny_over
         forward=48 * PASS, training=4 * 18 * 2 * TRAIN)
 
 
+def test_the_fit_check_predicts_the_labels_twice_a_round(tiny_overrides):
+    """Under `train.retries` a round's training has the base model's and the adapter's answers
+    on its labels beside the training itself; without retries only the training."""
+    config = load_config(None, [*tiny_overrides, "train.epochs=2", "train.retries=2"])
+    rows = plan(config, counts=COUNTS, lengths=CHOICE, task=load_task(config.task))
+    for r, labels in zip(rows, (8, 16, 24), strict=True):
+        assert r["train"] == Cost(forward=2 * labels * PASS, training=labels * 2 * TRAIN)
+    once = load_config(None, [*tiny_overrides, "train.epochs=2"])  # the tiny settings: 0
+    assert plan(once, counts=COUNTS, lengths=CHOICE, task=load_task(once.task))[1]["train"] \
+        == Cost(training=16 * 2 * TRAIN)
+
+
 def test_a_shortlist_runs_one_pass_over_the_pool_and_k_over_it(tiny_overrides):
     short = scoring(tiny_overrides, "strategy=me-star", "selection.shortlist=2")
     # round 1: one MC pass over the 52 unlabeled, 3 over the 2·8 it ranks highest, μ_b over

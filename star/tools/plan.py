@@ -215,7 +215,10 @@ def plan(config: StarConfig, *, counts: ParameterCounts, lengths: Lengths,
     model's hidden states over the whole pool once for typiclust (round 0 with a typiclust warm
     start, else round 1), the base model's answers on the labels before the round for the
     `evidence` schedule, `auto`'s reward (a prediction over every label it bought), and the
-    batch's suggestions. Evaluation has the zero-shot point in round 0."""
+    batch's suggestions. Training holds, under `train.retries`, the check of the adapter's fit
+    (its answers and the base model's on the labels); a draw trained again costs a training and
+    a prediction more, which no plan can foresee. Evaluation has the zero-shot point in
+    round 0."""
     loop, strategy = config.loop, get_strategy(config.strategy)
     arms = choosers(config, strategy)
     pool = min(loop.pool_size or len(task.train), len(task.train))
@@ -251,8 +254,10 @@ def plan(config: StarConfig, *, counts: ParameterCounts, lengths: Lengths,
         score += predictions(taken)  # the suggestions
         evaluate = inference_cost(counts, task, test, prompt=lengths.test_prompt,
                                   lengths=lengths) * (2 if k == 0 else 1)
-        rows.append({"round": k, "labels": labeled, "score": score,
-                     "train": training_cost(counts, lengths, labeled * config.train.epochs),
+        train = training_cost(counts, lengths, labeled * config.train.epochs)
+        if config.train.retries:  # the fit check: the base model and the adapter on the labels
+            train += predictions(2 * labeled)
+        rows.append({"round": k, "labels": labeled, "score": score, "train": train,
                      "guard": guard_cost(config, task, counts=counts, lengths=lengths,
                                          labels=labeled),
                      "evaluate": evaluate})
