@@ -141,15 +141,15 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # class, as it halved me's loss on TREC-6 (2.7).
     study savings-sst2 random
     skewed me+balanced
-    study savings-sst2 me-star
-    # Retrying rounds that do not fit their labels (2.12): on the skewed pool a collapsed
-    # round's training draw, not its labels, put random and me within 16-18 points of each
-    # other; the same seeds under `train.retries: 2`, paired with the runs above.
+    # Retrying rounds that do not fit their labels (2.12): on the skewed pool collapsed
+    # rounds put the paired SD of me − random at 16-18 points; the same seeds under
+    # `train.retries: 2`, paired with the runs above. Before balanced SST-2's other blocks:
+    # its outcome decides the recipe of the skewed pool's remaining ones (docs/plan.md).
     for strategy in random me; do
         study savings-sst2-skewed $strategy balance/retry --set train.balance=classes \
             --set train.retries=2
     done
-    for strategy in auto me; do study savings-sst2 $strategy; done
+    for strategy in me-star auto me; do study savings-sst2 $strategy; done
     for strategy in margin typiclust typiclust-me-star; do skewed $strategy; done
     study savings-sst2-skewed me-star balance/evidence --set train.balance=classes \
         --set uncertainty.schedule=evidence
