@@ -18,6 +18,7 @@ import star.active.refit as refit
 from star.active.loop import Experiment
 from star.active.prompt_guard import BASE, TUNED, held_out_score
 from star.active.refit import FitCheck, Refit, best_draw, fits, handed_out, train_until_fit
+from star.active.runfolder import RunFolder
 from star.config import load_config
 from star.model.lora import ADAPTER_WEIGHTS, load_adapter
 from star.results.summary import fit_rows
@@ -100,7 +101,7 @@ def run(out: Path, overrides: list[str], strategy: str = "me") -> dict:
 
 
 def adapter(out: Path, k: int) -> dict[str, np.ndarray]:
-    weights = load_file(out / "rounds" / str(k) / "adapter" / ADAPTER_WEIGHTS)
+    weights = load_file(RunFolder(out).adapter_dir(k) / ADAPTER_WEIGHTS)
     return {name: value.numpy() for name, value in weights.items()}
 
 
@@ -252,7 +253,7 @@ def test_the_report_counts_rounds_trained_again_by_hand():
             {"setup": "s", "strategy": "me", "rounds": [entry(16, [0.9], 0),
                                                         entry(32, [0.6, 0.5, 0.55], 0)]},
             {"setup": "s", "strategy": "random", "rounds": [{"n_labeled": 16, "fit": None}]}]
-    assert fit_rows(runs) == [{"setup": "s", "strategy": "me", "rounds": 4, "retried": 2,
+    assert fit_rows(runs) == [{"setup": "s", "strategy": "me", "checked": 4, "retried": 2,
                                "draws": 7, "unfitted": 1, "labels": [16, 32]}]
 
 

@@ -528,7 +528,7 @@ def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (setup, strategy), by_count in _by_strategy(groups):
         checks = [check for n in sorted(by_count) for check in by_count[n]]
-        rows.append({"setup": setup, "strategy": strategy, "rounds": len(checks),
+        rows.append({"setup": setup, "strategy": strategy, "checked": len(checks),
                      "retried": sum(len(check["draws"]) > 1 for check in checks),
                      "draws": sum(len(check["draws"]) for check in checks),
                      "unfitted": sum(not fits(check["draws"][check["kept"]], check["base"])

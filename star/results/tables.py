@@ -508,7 +508,7 @@ def fit_table(rows: list[dict[str, Any]]) -> Table:
                                                       "No draw fitted", "At labels"])
     for row in rows:
         table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
-                           Cell(str(row["rounds"]), row["rounds"]),
+                           Cell(str(row["checked"]), row["checked"]),
                            Cell(str(row["retried"]), row["retried"]),
                            Cell(str(row["draws"]), row["draws"]),
                            Cell(str(row["unfitted"]), row["unfitted"]),
