@@ -39,7 +39,7 @@ State = TypeVar("State")
 
 def fits(tuned: float, base: float) -> bool:
     """Whether an adapter fits its training labels: at least as well as the base model does on
-    the same labels (a tie keeps it; it trained on them, the base model never did)."""
+    the same labels (a tie keeps it, as the prompt guard keeps a tie)."""
     return tuned >= base
 
 
