@@ -1,5 +1,5 @@
 """The retry variant of section 2.12, read back from the records: skewed random and me under
-`train.retries: 2` (`balance/retry`) against the same seeds' one-draw runs (`balance`).
+`train.retries: 2` (`retry`) against the same seeds' one-draw runs (`balance`).
 
 Printed: per recipe, me − random at the last round (macro-F1 and accuracy, paired by seed:
 mean, 95 % t-interval, p, the SD of the differences), each strategy's retries − one draw, how
@@ -20,8 +20,8 @@ from star.active.prompt_guard import BASE
 from star.active.refit import handed_out
 from star.results.significance import paired
 
-POOL = Path(__file__).parent / "runs" / "savings-sst2-skewed" / "balance"
-RECIPES = {"one draw": POOL, "retries 2": POOL / "retry"}
+POOL = Path(__file__).parent / "runs" / "savings-sst2-skewed"
+RECIPES = {"one draw": POOL / "balance", "retries 2": POOL / "retry"}
 METRICS = {"macro_f1": "final macro-F1", "accuracy": "final accuracy"}
 
 
