@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from star.active import runfolder
@@ -27,7 +28,7 @@ from star.tools import compare as compare_module
 from star.tools.labels import page_server
 from tests.conftest import toy_records, write_jsonl
 
-INPUT_KEYS = {"model files", "pool examples", "test examples", "hardware", "dtype"}
+INPUT_KEYS = {"model files", "pool examples", "test examples", "hardware", "cpu", "dtype"}
 
 
 def run_config(overrides: list[str], *extra: str) -> StarConfig:
@@ -94,7 +95,8 @@ def test_a_finished_run_reopens_without_its_adapters(finished: Path, config: Sta
     assert read_results(finished) == before
 
 
-@pytest.mark.parametrize(("key", "then"), [("dtype", "bfloat16"), ("hardware", "cuda NVIDIA A100")])
+@pytest.mark.parametrize(("key", "then"), [("dtype", "bfloat16"), ("hardware", "cuda NVIDIA A100"),
+                                           ("cpu", "Intel(R) Xeon(R), AVX512, amx_bf16, avx512_bf16")])
 def test_a_resume_on_other_hardware_or_dtype_is_refused(finished: Path, config: StarConfig,
                                                         key: str, then: str) -> None:
     """A run started on a GPU in bf16 does not go on on this CPU in fp32: its rounds would
@@ -104,6 +106,34 @@ def test_a_resume_on_other_hardware_or_dtype_is_refused(finished: Path, config: 
     (finished / "results.json").write_text(json.dumps(results))
     with pytest.raises(ConfigError, match=re.escape(f"started with other {key} ({then} then, ")):
         run_experiment(config, finished)
+
+
+def test_a_run_recorded_before_its_cpu_was_goes_on(finished: Path, config: StarConfig) -> None:
+    """A record from before `inputs` named the CPU cannot say where it ran: it goes on, and its
+    record is left as it was (writing this CPU in would claim it ran here)."""
+    results = read_results(finished)
+    del results["inputs"]["cpu"]
+    (finished / "results.json").write_text(json.dumps(results))
+    assert run_experiment(config, finished) == results
+    assert "cpu" not in read_results(finished)["inputs"]
+
+
+def test_the_cpu_is_named_with_its_kernels_and_bf16_units(monkeypatch) -> None:
+    """The model name, torch's kernel level and the bf16 units, from /proc/cpuinfo's first
+    model name and flags: what tells a Xeon with AMX from an EPYC with AVX-512 bf16 only."""
+    import star.model.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_info", lambda: ("AMD EPYC", frozenset({"avx2",
+                                                                             "avx512_bf16"})))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert loading.cpu_identity() == "AMD EPYC, AVX512, avx512_bf16"
+    assert loading.cpu_has_fast_bf16()
+    monkeypatch.setattr(loading, "cpu_info", lambda: ("Xeon", frozenset({"amx_bf16",
+                                                                         "avx512_bf16"})))
+    assert loading.cpu_identity() == "Xeon, AVX512, amx_bf16, avx512_bf16"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert loading.cpu_identity() == "Xeon, AVX2, amx_bf16, avx512_bf16"
+    assert not loading.cpu_has_fast_bf16()  # torch dispatches to its AVX2 kernels
 
 
 def test_a_run_folder_without_its_config_is_refused(finished: Path, config: StarConfig) -> None:

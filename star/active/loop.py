@@ -305,18 +305,23 @@ class Experiment:
 
     def inputs(self) -> dict[str, str]:
         """What the run's numbers depend on besides its config: the base model's files, the
-        pool's and test set's examples, and the hardware and dtype that computed them."""
+        pool's and test set's examples, and the hardware (on a CPU, which one) and dtype that
+        computed them."""
+        cpu = self.loaded.cpu
         return {"model files": self.loaded.fingerprint, "pool examples": examples_digest(self.pool),
                 "test examples": examples_digest(self.test), "hardware": self.loaded.hardware,
+                **({"cpu": cpu} if cpu is not None else {}),
                 "dtype": str(self.loaded.compute_dtype).removeprefix("torch.")}
 
     def check_same_inputs(self) -> None:
         """A resumed run continues only on the inputs it started with, or its rounds would not
         replay: new weights under the same model name, an edited data file, a GPU's bf16 after
-        a CPU's fp32. A run from before STAR recorded them records them now."""
+        a CPU's fp32, another CPU's bf16 kernels. A run from before STAR recorded them records
+        them now; one from before it recorded the CPU goes on unchecked on that, as its record
+        cannot say where it ran."""
         now = self.inputs()
         then = self.results.setdefault("inputs", now)
-        changed = [key for key in now if then.get(key) != now[key]]
+        changed = [key for key in now if key in then and then[key] != now[key]]
         if changed:
             raise ConfigError(f"run folder '{self.folder.root}' started with other "
                               + "; ".join(f"{key} ({then.get(key)} then, {now[key]} now)"

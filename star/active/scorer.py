@@ -195,9 +195,10 @@ def base_scores(loaded: LoadedModel, task: Task, examples: Sequence[Example], sc
 
 def _setup(loaded: LoadedModel, task: Task, max_length: int) -> dict[str, object]:
     """What every cached base-model number depends on besides the example: the model's files,
-    the hardware, attention kernel and compute dtype, the task's labels and the words for them,
-    and the length limits."""
-    return {"model": loaded.fingerprint, "hardware": loaded.hardware, "attention": loaded.attention,
+    the hardware (on a CPU, which one), attention kernel and compute dtype, the task's labels
+    and the words for them, and the length limits."""
+    return {"model": loaded.fingerprint, "hardware": loaded.hardware, "cpu": loaded.cpu,
+            "attention": loaded.attention,
             "dtype": str(loaded.compute_dtype),
             "labels": task.labels, "choices": task.choices, "answer_type": task.answer_type,
             "max_new_tokens": task.max_new_tokens, "max_length": max_length}
