@@ -176,8 +176,8 @@ class TrainConfig(Section):
     retries: int = Field(2, ge=0)
     """A round whose adapter fits its own labels worse than the base model does (balanced
     accuracy on them; accuracy for generative tasks) trains again under the next training draw,
-    up to this many times, and keeps the first draw that fits, else the best (`active.refit`);
-    0: never, as the paper's code."""
+    up to this many times, and keeps the first draw that fits; where none fits, the round hands
+    out the base model (`active.refit`). 0: never, as the paper's code."""
 
 
 class UncertaintyConfig(Section):

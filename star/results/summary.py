@@ -523,7 +523,8 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setup and strategy whose rounds checked their adapter's fit (`train.retries`): how
     many rounds were checked, how many trained again, how many draws that took in all, and in
-    how many rounds no draw fitted its labels as well as the base model (the best was kept)."""
+    how many rounds no draw fitted its labels as well as the base model (which was handed out
+    instead)."""
     groups = _round_records(runs, "fit")
     rows = []
     for (setup, strategy), by_count in _by_strategy(groups):

@@ -517,8 +517,8 @@ def fit_table(rows: list[dict[str, Any]]) -> Table:
                   "labels, and so did the base model; where the adapter scored lower (balanced "
                   "accuracy; accuracy for generative tasks) it had not learned them, and the "
                   "round trained again under the next training draw, up to `train.retries` "
-                  "times, keeping the first draw that fitted, else the best (no draw fitted: "
-                  "the best kept still scored below the base model). At labels: the label "
+                  "times, keeping the first draw that fitted; where no draw fitted, the round "
+                  "handed out the base model, as the prompt guard does. At labels: the label "
                   "counts of the rounds trained again.")
     return table
 
