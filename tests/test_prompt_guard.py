@@ -68,6 +68,18 @@ def test_balanced_accuracy_weighs_each_class_of_the_labels_alike():
     assert held_out_score(mixed, classes) == pytest.approx((10 / 13 + 2 / 3) / 2)
 
 
+def test_equal_scores_are_equal_floats_so_a_tie_keeps_the_adapter():
+    """4 labels `a` and 12 `b`: 4/4 and 4/12 right, and 2/4 and 10/12 right, are both a
+    balanced 2/3; averaged in floats they came out an ulp apart (…666 against …667), and a
+    round retried, or a guard handed out the base model, on a tie (twelfth session)."""
+    classes = ["a"] * 4 + ["b"] * 12
+    tuned = [True] * 4 + [True] * 4 + [False] * 8
+    base = [True] * 2 + [False] * 2 + [True] * 10 + [False] * 2
+    assert held_out_score(tuned, classes) == held_out_score(base, classes) == 2 / 3
+    assert choose(held_out_score(tuned, classes), held_out_score(base, classes)) == TUNED
+    assert held_out_score([True, False, True], None) == 2 / 3
+
+
 def test_a_check_records_both_scores_by_hand():
     check = GuardCheck.of([True, False, False, False], [True, True, True, False], ["a", "a", "b", "b"],
                           folds=2, fewest=2, seconds=1.23456)

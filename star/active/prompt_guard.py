@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -52,13 +53,18 @@ def held_out_score(correct: Sequence[bool], classes: Sequence[str] | None) -> fl
     A handful of labels is often lopsided (13 of 16 one way in the SST-2 study), and there an
     adapter that learned to answer the majority label holds out as well as the prompt on
     plain accuracy while it falls to chance on a balanced test set; weighing the classes
-    alike judges what the labels say about each class, not their sample's proportions."""
+    alike judges what the labels say about each class, not their sample's proportions.
+
+    Computed as a fraction and rounded once, so that equal scores are equal floats: the two
+    scores are compared, and a tie decides (2/4 and 10/12 right averaged in floats gives
+    0.6666666666666667, 4/4 and 4/12 gives 0.6666666666666666)."""
     if classes is None:
-        return float(np.mean(correct))
+        return float(Fraction(sum(map(bool, correct)), len(correct)))
     by_class: dict[str, list[bool]] = {}
     for right, label in zip(correct, classes, strict=True):
-        by_class.setdefault(label, []).append(right)
-    return float(np.mean([np.mean(rights) for rights in by_class.values()]))
+        by_class.setdefault(label, []).append(bool(right))
+    recalls = [Fraction(sum(rights), len(rights)) for rights in by_class.values()]
+    return float(sum(recalls) / len(recalls))
 
 
 def fewest_per_class(golds: Sequence[str], labels: Sequence[str]) -> int:
