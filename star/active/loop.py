@@ -203,6 +203,8 @@ class Experiment:
         self.base_hidden: np.ndarray | None = None
         """[pool, hidden size]: the base model's answer-position states (typiclust), once, each
         scaled to length 1 (`unit_rows`)."""
+        self.last_base_correct: tuple[list[tuple[str, str]], list[bool]] | None = None
+        """`base_correct`'s last examples (id, answer) and its answer for them."""
         self.skills: dict[int, float] = {}
         """Round -> the base model's skill on the labels before it (schedule `evidence`)."""
         self.selector: dict[str, torch.Tensor] | None = None
@@ -658,8 +660,7 @@ class Experiment:
             return self.train_on(examples, k, seed=seed), None
         start = adapter_state(self.loaded.model)  # where `continue` goes on from, every draw
         classes = None if self.task.generative else [e.gold for e in examples]
-        with adapter_off(self.loaded.model):
-            base = held_out_score([bool(p.correct) for p in self.predict(examples)], classes)
+        base = held_out_score(self.base_correct(examples), classes)
         stats: list[TrainStats] = []
 
         def draw(training_seed: int) -> float:
@@ -695,6 +696,15 @@ class Experiment:
                              seed=seed, round_index=k, max_length=config.model.max_length,
                              processes=self.processes)
 
+    def base_correct(self, examples: list[Example]) -> list[bool]:
+        """Whether the base model (adapter off) answers each of `examples` right. A round's
+        prompt guard and fit check both ask it of the round's labels: the last answer is kept."""
+        key = [(e.id, e.response) for e in examples]
+        if self.last_base_correct is None or self.last_base_correct[0] != key:
+            with adapter_off(self.loaded.model):
+                self.last_base_correct = (key, [bool(p.correct) for p in self.predict(examples)])
+        return self.last_base_correct[1]
+
     def labeled_examples(self, labels: dict[str, str]) -> list[Example]:
         """The labeled examples, in labeling order, each with the answer in force."""
         return [self.task.with_label(e, labels[e.id]) for e in self.examples(self.labeled)]
@@ -716,8 +726,7 @@ class Experiment:
             return None
         classes = None if self.task.generative else [e.gold for e in examples]
         fewest = None if classes is None else fewest_per_class(classes, self.task.labels)
-        with adapter_off(self.loaded.model):
-            base = [bool(p.correct) for p in self.predict(examples)]
+        base = self.base_correct(examples)
         tuned = None if fewest is not None and fewest < settings.min_per_class \
             else self.cross_validated(k, examples, folds)
         check = GuardCheck.of(tuned, base, classes, folds=folds, fewest=fewest,

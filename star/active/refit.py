@@ -66,7 +66,7 @@ class FitCheck:
     @property
     def fitted(self) -> bool:
         """Whether the draw kept fits its labels (else the base model is handed out)."""
-        return fits(self.draws[self.kept], self.base)
+        return kept_fits(self.to_dict())
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -102,6 +102,11 @@ def train_until_fit(refit: Refit[State], seeds: list[int], base: float, *,
     return FitCheck(metric, base, seeds[: len(scores)], scores, kept)
 
 
+def kept_fits(fit: Mapping[str, Any]) -> bool:
+    """Whether a fit check's record (`FitCheck.to_dict`) kept a draw that fits its labels."""
+    return fits(fit["draws"][fit["kept"]], fit["base"])
+
+
 def handed_out(guard: Mapping[str, Any] | None, fit: Mapping[str, Any] | None) -> str | None:
     """What a round handed out, from its records of the prompt guard's check and of the fit
     check (`GuardCheck.to_dict`, `FitCheck.to_dict`; None where one did not run): BASE where
@@ -109,5 +114,5 @@ def handed_out(guard: Mapping[str, Any] | None, fit: Mapping[str, Any] | None) -
     kept the adapter, None where neither checked."""
     if guard is None and fit is None:
         return None
-    unfitted = fit is not None and not fits(fit["draws"][fit["kept"]], fit["base"])
+    unfitted = fit is not None and not kept_fits(fit)
     return BASE if unfitted or (guard is not None and guard["chosen"] == BASE) else TUNED

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import platform
 import shutil
 import subprocess
 import sys
@@ -120,8 +121,6 @@ BF16_UNITS = ("amx_bf16", "avx512_bf16")
 def cpu_info() -> tuple[str, frozenset[str]]:
     """This CPU's model name and flags, from /proc/cpuinfo (Linux); elsewhere what `platform`
     knows of it and no flags."""
-    import platform
-
     name, flags = "", frozenset()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

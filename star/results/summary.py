@@ -13,7 +13,7 @@ import numpy as np
 from star.active.classes import batch_against_pool
 from star.active.journal import annotator_agreement
 from star.active.learning_curve import auc
-from star.active.refit import fits
+from star.active.refit import kept_fits
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
@@ -532,8 +532,7 @@ def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"setup": setup, "strategy": strategy, "checked": len(checks),
                      "retried": sum(len(check["draws"]) > 1 for check in checks),
                      "draws": sum(len(check["draws"]) for check in checks),
-                     "unfitted": sum(not fits(check["draws"][check["kept"]], check["base"])
-                                     for check in checks),
+                     "unfitted": sum(not kept_fits(check) for check in checks),
                      "labels": sorted({n for n, found in by_count.items()
                                        if any(len(check["draws"]) > 1 for check in found)})})
     return rows

@@ -20,8 +20,7 @@ from typing import Any
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.learning_curve import PARAMETERS, describe
-from star.active.prompt_guard import TUNED
-from star.active.refit import handed_out
+from star.active.refit import kept_fits
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
@@ -107,7 +106,7 @@ def _fit(entry: dict[str, Any]) -> str:
     if not check or len(check["draws"]) < 2:
         return ""
     kept = (f"draw {check['kept'] + 1} kept"
-            if handed_out(None, check) == TUNED else
+            if kept_fits(check) else
             f"none of {len(check['draws'])} draws fitted: the base model handed out")
     return (f"; trained again: {len(check['draws'])} draws fitted its labels at "
             + ", ".join(f"{100 * d:.1f}" for d in check["draws"])
