@@ -1,5 +1,5 @@
 """The label-savings study's data script (docs/label-savings/make_data.py) on hand-made files:
-an exact 10 % minority, TREC's coarse classes as words, and the same bytes on every run."""
+an exact 10 % and 2 % minority, TREC's coarse classes as words, and the same bytes on every run."""
 
 import hashlib
 import importlib.util
@@ -20,32 +20,36 @@ def rows(negatives: int, positives: int) -> list[list[str]]:
     return sorted(out, key=lambda row: int(row[0].split()[1]))
 
 
-@pytest.mark.parametrize(("negatives", "positives", "kept_negatives"), [
-    (5, 47, 5),   # 47 // 9 = 5 negatives allowed: all 5, with 45 of the 47 positives
-    (20, 30, 3),  # 30 // 9 = 3: 3 of the 20 negatives, 27 of the 30 positives
-    (4, 36, 4),   # exactly 1 to 9 already: nothing dropped
+@pytest.mark.parametrize(("negatives", "positives", "per_minority", "kept_negatives"), [
+    (5, 47, 9, 5),    # 47 // 9 = 5 negatives allowed: all 5, with 45 of the 47 positives
+    (20, 30, 9, 3),   # 30 // 9 = 3: 3 of the 20 negatives, 27 of the 30 positives
+    (4, 36, 9, 4),    # exactly 1 to 9 already: nothing dropped
+    (20, 100, 49, 2),  # 1 in 50: 100 // 49 = 2 negatives, 98 of the 100 positives
 ])
-def test_skew_makes_the_minority_exactly_one_in_ten(negatives, positives, kept_negatives):
+def test_skew_makes_the_minority_exactly_one_in_so_many(negatives, positives, per_minority,
+                                                         kept_negatives):
     source = rows(negatives, positives)
-    pool = make_data.skew(source, "0", np.random.default_rng(0))
+    pool = make_data.skew(source, "0", per_minority, np.random.default_rng(0))
     labels = [row[-1] for row in pool]
     assert labels.count("0") == kept_negatives
-    assert labels.count("1") == 9 * kept_negatives
-    assert len(pool) == 10 * kept_negatives
+    assert labels.count("1") == per_minority * kept_negatives
+    assert len(pool) == (1 + per_minority) * kept_negatives
     positions = [source.index(row) for row in pool]
     assert positions == sorted(positions)  # the file's order, rows unchanged
 
 
 def test_skew_refuses_what_cannot_hold_one_minority_row():
     with pytest.raises(ValueError, match="1 in 10"):
-        make_data.skew(rows(3, 8), "0", np.random.default_rng(0))
+        make_data.skew(rows(3, 8), "0", 9, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="1 in 50"):
+        make_data.skew(rows(3, 48), "0", 49, np.random.default_rng(0))
 
 
 def test_skew_is_deterministic_for_a_seed_and_varies_with_it():
     source = rows(40, 90)
 
     def pick(seed):
-        return make_data.skew(source, "0", np.random.default_rng(seed))
+        return make_data.skew(source, "0", 9, np.random.default_rng(seed))
 
     assert pick(34) == pick(34)
     assert pick(34) != pick(35)
@@ -83,7 +87,7 @@ def test_the_script_writes_the_same_files_on_every_run(tmp_path, monkeypatch):
     sst2, trec = tmp_path / "SST-2", tmp_path / "trec"
     sst2.mkdir()
     trec.mkdir()
-    train = [[f'a "quoted" review {i} ', "0" if i % 4 == 0 else "1"] for i in range(40)]  # 10 to 30
+    train = [[f'a "quoted" review {i} ', "0" if i % 4 == 0 else "1"] for i in range(200)]  # 50 to 150
     (sst2 / "train.tsv").write_text(make_data.tsv_text(["sentence", "label"], train))
     (sst2 / "test.tsv").write_bytes(b'sentence\tlabel\n"so" bad \t0\ngood\t1\n')
     files = {"train": ("train_5500.label", "ABBR:abb What is TMJ ?\nNUM:date When ?\n"),
@@ -101,11 +105,12 @@ def test_the_script_writes_the_same_files_on_every_run(tmp_path, monkeypatch):
 
     first = run(tmp_path / "one")
     assert first == run(tmp_path / "two")
-    assert sorted(first) == ["sst2-skewed/test.tsv", "sst2-skewed/train.tsv",
-                             "trec6/test.jsonl", "trec6/train.jsonl"]
-    assert first["sst2-skewed/test.tsv"] == (sst2 / "test.tsv").read_bytes()
-    _, pool = make_data.read_tsv(tmp_path / "one" / "sst2-skewed" / "train.tsv")
-    assert [row[-1] for row in pool].count("0") == 3 and len(pool) == 30
-    assert all(row in train for row in pool)  # quotes and trailing spaces kept as read
+    assert sorted(first) == ["sst2-rare/test.tsv", "sst2-rare/train.tsv", "sst2-skewed/test.tsv",
+                             "sst2-skewed/train.tsv", "trec6/test.jsonl", "trec6/train.jsonl"]
+    for folder, negatives, size in (("sst2-skewed", 16, 160), ("sst2-rare", 3, 150)):
+        assert first[f"{folder}/test.tsv"] == (sst2 / "test.tsv").read_bytes()
+        _, pool = make_data.read_tsv(tmp_path / "one" / folder / "train.tsv")
+        assert [row[-1] for row in pool].count("0") == negatives and len(pool) == size
+        assert all(row in train for row in pool)  # quotes and trailing spaces kept as read
     assert first["trec6/train.jsonl"] == (b'{"question": "What is TMJ ?", "label": "abbreviation"}\n'
                                           b'{"question": "When ?", "label": "number"}\n')

@@ -1,4 +1,4 @@
-"""Builds the two skewed datasets of the label-savings study (docs/label-savings, issue 34).
+"""Builds the skewed datasets of the label-savings study (docs/label-savings, issue 34).
 
 Active learning pays where random sampling rarely draws a class, so the study needs skewed
 pools beside balanced SST-2; the test sets stay as published, so accuracy and macro-F1 are
@@ -10,6 +10,9 @@ read on the classes as they come.
   text (37,580 rows), and a stream of reviews where complaints are the rare class is the usual
   case. 33,828 is not a multiple of 9, so 6 positives are dropped to make the ratio exact; a pool
   drawn from the file (`loop.pool_size` 1,280, seeded) then holds about 128 negatives.
+- `sst2-rare/`: the same with negatives 2 % of the rows (1 to 49: 690 negatives, 33,810
+  positives), so that a pool of 1,280 holds about 26 and 128 random labels about 2.6: the rare
+  class of fraud, defects or complaints in a stream, where random sampling almost never draws it.
 - `trec6/`: TREC question classification (Li & Roth 2002), 5,452 train and 500 test questions
   with the 6 coarse classes as the words the model answers with (abbreviation 1.6 % of train).
   The files are not in the repository; get them (checked against the published SHA-256 below):
@@ -46,8 +49,8 @@ import numpy as np
 
 SEED = 34
 """The issue's number: one fixed seed, so the files are the same on every machine."""
-MAJORITY_PER_MINORITY = 9
-"""A 10 % minority: 1 row in 1 + 9."""
+SKEWED = {"sst2-skewed": 9, "sst2-rare": 49}
+"""Folder -> majority rows per minority row: a 10 % and a 2 % minority."""
 SST2_MINORITY = "0"
 """SST-2's negative label: the class made rare."""
 
@@ -64,19 +67,19 @@ TREC_FILES = {
 Row = list[str]
 
 
-def skew(rows: list[Row], minority: str, rng: np.random.Generator) -> list[Row]:
-    """The rows (label last) with the `minority` label exactly 1 in 1 + MAJORITY_PER_MINORITY:
-    as many minority rows as the majority allows, drawn by `rng`; majority rows beyond
-    MAJORITY_PER_MINORITY times that count (at most MAJORITY_PER_MINORITY - 1) drawn out too.
-    The file's order is kept, so an example keeps its neighbours and its content id."""
+def skew(rows: list[Row], minority: str, per_minority: int, rng: np.random.Generator) -> list[Row]:
+    """The rows (label last) with the `minority` label exactly 1 in 1 + `per_minority`: as many
+    minority rows as the majority allows, drawn by `rng`; majority rows beyond `per_minority`
+    times that count (at most `per_minority` - 1) drawn out too. The file's order is kept, so
+    an example keeps its neighbours and its content id."""
     rare = [i for i, row in enumerate(rows) if row[-1] == minority]
     common = [i for i, row in enumerate(rows) if row[-1] != minority]
-    count = min(len(rare), len(common) // MAJORITY_PER_MINORITY)
+    count = min(len(rare), len(common) // per_minority)
     if count == 0:
         raise ValueError(f"too few rows to make label {minority!r} 1 in "
-                         f"{1 + MAJORITY_PER_MINORITY}: {len(rare)} of it, {len(common)} others")
+                         f"{1 + per_minority}: {len(rare)} of it, {len(common)} others")
     kept = [*rng.choice(rare, count, replace=False),
-            *rng.choice(common, count * MAJORITY_PER_MINORITY, replace=False)]
+            *rng.choice(common, count * per_minority, replace=False)]
     return [rows[i] for i in sorted(kept)]
 
 
@@ -143,9 +146,9 @@ def by_label(labels: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(labels).items()))
 
 
-def make_sst2_skewed(source: Path, out: Path) -> None:
+def make_sst2_skewed(source: Path, out: Path, per_minority: int) -> None:
     header, rows = read_tsv(source / "train.tsv")
-    pool = skew(rows, SST2_MINORITY, np.random.default_rng(SEED))
+    pool = skew(rows, SST2_MINORITY, per_minority, np.random.default_rng(SEED))
     write_atomically(out / "train.tsv", tsv_text(header, pool).encode())
     write_atomically(out / "test.tsv", (source / "test.tsv").read_bytes())
     _, test = read_tsv(out / "test.tsv")
@@ -169,14 +172,15 @@ def make_trec6(source: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/data"),
-                        help="folder for sst2-skewed/ and trec6/ (default runs/data)")
+                        help="folder for sst2-skewed/, sst2-rare/ and trec6/ (default runs/data)")
     parser.add_argument("--sst2", type=Path, default=Path("../shared/data/SST-2"),
                         help="folder with SST-2's train.tsv and test.tsv")
     parser.add_argument("--trec", type=Path, default=None,
                         help="folder with train_5500.label and TREC_10.label; without it, no trec6/")
     args = parser.parse_args(argv)
     try:
-        make_sst2_skewed(args.sst2, args.out / "sst2-skewed")
+        for folder, per_minority in SKEWED.items():
+            make_sst2_skewed(args.sst2, args.out / folder, per_minority)
         if args.trec is not None:
             make_trec6(args.trec, args.out / "trec6")
     except (OSError, ValueError) as exc:  # a missing or wrong input file: one line, not a traceback
