@@ -36,8 +36,8 @@ def test_retraining_under_the_runs_own_seed_reproduces_its_round(run):
     experiment = Experiment(load_config(run / "config.yaml"), run)
     experiment.results = results
     start = experiment.initial_adapter
-    accuracy = noise_tool.retrain(experiment, 1, start, seed=0)
-    assert accuracy == results["rounds"][1]["accuracy"]
+    scores = noise_tool.retrain(experiment, 1, start, seed=0)
+    assert scores == {key: results["rounds"][1][key] for key in ("accuracy", "macro_f1")}
     trained = adapter_state(experiment.loaded.model)
     noise_tool.retrain(experiment, 1, start, seed=1)  # another data order and dropout
     other = adapter_state(experiment.loaded.model)
@@ -57,10 +57,10 @@ def test_a_retrain_where_no_draw_fits_is_the_base_model(run, monkeypatch):
         update={"train": experiment.config.train.model_copy(update={"retries": 1})})
     monkeypatch.setattr(loop, "held_out_score", lambda correct, classes: 0.0)  # all tie: fit
     fitted = noise_tool.retrain(experiment, 1, experiment.initial_adapter, seed=0)
-    assert fitted == results["rounds"][1]["accuracy"]
+    assert fitted["accuracy"] == results["rounds"][1]["accuracy"]
     scores = iter([0.9, 0.1, 0.2])  # the base model's, then the two draws'
     monkeypatch.setattr(loop, "held_out_score", lambda correct, classes: next(scores))
-    assert noise_tool.retrain(experiment, 1, experiment.initial_adapter, seed=0) == \
+    assert noise_tool.retrain(experiment, 1, experiment.initial_adapter, seed=0)["accuracy"] == \
         results["baselines"]["zero_shot"]
 
 
@@ -82,11 +82,14 @@ def test_noise_retrains_writes_resumes_and_reaches_the_report(run, monkeypatch, 
     results = json.loads((run / "results.json").read_text())
     assert (record["round"], record["n_labeled"], record["test_size"]) == (1, 16, 16)
     assert record["run_accuracy"] == results["rounds"][1]["accuracy"]
+    assert record["run_macro_f1"] == results["rounds"][1]["macro_f1"]
     assert [r["training_seed"] for r in record["retrains"]] == [
         derived_seed(0, 1, "noise_train", part=j) for j in (0, 1)]
     for retrain in record["retrains"]:
         assert (16 * retrain["accuracy"]).is_integer()  # a share of the 16 test examples
-    assert "retrained under 2 training seeds" in capsys.readouterr().out
+        assert 0 <= retrain["macro_f1"] <= 1
+    out = capsys.readouterr().out
+    assert "under 2 training seeds; accuracy: the run's" in out and "; macro-F1: the run's" in out
     calls = []
     real = noise_tool.retrain
     monkeypatch.setattr(noise_tool, "retrain", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
@@ -124,3 +127,16 @@ def test_bad_noise_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_code:
         main(["noise", str(folder), "--train-seeds", "1"])
     assert exit_code.value.code == 2 and "must be at least 2" in capsys.readouterr().err
+
+
+def test_the_summary_line_shows_macro_f1_only_where_every_retrain_has_it(tmp_path):
+    """A record begun before macro-F1 was kept goes on with accuracy alone in its line."""
+    record = {"round": 7, "n_labeled": 128, "test_size": 872, "run_accuracy": 0.75,
+              "run_macro_f1": 0.7, "retrains": [{"accuracy": 0.8, "macro_f1": 0.6},
+                                                {"accuracy": 0.7, "macro_f1": 0.8}]}
+    line = noise_tool.describe(record, tmp_path)
+    assert line.startswith("round 7 (128 labels, 872 test examples), under 2 training seeds; ")
+    assert "accuracy: the run's 75.00, retrained 80.00, 70.00, SD 7.07 points" in line
+    assert "macro-F1: the run's 70.00, retrained 60.00, 80.00, SD 14.14 points" in line
+    del record["retrains"][0]["macro_f1"]
+    assert "macro-F1" not in noise_tool.describe(record, tmp_path)

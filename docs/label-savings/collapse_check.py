@@ -60,7 +60,7 @@ def main() -> None:
           f"{100 * complete_rounds(experiment.results)[k]['accuracy']:.2f}", flush=True)
 
     replay = retrain(experiment, k, run_init,
-                     seed if args.training_seed is None else args.training_seed)
+                     seed if args.training_seed is None else args.training_seed)["accuracy"]
     labels = {i: answer.value
               for i, answer in folder.journal.in_force(experiment.labeled).items()}
     examples = experiment.labeled_examples(labels)
@@ -73,9 +73,9 @@ def main() -> None:
         return
     for part in range(args.draws):
         other = derived_seed(seed, k, "noise_train", part=part)
-        seeds = retrain(experiment, k, run_init, other)
+        seeds = retrain(experiment, k, run_init, other)["accuracy"]
         inits = retrain(experiment, k, initial_adapter(
-            experiment.loaded, derived_seed(other, 0, "lora_init")), seed)
+            experiment.loaded, derived_seed(other, 0, "lora_init")), seed)["accuracy"]
         print(f"{name}, draw {part + 1}: the run's init, another training seed "
               f"{100 * seeds:.2f}; the run's training seed, another init {100 * inits:.2f}",
               flush=True)
