@@ -1,0 +1,118 @@
+"""The README's table "The study so far at a glance", computed from the records alone.
+
+For each setting's records (`runs/<setting>/…`, as `run.sh` copies them), every strategy
+against random of the same setup, paired by seed, at the last round (128 labels): the
+difference in macro-F1 and in accuracy with its 95 % t-interval and p (`significance.paired`,
+as `star report` computes them), and the labels saved on macro-F1 beyond what random's own
+bumpy curve is credited, with its 95 % bootstrap interval (`summary.savings_of`, as the
+report's "beyond random's own" column). The verdict reads the two intervals: below or above
+random where an interval excludes 0, "not shown" where both include it; "goal met" where the
+labels saved beyond random's own average ≥ 30 % with the interval above 0 (issue 34's goal).
+A block still running shows its seeds so far.
+
+    .venv/bin/python docs/label-savings/at_a_glance.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from star.results.significance import Paired, paired
+from star.results.summary import collect_runs, savings_of
+
+RECORDS = Path(__file__).parent / "runs"
+SETTINGS = {  # name in the table -> (records folder, config keys compared as strategies)
+    "skewed SST-2, one draw": ("savings-sst2-skewed/balance", []),
+    "skewed SST-2, retries": ("savings-sst2-skewed/retry", ["uncertainty.schedule"]),
+    "rare SST-2": ("savings-sst2-rare", []),
+    "TREC-6": ("savings-trec6/balance", []),
+    "balanced SST-2": ("savings-sst2", ["train.balance"]),
+}
+GOAL = 0.30
+"""Issue 34's goal: random's final macro-F1 reached with 30 % fewer labels."""
+
+
+def _finals(runs: list[dict], metric: str) -> dict[str, dict[int, float]]:
+    """strategy -> seed -> the last round's `metric`."""
+    found: dict[str, dict[int, float]] = {}
+    for run in runs:
+        found.setdefault(run["strategy"], {})[run["seed"]] = run["rounds"][-1][metric]
+    return found
+
+
+def _signed(value: float, digits: int) -> str:
+    """Points with their sign, the minus as the README prints it (U+2212)."""
+    return f"{100 * value:+.{digits}f}".replace("-", "\N{MINUS SIGN}")
+
+
+def _difference(result: Paired | None) -> str:
+    if result is None or result.low is None:
+        return "–"
+    p = "< 0.001" if result.p_value < 0.001 else f"{result.p_value:.3f}"
+    return f"{_signed(result.mean, 2)} ({_signed(result.low, 2)} to {_signed(result.high, 2)}, {p})"
+
+
+def _side(result: Paired | None) -> int:
+    """-1 below random, +1 above, 0 not shown (or no interval)."""
+    if result is None or result.low is None:
+        return 0
+    return -1 if result.high < 0 else 1 if result.low > 0 else 0
+
+
+def verdict(f1: Paired | None, accuracy: Paired | None, saved: dict | None) -> str:
+    """What the intervals say, macro-F1 (the issue's metric) first."""
+    words = {-1: "below random", 1: "above random", 0: "level"}
+    f1_side, accuracy_side = _side(f1), _side(accuracy)
+    if f1_side == accuracy_side:
+        said = "not shown" if f1_side == 0 else f"**{words[f1_side]}**"
+    else:
+        said = f"{words[f1_side]} on macro-F1, {words[accuracy_side]} on accuracy"
+    if saved and saved["mean"] >= GOAL and saved["low"] is not None and saved["low"] > 0:
+        said += "; **goal met**"
+    return said
+
+
+def _saved(entry: dict | None) -> str:
+    beyond = entry and entry["beyond_random"]
+    if not beyond or beyond["mean"] is None:
+        return "–"
+    bound = "≤ " if entry["labels_saved"]["not_reached"] else ""
+    interval = ("" if beyond["low"] is None
+                else f" ({_signed(beyond['low'], 1)} to {_signed(beyond['high'], 1)})")
+    return f"{bound}{_signed(beyond['mean'], 1)}{interval}"
+
+
+def setting_rows(name: str, folder: Path, switches: list[str]) -> list[str]:
+    """The table rows of one setting: each strategy against random, per setup."""
+    runs = collect_runs(folder, switches)
+    rows = []
+    for setup in sorted({run["setup"] for run in runs}):
+        mine = [run for run in runs if run["setup"] == setup]
+        f1, accuracy = _finals(mine, "macro_f1"), _finals(mine, "accuracy")
+        savings = savings_of(mine, "macro_f1")
+        if "random" not in f1:
+            continue
+        own = savings[(setup, "random")]["labels_saved"]["mean"]
+        for strategy in sorted(set(f1) - {"random"}):
+            f1_diff = paired(f1[strategy], f1["random"])
+            accuracy_diff = paired(accuracy[strategy], accuracy["random"])
+            entry = savings.get((setup, strategy))
+            seeds = len(f1_diff.seeds) if f1_diff else 0
+            rows.append(f"| {name} | {strategy} | {seeds} | {_difference(f1_diff)} | "
+                        f"{_difference(accuracy_diff)} | {_saved(entry)} | {100 * own:.1f} | "
+                        f"{verdict(f1_diff, accuracy_diff, entry and entry['beyond_random'])} |")
+    return rows
+
+
+def main() -> None:
+    print("| setting | strategy | seeds | Δ final macro-F1 (95 % CI, p) | Δ final accuracy "
+          "(95 % CI, p) | labels saved beyond random's own, % | random's own, % | verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (folder, switches) in SETTINGS.items():
+        if (RECORDS / folder).is_dir():
+            for line in setting_rows(name, RECORDS / folder, switches):
+                print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The label-savings README's at-a-glance table (docs/label-savings/at_a_glance.py): its
+verdict reads the two intervals and the goal as the README says, on hand-made comparisons."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from star.results.significance import Paired
+
+SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "label-savings" / "at_a_glance.py"
+_spec = importlib.util.spec_from_file_location("at_a_glance", SCRIPT)
+at_a_glance = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(at_a_glance)
+
+
+def diff(low: float, high: float) -> Paired:
+    return Paired(seeds=list(range(10)), differences=[], mean=(low + high) / 2, low=low,
+                  high=high, p_value=0.5, seeds_for_power=None)
+
+
+@pytest.mark.parametrize(("f1", "accuracy", "said"), [
+    ((-0.05, 0.03), (-0.04, 0.03), "not shown"),
+    ((-0.10, -0.01), (-0.08, -0.02), "**below random**"),
+    ((0.01, 0.10), (0.001, 0.05), "**above random**"),
+    ((-0.08, -0.003), (-0.05, 0.05), "below random on macro-F1, level on accuracy"),
+    ((-0.02, 0.05), (0.01, 0.04), "level on macro-F1, above random on accuracy"),
+    ((-0.10, 0.0), (-0.10, -0.0001), "level on macro-F1, below random on accuracy"),  # 0 is level
+])
+def test_the_verdict_reads_each_interval_against_zero(f1, accuracy, said):
+    assert at_a_glance.verdict(diff(*f1), diff(*accuracy), None) == said
+
+
+@pytest.mark.parametrize(("mean", "low", "met"), [
+    (0.30, 0.01, True),    # 30 % fewer labels, interval above 0: the goal
+    (0.2999, 0.01, False),  # under 30 %
+    (0.40, 0.0, False),    # the interval reaches 0
+    (0.40, None, False),   # one seed: no interval
+])
+def test_the_goal_needs_thirty_percent_and_an_interval_above_zero(mean, low, met):
+    saved = {"mean": mean, "low": low, "high": None if low is None else 0.6}
+    said = at_a_glance.verdict(diff(0.01, 0.1), diff(0.01, 0.1), saved)
+    assert said.endswith("; **goal met**") is met
+
+
+def test_no_interval_is_not_shown():
+    one_seed = Paired(seeds=[0], differences=[0.1], mean=0.1, low=None, high=None, p_value=None,
+                      seeds_for_power=None)
+    assert at_a_glance.verdict(one_seed, None, None) == "not shown"
+    assert at_a_glance._difference(one_seed) == "–"
+    assert at_a_glance._difference(diff(-0.0533, 0.0379)) == "−0.77 (−5.33 to +3.79, 0.500)"
