@@ -187,7 +187,7 @@ def test_a_round_that_does_not_fit_trains_the_next_draw_and_replays_after_a_stop
         k = entry["round"]
         assert entry["fit"] == {"metric": "balanced_accuracy", "base": 0.6, "draws": [0.5, 0.7],
                                 "seeds": [0, derived_seed(0, k, "train_retry", part=1)],
-                                "kept": 1}
+                                "kept": 1, "classes": 2}
         assert any(value.any() for name, value in adapter(out, k).items() if "lora_B" in name)
     # Round 0 has the plain run's labels and start: only the draw differs.
     assert not same_adapter(adapter(out, 0), adapter(plain, 0))
@@ -234,6 +234,9 @@ def test_a_round_where_no_draw_fits_hands_out_the_base_model(tiny_overrides, tmp
     (None, {"draws": [0.5, 0.55], "kept": 1, "base": 0.6}, BASE),
     ({"chosen": BASE}, {"draws": [0.7], "kept": 0, "base": 0.6}, BASE),
     ({"chosen": TUNED}, {"draws": [0.5], "kept": 0, "base": 0.6}, BASE),
+    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": 1}, BASE),  # one class: none fits
+    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": 2}, TUNED),
+    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": None}, TUNED),  # generative
 ])
 def test_a_round_hands_out_the_base_model_where_either_check_says_so(guard, fit, handed):
     assert handed_out(guard, fit) == handed
@@ -243,18 +246,55 @@ def test_the_report_counts_rounds_trained_again_by_hand():
     """Two seeds of one strategy: of 4 rounds checked, 2 trained again (at 16 and 32 labels),
     2 + 3 + 1 + 1 = 7 draws, and one round (3 draws, the best 0.60 under the base 0.65) where
     no draw fitted."""
-    def entry(n: int, draws: list[float], kept: int, base: float = 0.65) -> dict:
+    def entry(n: int, draws: list[float], kept: int, base: float = 0.65, classes: int = 2
+              ) -> dict:
         return {"n_labeled": n, "fit": {"metric": "balanced_accuracy", "base": base,
                                         "seeds": list(range(len(draws))), "draws": draws,
-                                        "kept": kept}}
+                                        "kept": kept, "classes": classes}}
 
     runs = [{"setup": "s", "strategy": "me", "rounds": [entry(16, [0.5, 0.7], 1),
                                                         entry(32, [0.7], 0)]},
             {"setup": "s", "strategy": "me", "rounds": [entry(16, [0.9], 0),
                                                         entry(32, [0.6, 0.5, 0.55], 0)]},
+            {"setup": "s", "strategy": "me", "rounds": [entry(16, [1.0], 0, classes=1)]},
             {"setup": "s", "strategy": "random", "rounds": [{"n_labeled": 16, "fit": None}]}]
-    assert fit_rows(runs) == [{"setup": "s", "strategy": "me", "checked": 4, "retried": 2,
-                               "draws": 7, "unfitted": 1, "labels": [16, 32]}]
+    assert fit_rows(runs) == [{"setup": "s", "strategy": "me", "checked": 5, "retried": 2,
+                               "draws": 8, "unfitted": 2, "one_class": 1, "labels": [16, 32]}]
+
+
+def test_labels_of_one_class_train_one_draw_and_hand_out_the_base_model(
+        tiny_overrides, tmp_path, monkeypatch, capsys):
+    """A pool whose labels are all 'yes' (the test set holds both): each round trains its one
+    draw, however it scores against the base model (forced below it here, so the rule would
+    otherwise retry), records the labels' one class and hands out the base model; status and
+    the report say so. Without retries the same labels hand out the adapter."""
+    from tests.conftest import toy_records, write_jsonl
+
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", [{**r, "answer": "yes"} for r in toy_records(80, 0)])
+    write_jsonl(data / "test.jsonl", toy_records(20, 1))
+    overrides = [*tiny_overrides, f"task.data_dir={data}", "train.lr=1e-2"]
+    scores_per_round(monkeypatch, [0.9, 0.5])
+    out = tmp_path / "r"
+    results = run(out, [*overrides, "train.retries=2"], strategy="random")
+    assert "labels are all 'yes', so an adapter trained on them cannot tell classes apart" in \
+        capsys.readouterr().err
+    for entry in results["rounds"]:
+        assert entry["fit"] == {"metric": "balanced_accuracy", "base": 0.9, "draws": [0.5],
+                                "seeds": [0], "kept": 0, "classes": 1}
+        assert handed_out(entry["guard"], entry["fit"]) == BASE
+        assert entry["accuracy"] == results["baselines"]["zero_shot"]
+    assert "labels of one class: the base model handed out" in status(out).splitlines()[2]
+    report = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    assert (report / "retries.csv").read_text().splitlines()[1].split(",")[2:7] == \
+        ["3", "0", "3", "3", "3"]
+    for k in range(3):  # what the rounds hand out: B = 0, the base model
+        assert not any(value.any() for name, value in adapter(out, k).items() if "lora_B" in name)
+    plain = tmp_path / "plain"
+    unchecked = run(plain, [*overrides, "train.retries=0"], strategy="random")
+    assert all(entry["fit"] is None for entry in unchecked["rounds"])
+    assert any(value.any() for name, value in adapter(plain, 0).items() if "lora_B" in name)
 
 
 def test_a_run_begun_before_retries_goes_on_as_it_began(tiny_overrides, tmp_path, monkeypatch,

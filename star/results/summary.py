@@ -522,9 +522,9 @@ def guard_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setup and strategy whose rounds checked their adapter's fit (`train.retries`): how
-    many rounds were checked, how many trained again, how many draws that took in all, and in
-    how many rounds no draw fitted its labels as well as the base model (which was handed out
-    instead)."""
+    many rounds were checked, how many trained again, how many draws that took in all, in how
+    many rounds no draw fitted its labels as well as the base model (which was handed out
+    instead), and how many of those held labels of one class."""
     groups = _round_records(runs, "fit")
     rows = []
     for (setup, strategy), by_count in _by_strategy(groups):
@@ -533,6 +533,7 @@ def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "retried": sum(len(check["draws"]) > 1 for check in checks),
                      "draws": sum(len(check["draws"]) for check in checks),
                      "unfitted": sum(not kept_fits(check) for check in checks),
+                     "one_class": sum(check.get("classes") == 1 for check in checks),
                      "labels": sorted({n for n, found in by_count.items()
                                        if any(len(check["draws"]) > 1 for check in found)})})
     return rows

@@ -505,21 +505,25 @@ def fit_table(rows: list[dict[str, Any]]) -> Table:
     adapter fitted its own labels worse than the base model."""
     table = Table("retries", "Rounds trained again", ["Setup", "Method", "Rounds checked",
                                                       "Trained again", "Draws in all",
-                                                      "No draw fitted", "At labels"])
+                                                      "No draw fitted", "Of one class",
+                                                      "At labels"])
     for row in rows:
         table.rows.append([Cell(row["setup"]), Cell(row["strategy"]),
                            Cell(str(row["checked"]), row["checked"]),
                            Cell(str(row["retried"]), row["retried"]),
                            Cell(str(row["draws"]), row["draws"]),
                            Cell(str(row["unfitted"]), row["unfitted"]),
+                           Cell(str(row["one_class"]), row["one_class"]),
                            Cell(", ".join(map(str, row["labels"])) or "–")])
     table.note = ("Rounds over all seeds. After training, each round's adapter answered its own "
                   "labels, and so did the base model; where the adapter scored lower (balanced "
                   "accuracy; accuracy for generative tasks) it had not learned them, and the "
                   "round trained again under the next training draw, up to `train.retries` "
                   "times, keeping the first draw that fitted; where no draw fitted, the round "
-                  "handed out the base model, as the prompt guard does. At labels: the label "
-                  "counts of the rounds trained again.")
+                  "handed out the base model, as the prompt guard does. Of one class: rounds "
+                  "whose labels held one class, which train one draw and hand out the base "
+                  "model (an adapter cannot learn from them to tell classes apart). At labels: "
+                  "the label counts of the rounds trained again.")
     return table
 
 

@@ -101,8 +101,11 @@ def _guard(entry: dict[str, Any]) -> str:
 
 
 def _fit(entry: dict[str, Any]) -> str:
-    """Where the round trained again because its adapter did not fit its own labels."""
+    """Where the round trained again because its adapter did not fit its own labels, or
+    handed out the base model because they held one class."""
     check = entry.get("fit")
+    if check and check.get("classes") == 1:
+        return "; labels of one class: the base model handed out"
     if not check or len(check["draws"]) < 2:
         return ""
     kept = (f"draw {check['kept'] + 1} kept"
