@@ -90,7 +90,7 @@ def test_one_seed_trains_one_draw_whatever_it_scores():
     check = train_until_fit(fake.refit(), [10], 0.5, metric="accuracy")
     assert (fake.trained, check.kept, fake.snapshots) == ([10], 0, 0)
     assert check.to_dict() == {"metric": "accuracy", "base": 0.5, "seeds": [10],
-                               "draws": [0.1], "kept": 0}
+                               "draws": [0.1], "kept": 0, "classes": None}
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -271,6 +271,7 @@ def test_labels_of_one_class_train_one_draw_and_hand_out_the_base_model(
     from tests.conftest import toy_records, write_jsonl
 
     data = tmp_path / "data"
+    data.mkdir()
     write_jsonl(data / "train.jsonl", [{**r, "answer": "yes"} for r in toy_records(80, 0)])
     write_jsonl(data / "test.jsonl", toy_records(20, 1))
     overrides = [*tiny_overrides, f"task.data_dir={data}", "train.lr=1e-2"]
