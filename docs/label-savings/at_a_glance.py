@@ -10,17 +10,17 @@ random where an interval excludes 0, "not shown" where both include it; "goal me
 labels saved beyond random's own average ≥ 30 % with the interval above 0 (issue 34's goal).
 A block still running shows its seeds so far.
 
-    .venv/bin/python docs/label-savings/at_a_glance.py
+    .venv/bin/python docs/label-savings/at_a_glance.py [--records docs/label-savings/runs]
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from star.results.significance import Paired, paired
 from star.results.summary import collect_runs, savings_of
 
-RECORDS = Path(__file__).parent / "runs"
 SETTINGS = {  # name in the table -> (records folder, config keys compared as strategies)
     "skewed SST-2, one draw": ("savings-sst2-skewed/balance", []),
     "skewed SST-2, retries": ("savings-sst2-skewed/retry", ["uncertainty.schedule"]),
@@ -104,13 +104,17 @@ def setting_rows(name: str, folder: Path, switches: list[str]) -> list[str]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=Path, default=Path(__file__).parent / "runs",
+                        help="the study's records (default: runs/ beside this script)")
+    records = parser.parse_args(argv).records
     print("| setting | strategy | seeds | Δ final macro-F1 (95 % CI, p) | Δ final accuracy "
           "(95 % CI, p) | labels saved beyond random's own, % | random's own, % | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (folder, switches) in SETTINGS.items():
-        if (RECORDS / folder).is_dir():
-            for line in setting_rows(name, RECORDS / folder, switches):
+        if (records / folder).is_dir():
+            for line in setting_rows(name, records / folder, switches):
                 print(line)
 
 

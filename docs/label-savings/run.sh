@@ -191,5 +191,7 @@ if [ "${STUDY_PART:-small}" = all ]; then
         --switches train.balance --title "Labels saved: balanced SST-2"
     "${STAR[@]}" report "$RECORDS/savings-trec6/balance" --out "$DOCS/savings-trec6" \
         --metric macro_f1 --title "Labels saved: TREC-6, class-balanced loss"
+    # The README's table at a glance, from the same records.
+    .venv/bin/python docs/label-savings/at_a_glance.py --records "$RECORDS" > "$DOCS/at-a-glance.md"
 fi
 
