@@ -178,6 +178,11 @@ class TrainConfig(Section):
     accuracy on them; accuracy for generative tasks) trains again under the next training draw,
     up to this many times, and keeps the first draw that fits; where none fits, the round hands
     out the base model (`active.refit`). 0: never, as the paper's code."""
+    beat_chance: bool = True
+    """Under `retries`, a draw fits only above chance on its labels too (balanced accuracy 1 /
+    the classes they hold; choice tasks): an adapter answering one class to everything does not
+    pass where the base model scores under chance on them, and labels of one class (chance 1)
+    train one draw and hand out the base model (`active.refit`). false: as before the key."""
 
 
 class UncertaintyConfig(Section):
@@ -532,7 +537,7 @@ CHANGES_NO_NUMBER = frozenset({"task.title", "loop.keep_adapters"})
 """Keys that change no number (a name; which files a run keeps): a run may resume under new
 values, and runs that differ only in them are one setup."""
 
-EARLIER = {"guard.select_with": "handed", "train.retries": 0}
+EARLIER = {"guard.select_with": "handed", "train.retries": 0, "train.beat_chance": False}
 """Keys added with a default that does otherwise than STAR did before them: the value that did
 what STAR did. A config saved before such a key reads as holding this value (`saved_keys`)."""
 

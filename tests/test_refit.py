@@ -33,6 +33,16 @@ def test_an_adapter_fits_when_it_scores_at_least_the_base_model():
     assert not fits(0.69, 0.70)
 
 
+def test_under_a_chance_bar_an_adapter_must_also_beat_chance():
+    """The 2 % pool's round at 64 labels: the base model 0.44 on them, under chance (one
+    negative, which it got wrong), the collapsed adapter at chance, 0.5."""
+    assert fits(0.50, 0.44)  # without the bar it passed
+    assert not fits(0.50, 0.44, chance=0.5)  # at chance tells no class apart
+    assert fits(0.51, 0.44, chance=0.5)
+    assert not fits(0.49, 0.50, chance=0.25)  # the base model's bar still holds
+    assert not fits(1.0, 0.875, chance=1.0)  # labels of one class: nothing beats chance
+
+
 def test_the_best_draw_is_the_highest_score_and_the_earliest_among_equals():
     assert best_draw([0.5, 0.7, 0.7, 0.6]) == 1
     assert best_draw([0.7, 0.5, 0.7]) == 0
@@ -90,7 +100,26 @@ def test_one_seed_trains_one_draw_whatever_it_scores():
     check = train_until_fit(fake.refit(), [10], 0.5, metric="accuracy")
     assert (fake.trained, check.kept, fake.snapshots) == ([10], 0, 0)
     assert check.to_dict() == {"metric": "accuracy", "base": 0.5, "seeds": [10],
-                               "draws": [0.1], "kept": 0, "classes": None}
+                               "draws": [0.1], "kept": 0, "chance": None}
+
+
+@pytest.mark.parametrize(("scores", "trained", "kept"), [
+    ([0.50, 0.90], [10, 11], 1),  # at chance, though above the base model: trained again
+    ([0.55, 0.90], [10], 0),
+    ([0.40, 0.50, 0.45], [10, 11, 12], 1),  # none beats chance: the best, handed out as base
+])
+def test_a_draw_at_chance_trains_again(scores, trained, kept):
+    fake = FakeRound(dict(zip([10, 11, 12], scores, strict=False)))
+    check = train_until_fit(fake.refit(), [10, 11, 12], 0.3, metric="balanced_accuracy",
+                            chance=0.5)
+    assert (fake.trained, check.kept, check.chance) == (trained, kept, 0.5)
+    assert check.fitted == (scores[kept] > 0.5)
+
+
+def test_labels_of_one_class_train_one_draw_whatever_the_seeds():
+    fake = FakeRound({10: 1.0, 11: 1.0})
+    check = train_until_fit(fake.refit(), [10, 11], 0.9, metric="balanced_accuracy", chance=1.0)
+    assert fake.trained == [10] and not check.fitted
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -115,7 +144,7 @@ def test_a_run_whose_first_draws_fit_is_the_run_without_retries(tiny_overrides, 
     round number for number: the same selections, accuracy and adapters."""
     overrides = [*tiny_overrides, "train.lr=1e-2"]
     plain = run(tmp_path / "plain", overrides)
-    monkeypatch.setattr(refit, "fits", lambda tuned, base: True)
+    monkeypatch.setattr(refit, "fits", lambda tuned, base, chance=None: True)
     checked = run(tmp_path / "checked", [*overrides, "train.retries=2"])
     for a, b in zip(plain["rounds"], checked["rounds"], strict=True):
         assert a["fit"] is None
@@ -187,7 +216,7 @@ def test_a_round_that_does_not_fit_trains_the_next_draw_and_replays_after_a_stop
         k = entry["round"]
         assert entry["fit"] == {"metric": "balanced_accuracy", "base": 0.6, "draws": [0.5, 0.7],
                                 "seeds": [0, derived_seed(0, k, "train_retry", part=1)],
-                                "kept": 1, "classes": 2}
+                                "kept": 1, "chance": 0.5}
         assert any(value.any() for name, value in adapter(out, k).items() if "lora_B" in name)
     # Round 0 has the plain run's labels and start: only the draw differs.
     assert not same_adapter(adapter(out, 0), adapter(plain, 0))
@@ -234,9 +263,10 @@ def test_a_round_where_no_draw_fits_hands_out_the_base_model(tiny_overrides, tmp
     (None, {"draws": [0.5, 0.55], "kept": 1, "base": 0.6}, BASE),
     ({"chosen": BASE}, {"draws": [0.7], "kept": 0, "base": 0.6}, BASE),
     ({"chosen": TUNED}, {"draws": [0.5], "kept": 0, "base": 0.6}, BASE),
-    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": 1}, BASE),  # one class: none fits
-    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": 2}, TUNED),
-    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "classes": None}, TUNED),  # generative
+    (None, {"draws": [1.0], "kept": 0, "base": 0.6, "chance": 1.0}, BASE),  # one class
+    (None, {"draws": [0.5], "kept": 0, "base": 0.44, "chance": 0.5}, BASE),  # at chance
+    (None, {"draws": [0.5], "kept": 0, "base": 0.44}, TUNED),  # a record from before the bar
+    (None, {"draws": [0.5], "kept": 0, "base": 0.44, "chance": None}, TUNED),
 ])
 def test_a_round_hands_out_the_base_model_where_either_check_says_so(guard, fit, handed):
     assert handed_out(guard, fit) == handed
@@ -246,63 +276,95 @@ def test_the_report_counts_rounds_trained_again_by_hand():
     """Two seeds of one strategy: of 4 rounds checked, 2 trained again (at 16 and 32 labels),
     2 + 3 + 1 + 1 = 7 draws, and one round (3 draws, the best 0.60 under the base 0.65) where
     no draw fitted."""
-    def entry(n: int, draws: list[float], kept: int, base: float = 0.65, classes: int = 2
+    def entry(n: int, draws: list[float], kept: int, base: float = 0.65, chance: float = 0.5
               ) -> dict:
         return {"n_labeled": n, "fit": {"metric": "balanced_accuracy", "base": base,
                                         "seeds": list(range(len(draws))), "draws": draws,
-                                        "kept": kept, "classes": classes}}
+                                        "kept": kept, "chance": chance}}
 
     runs = [{"setup": "s", "strategy": "me", "rounds": [entry(16, [0.5, 0.7], 1),
                                                         entry(32, [0.7], 0)]},
             {"setup": "s", "strategy": "me", "rounds": [entry(16, [0.9], 0),
                                                         entry(32, [0.6, 0.5, 0.55], 0)]},
-            {"setup": "s", "strategy": "me", "rounds": [entry(16, [1.0], 0, classes=1)]},
+            {"setup": "s", "strategy": "me", "rounds": [entry(16, [1.0], 0, chance=1.0)]},
             {"setup": "s", "strategy": "random", "rounds": [{"n_labeled": 16, "fit": None}]}]
     assert fit_rows(runs) == [{"setup": "s", "strategy": "me", "checked": 5, "retried": 2,
                                "draws": 8, "unfitted": 2, "one_class": 1, "labels": [16, 32]}]
 
 
-def test_labels_of_one_class_train_one_draw_and_hand_out_the_base_model(
-        tiny_overrides, tmp_path, monkeypatch, capsys):
-    """A pool whose labels are all 'yes' (the test set holds both): each round trains its one
-    draw, however it scores against the base model (forced below it here, so the rule would
-    otherwise retry), records the labels' one class and hands out the base model; status and
-    the report say so. Without retries the same labels hand out the adapter."""
+def one_class_data(tmp_path: Path, tiny_overrides: list[str]) -> list[str]:
+    """Overrides for a pool whose labels are all 'yes' (the test set holds both)."""
     from tests.conftest import toy_records, write_jsonl
 
     data = tmp_path / "data"
     data.mkdir()
     write_jsonl(data / "train.jsonl", [{**r, "answer": "yes"} for r in toy_records(80, 0)])
     write_jsonl(data / "test.jsonl", toy_records(20, 1))
-    overrides = [*tiny_overrides, f"task.data_dir={data}", "train.lr=1e-2"]
+    return [*tiny_overrides, f"task.data_dir={data}", "train.lr=1e-2", "train.retries=2"]
+
+
+def b_is_zero(out: Path, k: int) -> bool:
+    """Whether round k handed out the base model (every lora_B weight 0)."""
+    return not any(value.any() for name, value in adapter(out, k).items() if "lora_B" in name)
+
+
+def test_labels_of_one_class_train_one_draw_and_hand_out_the_base_model(
+        tiny_overrides, tmp_path, monkeypatch, capsys):
+    """Labels all 'yes': each round trains its one draw, however it scores against the base
+    model (forced below it here, so the rule would otherwise retry), records the labels' one
+    class (chance 1) and hands out the base model; status and the report say so. Under
+    `train.beat_chance: false`, or without retries, the same labels hand out the adapter."""
+    overrides = one_class_data(tmp_path, tiny_overrides)
     scores_per_round(monkeypatch, [0.9, 0.5])
     out = tmp_path / "r"
-    results = run(out, [*overrides, "train.retries=2"], strategy="random")
-    assert "labels are all 'yes', so an adapter trained on them cannot tell classes apart" in \
-        capsys.readouterr().err
+    results = run(out, overrides, strategy="random")
+    assert ("its 8 labels are all 'yes', so no adapter trained on them can tell the task's "
+            "classes apart (train.beat_chance)") in capsys.readouterr().err
     for entry in results["rounds"]:
         assert entry["fit"] == {"metric": "balanced_accuracy", "base": 0.9, "draws": [0.5],
-                                "seeds": [0], "kept": 0, "classes": 1}
+                                "seeds": [0], "kept": 0, "chance": 1.0}
         assert handed_out(entry["guard"], entry["fit"]) == BASE
         assert entry["accuracy"] == results["baselines"]["zero_shot"]
-    assert "labels of one class: the base model handed out" in status(out).splitlines()[2]
+        assert b_is_zero(out, entry["round"])
+    assert "labels of one class, no draw can beat chance" in status(out).splitlines()[2]
     report = tmp_path / "report"
     assert main(["report", str(out), "--out", str(report)]) == 0
     assert (report / "retries.csv").read_text().splitlines()[1].split(",")[2:7] == \
         ["3", "0", "3", "3", "3"]
-    for k in range(3):  # what the rounds hand out: B = 0, the base model
-        assert not any(value.any() for name, value in adapter(out, k).items() if "lora_B" in name)
-    plain = tmp_path / "plain"
-    unchecked = run(plain, [*overrides, "train.retries=0"], strategy="random")
+    scores_per_round(monkeypatch, [0.9, 0.95])  # the draw fits: only the class count decides
+    allowed = run(tmp_path / "allowed", [*overrides, "train.beat_chance=false"],
+                  strategy="random")
+    assert all(entry["fit"]["chance"] is None and handed_out(None, entry["fit"]) == TUNED
+               for entry in allowed["rounds"])
+    assert not b_is_zero(tmp_path / "allowed", 0)
+    unchecked = run(tmp_path / "plain", [*overrides, "train.retries=0"], strategy="random")
     assert all(entry["fit"] is None for entry in unchecked["rounds"])
-    assert any(value.any() for name, value in adapter(plain, 0).items() if "lora_B" in name)
+    assert not b_is_zero(tmp_path / "plain", 0)
+
+
+def test_a_run_begun_before_beat_chance_goes_on_as_it_began(tiny_overrides, tmp_path,
+                                                            monkeypatch, capsys):
+    """A run saved with retries before `train.beat_chance` (no key in its config.yaml) resumes
+    handing out its one-class adapters, as it did."""
+    overrides = one_class_data(tmp_path, tiny_overrides)
+    scores_per_round(monkeypatch, [0.9, 0.95])
+    out = tmp_path / "old"
+    run(out, [*overrides, "train.beat_chance=false"], strategy="random")
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["train"]["beat_chance"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    stop_after_round_0(out)
+    capsys.readouterr()
+    resumed = run(out, overrides, strategy="random")
+    assert "goes on as it began: train.beat_chance: False" in capsys.readouterr().err
+    assert [handed_out(None, entry["fit"]) for entry in resumed["rounds"]] == [TUNED] * 3
 
 
 def test_a_run_begun_before_retries_goes_on_as_it_began(tiny_overrides, tmp_path, monkeypatch,
                                                         capsys):
     """A run saved before `train.retries` (no key in its config.yaml) resumed at today's default
     trains one draw a round, as it did."""
-    monkeypatch.setattr(refit, "fits", lambda tuned, base: False)
+    monkeypatch.setattr(refit, "fits", lambda tuned, base, chance=None: False)
     defaults = [item for item in tiny_overrides if not item.startswith("train.retries")]
     out = tmp_path / "old"
     run(out, [*defaults, "train.retries=0"])
@@ -320,8 +382,9 @@ def test_a_run_begun_before_retries_goes_on_as_it_began(tiny_overrides, tmp_path
     assert all(entry["fit"] is None for entry in resumed["rounds"])
 
 
-def test_bad_retries_exit_2_with_one_line(tiny_overrides, tmp_path, capsys):
-    sets = [part for item in [*tiny_overrides, "train.retries=-1"] for part in ("--set", item)]
+@pytest.mark.parametrize("bad", ["train.retries=-1", "train.beat_chance=maybe"])
+def test_bad_retries_exit_2_with_one_line(tiny_overrides, tmp_path, capsys, bad):
+    sets = [part for item in [*tiny_overrides, bad] for part in ("--set", item)]
     assert main(["run", "--out", str(tmp_path / "r"), *sets]) == 2
     err = capsys.readouterr().err.strip()
-    assert "train.retries" in err and len(err.splitlines()) == 1
+    assert bad.split("=")[0] in err and len(err.splitlines()) == 1

@@ -145,8 +145,10 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # rounds put the paired SD of me − random at 16-18 points; the same seeds under
     # `train.retries: 2`, paired with the runs above. Before balanced SST-2's other blocks:
     # its outcome decides the recipe of the skewed pool's remaining ones (docs/plan.md).
+    # (Its runs keep the fit check of the variant's first runs: `train.beat_chance: false`,
+    # what a run saved before the key did, so that every strategy there pairs.)
     retried() { study savings-sst2-skewed "$1" "retry${2:+/$2}" --set train.balance=classes \
-        --set train.retries=2 "${@:3}"; }
+        --set train.retries=2 --set train.beat_chance=false "${@:3}"; }
     for strategy in random me; do retried $strategy; done
     study savings-sst2 me-star
     # The variant passed the rule set before its numbers (docs/plan.md; README 2.12): under
@@ -160,9 +162,9 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # those (2.12). Where random almost never draws the rare class is where finding it should
     # pay, so this setting was added (docs/plan.md, the thirteenth session) with the recipe
     # the skewed pool ended on: the balanced loss (the preset's) and retries. Its runs pick
-    # with the adapter the round trained (the default). After the skewed pool's reruns: its
-    # first run met labels of one class past the guard's rounds, which STAR then trained on
-    # (README, "Small budgets": such a round now hands out the base model).
+    # with the adapter the round trained (the default), and its fit check has the chance bar
+    # (`train.beat_chance`, the default): its first run met labels of one class past the
+    # guard's rounds, whose collapsed adapter the check then passed (docs/plan.md).
     rare() { study savings-sst2-rare "$1" "" --set train.retries=2; }
     for strategy in random me me+balanced auto; do rare $strategy; done
     for strategy in auto me; do study savings-sst2 $strategy; done

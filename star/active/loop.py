@@ -63,7 +63,7 @@ from star.active.prompt_guard import (
     fold_indices,
     held_out_score,
 )
-from star.active.refit import FitCheck, Refit, handed_out, train_until_fit
+from star.active.refit import FitCheck, Refit, handed_out, of_one_class, train_until_fit
 from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
 from star.active.scorer import (
     PoolScores,
@@ -651,10 +651,10 @@ class Experiment:
 
     def train(self, k: int, labels: dict[str, str]) -> tuple[TrainStats, FitCheck | None]:
         """Round k's adapter, trained on every label so far; under `train.retries`, trained
-        again under the next training draws while it fits its labels worse than the base model,
-        or trained once where the labels hold one class (`star.active.refit`), with the check
-        that decided it (None without retries). The stats are the kept draw's, its seconds
-        those of every draw."""
+        again under the next training draws while it fits its labels worse than the base model
+        or, under `train.beat_chance`, no better than chance (once where the labels hold one
+        class; `star.active.refit`), with the check that decided it (None without retries). The
+        stats are the kept draw's, its seconds those of every draw."""
         examples = self.labeled_examples(labels)
         retries, seed = self.config.train.retries, self.config.seed
         if not retries:
@@ -669,18 +669,18 @@ class Experiment:
             stats.append(self.train_on(examples, k, seed=training_seed))
             return held_out_score([bool(p.correct) for p in self.predict(examples)], classes)
 
-        kinds = None if classes is None else len(set(classes))
         seeds = [seed, *(derived_seed(seed, k, "train_retry", part=i)
-                         for i in range(1, retries + 1) if kinds != 1)]  # one class: one draw
-        check = replace(train_until_fit(
+                         for i in range(1, retries + 1))]
+        beats = classes is not None and self.config.train.beat_chance
+        check = train_until_fit(
             Refit(draw, lambda: adapter_state(self.loaded.model),
                   lambda state: load_adapter_state(self.loaded.model, state)),
-            seeds, base, metric="accuracy" if classes is None else "balanced_accuracy"),
-            classes=kinds)
-        if kinds == 1 and self.processes.main:
+            seeds, base, metric="accuracy" if classes is None else "balanced_accuracy",
+            chance=1 / len(set(classes)) if beats else None)
+        if of_one_class(check.to_dict()) and self.processes.main:
             log(f"[{self.config.strategy} seed {seed}] round {k}: its {len(examples)} labels "
-                f"are all '{classes[0]}', so an adapter trained on them cannot tell classes "
-                "apart: the base model is handed out")
+                f"are all '{classes[0]}', so no adapter trained on them can tell the task's "
+                "classes apart (train.beat_chance): the base model is handed out")
         if check.retried and self.processes.main:
             log(f"[{self.config.strategy} seed {seed}] round {k}: the adapter fitted its "
                 f"{len(examples)} labels at {100 * check.draws[0]:.1f} %, below the base "

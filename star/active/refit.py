@@ -25,13 +25,16 @@ the base model's 92-94 %, section 2.12): there the retries find nothing, and the
 A partial failure passes: an adapter at 63 % on the test set fitted its labels at 76.6 %,
 near a healthy draw's 78.6 %, so its own labels cannot tell it apart (section 2.11).
 
-Labels of one class fit nothing: an adapter trained on them learns to answer that class, which
-its own labels score as perfect, and on a pool where negatives are 2 % a run's first 48 random
-labels were all positive and its adapter answered "positive" to every test sentence (50.9 %
-against the prompt's 71.2 %). As scikit-learn's classifiers refuse one class, such a round
-trains its one draw (the adapter that picks with `guard.select_with: trained`) and hands out
-the base model, which still knows the other classes; it trains no other draw, as none could
-learn what the labels do not hold.
+A draw must also beat chance on its labels (`train.beat_chance`): balanced accuracy over the k
+classes they hold is 1/k for an adapter that answers one class to everything, however its labels
+fall. On a pool where negatives are 2 %, a run's first 48 random labels were all positive, and
+its adapter answered "positive" to every test sentence (50.9 % against the prompt's 71.2 %):
+on labels of one class such an adapter scores a perfect 1.0, which is chance there. At 64 labels
+the run had one negative, which the base model got wrong: the base model's balanced accuracy on
+the labels fell to 44 %, under chance, and the collapsed adapter's 50 % passed it. Beating
+chance too, neither passes. Labels of one class (chance 1) train one draw, as no draw can beat
+it (scikit-learn's classifiers refuse a single class), and hand out the base model, which still
+knows the other classes.
 """
 
 from __future__ import annotations
@@ -45,10 +48,11 @@ from star.active.prompt_guard import BASE, TUNED
 State = TypeVar("State")
 
 
-def fits(tuned: float, base: float) -> bool:
+def fits(tuned: float, base: float, chance: float | None = None) -> bool:
     """Whether an adapter fits its training labels: at least as well as the base model does on
-    the same labels (a tie keeps it, as the prompt guard keeps a tie)."""
-    return tuned >= base
+    the same labels (a tie keeps it, as the prompt guard keeps a tie), and above `chance` where
+    one is given (at chance it tells no class apart)."""
+    return tuned >= base and (chance is None or tuned > chance)
 
 
 def best_draw(scores: list[float]) -> int:
@@ -59,15 +63,16 @@ def best_draw(scores: list[float]) -> int:
 @dataclass(frozen=True)
 class FitCheck:
     """One round's check, as results.json keeps it: the base model's score on the labels, each
-    draw's training seed and score, which draw the round kept, and how many classes the labels
-    hold (None for a generative task)."""
+    draw's training seed and score, which draw the round kept, and the chance level a draw had
+    to beat (None: no such bar, for a generative task, under `train.beat_chance: false` and in
+    a record from before the key)."""
 
     metric: str
     base: float
     seeds: list[int]
     draws: list[float]
     kept: int
-    classes: int | None = None
+    chance: float | None = None
 
     @property
     def retried(self) -> bool:
@@ -93,30 +98,37 @@ class Refit(Generic[State]):
     restore: Callable[[State], None]
 
 
-def train_until_fit(refit: Refit[State], seeds: list[int], base: float, *,
-                    metric: str) -> FitCheck:
+def train_until_fit(refit: Refit[State], seeds: list[int], base: float, *, metric: str,
+                    chance: float | None = None) -> FitCheck:
     """Train under `seeds[0]`, then under each next seed while no draw so far fits (`fits`), at
-    most `len(seeds)` draws; leave the adapter of the draw kept in place (`best_draw` of the
-    draws, which is the last when it fits)."""
+    most `len(seeds)` draws, one where nothing can beat `chance` (1: labels of one class);
+    leave the adapter of the draw kept in place (`best_draw` of the draws, which is the last
+    when it fits)."""
+    if chance is not None and chance >= 1:
+        seeds = seeds[:1]
     scores: list[float] = []
     states: list[State] = []
     for seed in seeds:
         scores.append(refit.train(seed))
-        if fits(scores[-1], base):
+        if fits(scores[-1], base, chance):
             break
         if len(scores) < len(seeds):  # a later draw will replace it: keep a copy to go back to
             states.append(refit.snapshot())
     kept = best_draw(scores)
     if kept != len(scores) - 1:
         refit.restore(states[kept])
-    return FitCheck(metric, base, seeds[: len(scores)], scores, kept)
+    return FitCheck(metric, base, seeds[: len(scores)], scores, kept, chance)
 
 
 def kept_fits(fit: Mapping[str, Any]) -> bool:
-    """Whether a fit check's record (`FitCheck.to_dict`) kept a draw that fits its labels; a
-    draw trained on labels of one class fits nothing, whatever it scores on them (a record
-    from before `classes` was kept says nothing of them)."""
-    return fit.get("classes") != 1 and fits(fit["draws"][fit["kept"]], fit["base"])
+    """Whether a fit check's record (`FitCheck.to_dict`) kept a draw that fits its labels."""
+    return fits(fit["draws"][fit["kept"]], fit["base"], fit.get("chance"))
+
+
+def of_one_class(fit: Mapping[str, Any]) -> bool:
+    """Whether a fit check's record had labels of one class to beat chance on (chance 1: no
+    draw could, so the base model was handed out)."""
+    return fit.get("chance") == 1
 
 
 def handed_out(guard: Mapping[str, Any] | None, fit: Mapping[str, Any] | None) -> str | None:

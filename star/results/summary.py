@@ -13,7 +13,7 @@ import numpy as np
 from star.active.classes import batch_against_pool
 from star.active.journal import annotator_agreement
 from star.active.learning_curve import auc
-from star.active.refit import kept_fits
+from star.active.refit import kept_fits, of_one_class
 from star.active.runfolder import RunFolder, complete_rounds, find_runs
 from star.active.strategies import display_order, select_top
 from star.data.tasks import task_display_name
@@ -524,7 +524,7 @@ def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setup and strategy whose rounds checked their adapter's fit (`train.retries`): how
     many rounds were checked, how many trained again, how many draws that took in all, in how
     many rounds no draw fitted its labels as well as the base model (which was handed out
-    instead), and how many of those held labels of one class."""
+    instead), and how many of those held labels of one class (`train.beat_chance`)."""
     groups = _round_records(runs, "fit")
     rows = []
     for (setup, strategy), by_count in _by_strategy(groups):
@@ -533,7 +533,7 @@ def fit_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "retried": sum(len(check["draws"]) > 1 for check in checks),
                      "draws": sum(len(check["draws"]) for check in checks),
                      "unfitted": sum(not kept_fits(check) for check in checks),
-                     "one_class": sum(check.get("classes") == 1 for check in checks),
+                     "one_class": sum(of_one_class(check) for check in checks),
                      "labels": sorted({n for n, found in by_count.items()
                                        if any(len(check["draws"]) > 1 for check in found)})})
     return rows

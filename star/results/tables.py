@@ -502,7 +502,8 @@ def guard_table(rows: list[dict[str, Any]]) -> Table:
 
 def fit_table(rows: list[dict[str, Any]]) -> Table:
     """Per setup and strategy (`summary.fit_rows`): the rounds trained again because their
-    adapter fitted its own labels worse than the base model."""
+    adapter fitted its own labels worse than the base model (or no better than chance), and
+    those whose labels held one class."""
     table = Table("retries", "Rounds trained again", ["Setup", "Method", "Rounds checked",
                                                       "Trained again", "Draws in all",
                                                       "No draw fitted", "Of one class",
@@ -520,10 +521,12 @@ def fit_table(rows: list[dict[str, Any]]) -> Table:
                   "accuracy; accuracy for generative tasks) it had not learned them, and the "
                   "round trained again under the next training draw, up to `train.retries` "
                   "times, keeping the first draw that fitted; where no draw fitted, the round "
-                  "handed out the base model, as the prompt guard does. Of one class: rounds "
-                  "whose labels held one class, which train one draw and hand out the base "
-                  "model (an adapter cannot learn from them to tell classes apart). At labels: "
-                  "the label counts of the rounds trained again.")
+                  "handed out the base model, as the prompt guard does. Under "
+                  "`train.beat_chance` a draw also had to beat chance on its labels (1 / the "
+                  "classes they hold). Of one class: rounds whose labels held one class, where "
+                  "no draw can, so one draw trained and the base model was handed out; they "
+                  "count among the rounds where no draw fitted. At labels: the label counts of "
+                  "the rounds trained again.")
     return table
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.learning_curve import PARAMETERS, describe
-from star.active.refit import kept_fits
+from star.active.refit import kept_fits, of_one_class
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
 from star.annotate.exchange import read_labels, write_batch
@@ -104,8 +104,8 @@ def _fit(entry: dict[str, Any]) -> str:
     """Where the round trained again because its adapter did not fit its own labels, or
     handed out the base model because they held one class."""
     check = entry.get("fit")
-    if check and check.get("classes") == 1:
-        return "; labels of one class: the base model handed out"
+    if check and of_one_class(check):
+        return "; labels of one class, no draw can beat chance: the base model handed out"
     if not check or len(check["draws"]) < 2:
         return ""
     kept = (f"draw {check['kept'] + 1} kept"
