@@ -342,6 +342,25 @@ def test_labels_of_one_class_train_one_draw_and_hand_out_the_base_model(
     assert not b_is_zero(tmp_path / "plain", 0)
 
 
+def test_a_generative_task_has_no_chance_to_beat(tiny_overrides, tmp_path):
+    """Answers are free text: the check scores plain accuracy against the base model's, with
+    no chance level, whatever `train.beat_chance` says."""
+    from tests.conftest import write_jsonl
+
+    data = tmp_path / "sums"
+    data.mkdir()
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    write_jsonl(data / "train.jsonl", [{"question": f"{a} cat {b}", "answer": str(a + b)}
+                                       for a, b in pairs[:80]])
+    write_jsonl(data / "test.jsonl", [{"question": f"{a} cat {b}", "answer": str(a + b)}
+                                      for a, b in pairs[80:]])
+    results = run(tmp_path / "r", [*tiny_overrides, f"task.data_dir={data}",
+                                   "task.answer_type=number", "task.labels=null",
+                                   "task.max_new_tokens=6", "train.retries=1"], strategy="random")
+    for entry in results["rounds"]:
+        assert entry["fit"]["metric"] == "accuracy" and entry["fit"]["chance"] is None
+
+
 def test_a_run_begun_before_beat_chance_goes_on_as_it_began(tiny_overrides, tmp_path,
                                                             monkeypatch, capsys):
     """A run saved with retries before `train.beat_chance` (no key in its config.yaml) resumes

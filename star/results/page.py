@@ -333,7 +333,9 @@ def build_sections(runs: list[dict], summary: dict, out: Path,
     refitted = fit_rows(runs)
     if refitted:
         sections.append(Section("Rounds trained again", "Where a round's adapter did not fit "
-                                "its own labels and the round trained under another draw "
+                                "its own labels (below the base model on them, or under "
+                                "`train.beat_chance` no better than chance) and the round "
+                                "trained under another draw or handed out the base model "
                                 "(`train.retries`).", tables=[fit_table(refitted)]))
     drawn = bandit_rows(runs)
     if drawn:

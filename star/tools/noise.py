@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from star.active.classes import macro_f1
+from star.active.classes import class_metrics
 from star.active.loop import Experiment
 from star.active.prompt_guard import BASE
 from star.active.refit import handed_out
@@ -66,10 +66,11 @@ def retrain(experiment: Experiment, k: int, start: dict[str, torch.Tensor], seed
     unfitted = fit is not None and not fit.fitted  # the run would hand out the base model
     with adapter_off(experiment.loaded.model) if unfitted else nullcontext():
         predictions = experiment.predict(experiment.test)
-    labels = experiment.task.labels
+    task = experiment.task
+    per_class = class_metrics([p.prediction for p in predictions], [p.gold for p in predictions],
+                              [] if task.generative else task.labels)  # as the run's rounds
     return {"accuracy": float(np.mean([p.correct for p in predictions])),
-            "macro_f1": None if experiment.task.generative else macro_f1(
-                [p.prediction for p in predictions], [p.gold for p in predictions], labels)}
+            "macro_f1": per_class["macro_f1"]}
 
 
 def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, Any], int]:
@@ -117,12 +118,16 @@ def noise(run: Path, round_index: int | None, train_seeds: int) -> dict[str, Any
             scores = retrain(experiment, k, start, seed)
             record["retrains"].append({"training_seed": seed, **scores})
             folder.write_noise(k, record)
-            log(f"noise: round {k}, training seed {part + 1}/{train_seeds}: accuracy "
-                f"{100 * scores['accuracy']:.2f} (the run's: {100 * entry['accuracy']:.2f})")
+            shown = [f"accuracy {100 * scores['accuracy']:.2f} (the run's: "
+                     f"{100 * entry['accuracy']:.2f})"]
+            if scores["macro_f1"] is not None and entry.get("macro_f1") is not None:
+                shown.append(f"macro-F1 {100 * scores['macro_f1']:.2f} (the run's: "
+                             f"{100 * entry['macro_f1']:.2f})")
+            log(f"noise: round {k}, training seed {part + 1}/{train_seeds}: {', '.join(shown)}")
     return record
 
 
-def _values(run: float, retrains: list[float]) -> str:
+def _spread(run: float, retrains: list[float]) -> str:
     """'the run's 73.74, retrained 75.11, 73.97, SD 0.81 points' of one metric."""
     spread = f", SD {100 * np.std(retrains, ddof=1):.2f} points" if len(retrains) > 1 else ""
     return (f"the run's {100 * run:.2f}, retrained {', '.join(f'{100 * a:.2f}' for a in retrains)}"
@@ -133,9 +138,9 @@ def describe(record: dict[str, Any], path: Path) -> str:
     """The command's summary line: accuracy, and macro-F1 where every retrain has it (a record
     begun before it was kept has accuracy alone)."""
     retrains = record["retrains"]
-    metrics = [f"accuracy: {_values(record['run_accuracy'], [r['accuracy'] for r in retrains])}"]
+    metrics = [f"accuracy: {_spread(record['run_accuracy'], [r['accuracy'] for r in retrains])}"]
     if record.get("run_macro_f1") is not None and all(r.get("macro_f1") is not None
                                                       for r in retrains):
-        metrics.append(f"macro-F1: {_values(record['run_macro_f1'], [r['macro_f1'] for r in retrains])}")
+        metrics.append(f"macro-F1: {_spread(record['run_macro_f1'], [r['macro_f1'] for r in retrains])}")
     return (f"round {record['round']} ({record['n_labeled']} labels, {record['test_size']} test "
             f"examples), under {len(retrains)} training seeds; {'; '.join(metrics)} -> {path}")
