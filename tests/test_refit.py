@@ -211,7 +211,8 @@ def test_a_round_that_does_not_fit_trains_the_next_draw_and_replays_after_a_stop
     run(plain, [*tiny_overrides, "train.lr=1e-2"])
     out = tmp_path / "retried"
     retried = run(out, overrides)
-    assert "trained 2 draws (50.0 %, 70.0 %), kept draw 2" in capsys.readouterr().err
+    assert ("fitted its 8 labels at 50.0 %, below the base model's 60.0 % (balanced accuracy); "
+            "trained 2 draws (50.0 %, 70.0 %), kept draw 2") in capsys.readouterr().err
     for entry in retried["rounds"]:
         k = entry["round"]
         assert entry["fit"] == {"metric": "balanced_accuracy", "base": 0.6, "draws": [0.5, 0.7],
@@ -231,6 +232,17 @@ def test_a_round_that_does_not_fit_trains_the_next_draw_and_replays_after_a_stop
     assert main(["report", str(out), "--out", str(report)]) == 0
     rows = (report / "retries.csv").read_text().splitlines()
     assert rows[1].split(",")[2:6] == ["3", "3", "6", "0"]
+
+
+def test_a_draw_at_chance_over_a_base_model_under_it_trains_again(tiny_overrides, tmp_path,
+                                                                  monkeypatch, capsys):
+    """Base model 0.3 on the labels (under chance, 0.5 for two classes), first draw 0.5: at
+    chance, so the round trains again and says why; the second draw, 0.7, is kept."""
+    scores_per_round(monkeypatch, [0.3, 0.5, 0.7])
+    results = run(tmp_path / "r", [*tiny_overrides, "train.retries=2"], strategy="random")
+    assert ("fitted its 8 labels at 50.0 %, no better than chance, 50.0 % (balanced accuracy); "
+            "trained 2 draws (50.0 %, 70.0 %), kept draw 2") in capsys.readouterr().err
+    assert all(entry["fit"]["kept"] == 1 for entry in results["rounds"])
 
 
 def test_a_round_where_no_draw_fits_hands_out_the_base_model(tiny_overrides, tmp_path,

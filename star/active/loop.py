@@ -682,9 +682,12 @@ class Experiment:
                 f"are all '{classes[0]}', so no adapter trained on them can tell the task's "
                 "classes apart (train.beat_chance): the base model is handed out")
         if check.retried and self.processes.main:
+            first = check.draws[0]
+            bar = (f"below the base model's {100 * base:.1f} %" if first < base else
+                   f"no better than chance, {100 * check.chance:.1f} %")
             log(f"[{self.config.strategy} seed {seed}] round {k}: the adapter fitted its "
-                f"{len(examples)} labels at {100 * check.draws[0]:.1f} %, below the base "
-                f"model's {100 * base:.1f} % ({check.metric.replace('_', ' ')}); trained "
+                f"{len(examples)} labels at {100 * first:.1f} %, {bar} "
+                f"({check.metric.replace('_', ' ')}); trained "
                 f"{len(check.draws)} draws (" + ", ".join(f"{100 * d:.1f} %" for d in check.draws)
                 + (f"), kept draw {check.kept + 1}" if check.fitted else
                    "): none fitted, the base model is handed out"))
