@@ -818,15 +818,21 @@ class Experiment:
         the share that changed, and the mean uncertainty."""
         predictions = self.predict(self.test or self.stop_set)
         self.folder.write_predictions(k, [asdict(p) for p in predictions])
-        accuracy = float(np.mean([p.correct for p in predictions])) if self.test else None
         previous = self.folder.read_predictions(k - 1) if k > 0 else None
         signals = stability([p["prediction"] for p in previous] if previous else None,
                             [p.prediction for p in predictions],
                             [p.confidence for p in predictions])
+        return {**self.test_scores(predictions), **signals}
+
+    def test_scores(self, predictions: Sequence[Prediction]) -> dict[str, Any]:
+        """A round's numbers from its test-set predictions, as results.json keeps them:
+        `accuracy` and the per-class metrics (`classes.class_metrics`); all None without a test
+        set (the predictions are then the stop set's), the per-class ones on a generative task."""
+        accuracy = float(np.mean([p.correct for p in predictions])) if self.test else None
         per_class = class_metrics([p.prediction for p in predictions],
                                   [p.gold for p in predictions],
                                   self.task.labels if self.test and not self.task.generative else [])
-        return {"accuracy": accuracy, **per_class, **signals}
+        return {"accuracy": accuracy, **per_class}
 
     def pool_uncertainty(self, k: int, batch: Batch) -> float | None:
         """The overall uncertainty of the unlabeled pool when round k's batch was chosen: the

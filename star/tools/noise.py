@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from star.active.classes import class_metrics
 from star.active.loop import Experiment
 from star.active.prompt_guard import BASE
 from star.active.refit import handed_out
@@ -65,12 +64,8 @@ def retrain(experiment: Experiment, k: int, start: dict[str, torch.Tensor], seed
     _, fit = experiment.train(k, labels)
     unfitted = fit is not None and not fit.fitted  # the run would hand out the base model
     with adapter_off(experiment.loaded.model) if unfitted else nullcontext():
-        predictions = experiment.predict(experiment.test)
-    task = experiment.task
-    per_class = class_metrics([p.prediction for p in predictions], [p.gold for p in predictions],
-                              [] if task.generative else task.labels)  # as the run's rounds
-    return {"accuracy": float(np.mean([p.correct for p in predictions])),
-            "macro_f1": per_class["macro_f1"]}
+        scores = experiment.test_scores(experiment.predict(experiment.test))
+    return {key: scores[key] for key in ("accuracy", "macro_f1")}
 
 
 def _check_round(folder: RunFolder, round_index: int | None) -> tuple[dict[str, Any], int]:
