@@ -8,10 +8,17 @@ rarest class's minimum, else the k-fold recipe against the base model, with the 
 with `guard.max_labels` lifted; the rest of the run's config is its own. The check uses only the
 labels; the test-set scores printed beside it are the run's record. One JSON line per round:
 
-    PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py RUN ROUND [ROUND ...]
+    PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check RUN [ROUND ...]
 
 It runs the model (about a minute a check at 64-128 labels on 2 cores): never beside another
-model process.
+model process. Under `guard.select_with: trained` and `train.init: fresh` what a round hands
+out changes nothing after it (the adapter the round trained picks the next batch, and every
+round trains from the initial adapter), so a run with the guard at every round is the recorded
+run with each round the replay hands to the base model scored as the prompt. `summary` reads
+the replays and the records (no model) and prints, per strategy, the final macro-F1 under the
+study's guard and under the guard at every round, each against the prompt, paired by seed:
+
+    PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py summary RECORDS REPLAYS
 """
 
 from __future__ import annotations
@@ -21,32 +28,90 @@ import json
 from pathlib import Path
 
 from star.active.loop import Experiment
+from star.active.prompt_guard import BASE
+from star.active.refit import handed_out
 from star.active.runfolder import complete_rounds
 from star.config import load_config
+from star.results.significance import paired
 from star.tools.labels import open_run
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run folder")
-    parser.add_argument("rounds", type=int, nargs="+", help="rounds to check")
-    args = parser.parse_args(argv)
-    folder = open_run(args.run)
+def check(run: Path, rounds: list[int]) -> None:
+    """Print the guard's check of each of `rounds` of `run`, its reach lifted."""
+    folder = open_run(run)
     results = folder.read_results()
     done = complete_rounds(results)
     experiment = Experiment(load_config(folder.config_path), folder.root)
     experiment.results = results
     guard = experiment.config.guard.model_copy(update={"max_labels": None})
     experiment.config = experiment.config.model_copy(update={"guard": guard})
-    for k in args.rounds:
+    for k in rounds or [len(done) - 1]:
         experiment.labeled = [i for entry in done[: k + 1] for i in entry["selected_ids"]]
         labels = {i: answer.value for i, answer
                   in folder.journal.in_force(experiment.labeled).items()}
-        check = experiment.guard(k, labels)
-        print(json.dumps({"run": str(args.run), "round": k, "counts": done[k]["label_counts"],
-                          "guard": check.to_dict(), "test_accuracy": done[k]["accuracy"],
+        guard_check = experiment.guard(k, labels)
+        print(json.dumps({"run": str(run), "round": k, "counts": done[k]["label_counts"],
+                          "guard": guard_check.to_dict(), "test_accuracy": done[k]["accuracy"],
                           "test_macro_f1": done[k].get("macro_f1"),
                           "zero_shot_accuracy": results["baselines"]["zero_shot"]}), flush=True)
+
+
+def guarded_final(rounds: list[dict], chosen: dict[int, str], zero_shot: float) -> float:
+    """The last round's macro-F1 had the guard checked every round: the prompt's where the
+    round handed out its adapter and the replay chose the base model."""
+    last = rounds[-1]
+    if handed_out(last.get("guard"), last.get("fit")) == BASE:
+        return last["macro_f1"]
+    if last["round"] not in chosen:
+        raise SystemExit(f"round {last['round']} has no replay: run `check` on it first")
+    return zero_shot if chosen[last["round"]] == BASE else last["macro_f1"]
+
+
+def summary(records: Path, replays: Path) -> None:
+    """Per strategy: final macro-F1 under the study's guard and the guard at every round."""
+    chosen: dict[tuple[str, str], dict[int, str]] = {}
+    for line in replays.read_text().splitlines():
+        row = json.loads(line)
+        run = Path(row["run"])
+        chosen.setdefault((run.parent.name, run.name), {})[row["round"]] = row["guard"]["chosen"]
+    replayed = {name for name, _ in chosen}  # the strategies whose runs were replayed
+    for strategy in sorted(p for p in records.iterdir() if p.is_dir() and p.name in replayed):
+        study, guarded, prompt = {}, {}, {}
+        for run in sorted(strategy.glob("seed*/results.json")):
+            results = json.loads(run.read_text())
+            rounds = complete_rounds(results)
+            seed = int(run.parent.name.removeprefix("seed"))
+            zero_shot = next(r["macro_f1"] for r in rounds
+                             if handed_out(r.get("guard"), r.get("fit")) == BASE)
+            study[seed], prompt[seed] = rounds[-1]["macro_f1"], zero_shot
+            guarded[seed] = guarded_final(
+                rounds, chosen.get((strategy.name, run.parent.name), {}), zero_shot)
+        for name, values in (("study's guard", study), ("guard every round", guarded)):
+            diff = paired(values, prompt)
+            if diff is None:
+                continue
+            interval = "" if diff.low is None else \
+                f" ({100 * diff.low:+.2f} to {100 * diff.high:+.2f}, p {diff.p_value:.3f})"
+            print(f"{strategy.name}, {name}: {len(diff.seeds)} seeds, final macro-F1 "
+                  f"{100 * sum(values.values()) / len(values):.2f}, − prompt "
+                  f"{100 * diff.mean:+.2f}{interval}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("check", help="replay the guard on rounds of a run (runs the model)")
+    one.add_argument("run", type=Path, help="a finished run folder")
+    one.add_argument("rounds", type=int, nargs="*", help="rounds to check (default: the last)")
+    many = commands.add_parser("summary", help="the variant's finals from the replays")
+    many.add_argument("records", type=Path,
+                      help="a setting's finished runs, e.g. docs/label-savings/runs/savings-sst2-rare")
+    many.add_argument("replays", type=Path, help="the JSON lines `check` printed")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        check(args.run, args.rounds)
+    else:
+        summary(args.records, args.replays)
 
 
 if __name__ == "__main__":

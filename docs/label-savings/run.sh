@@ -161,8 +161,16 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # that every session ends on paired seeds. It is where the goal is likeliest met, and the
     # skewed reruns' first block (me+balanced, seeds 0-4) sat level with random's (2.12).
     rare() { study savings-sst2-rare "$1" "" --set train.retries=2; }
+    # And the guard's check replayed on each run's last round, past the guard's reach (32
+    # labels): what the run would have handed out with the guard at every round (docs/plan.md,
+    # guard_replay.py; one JSON line a run, once).
+    replayed() {  # strategy, seed
+        local run=savings-sst2-rare/$1/seed$2 log=$RECORDS/savings-sst2-rare/guard-replay.jsonl
+        grep -qs "/$run\"" "$log" && return
+        PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check "$RUNS/$run" >> "$log"
+    }
     for seed in ${SEEDS//,/ }; do
-        for strategy in random me; do SEEDS=$seed rare $strategy; done
+        for strategy in random me; do SEEDS=$seed rare $strategy; replayed $strategy $seed; done
     done
     for strategy in me+balanced auto me-star; do retried $strategy; done
     # SST-2 with negatives 2 % of the pool (make_data.py): 128 random labels hold about 2.6 of
@@ -203,5 +211,9 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # The README's table at a glance, from the same records (this checkout's star package).
     PYTHONPATH=. .venv/bin/python docs/label-savings/at_a_glance.py --records "$RECORDS" \
         > "$DOCS/.at-a-glance.md" && mv "$DOCS/.at-a-glance.md" "$DOCS/at-a-glance.md"
+    # The 2 % pool with the guard at every round, from the replays (README 2.14).
+    PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py summary \
+        "$RECORDS/savings-sst2-rare" "$RECORDS/savings-sst2-rare/guard-replay.jsonl" \
+        > "$DOCS/.guard-replay.txt" && mv "$DOCS/.guard-replay.txt" "$DOCS/guard-replay.txt"
 fi
 
