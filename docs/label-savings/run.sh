@@ -164,9 +164,9 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # And the guard's check replayed on each run's last round, past the guard's reach (32
     # labels): what the run would have handed out with the guard at every round (docs/plan.md,
     # guard_replay.py; one JSON line a run, once).
-    replayed() {  # strategy, seed
+    replayed() {  # strategy, seed; round 7 is the preset's last (16 labels a round to 128)
         local run=savings-sst2-rare/$1/seed$2 log=$RECORDS/savings-sst2-rare/guard-replay.jsonl
-        grep -qs "/$run\"" "$log" && return
+        grep -qs "/$run\", \"round\": 7," "$log" && return
         PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check "$RUNS/$run" >> "$log"
     }
     for seed in ${SEEDS//,/ }; do
