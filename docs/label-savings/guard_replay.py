@@ -41,19 +41,21 @@ def check(run: Path, rounds: list[int]) -> None:
     folder = open_run(run)
     results = folder.read_results()
     done = complete_rounds(results)
-    experiment = Experiment(load_config(folder.config_path), folder.root)
-    experiment.results = results
-    guard = experiment.config.guard.model_copy(update={"max_labels": None})
-    experiment.config = experiment.config.model_copy(update={"guard": guard})
-    for k in rounds or [len(done) - 1]:
-        experiment.labeled = [i for entry in done[: k + 1] for i in entry["selected_ids"]]
-        labels = {i: answer.value for i, answer
-                  in folder.journal.in_force(experiment.labeled).items()}
-        guard_check = experiment.guard(k, labels)
-        print(json.dumps({"run": str(run), "round": k, "counts": done[k]["label_counts"],
-                          "guard": guard_check.to_dict(), "test_accuracy": done[k]["accuracy"],
-                          "test_macro_f1": done[k].get("macro_f1"),
-                          "zero_shot_accuracy": results["baselines"]["zero_shot"]}), flush=True)
+    with folder.lock():  # as `star noise`: a run still going in the folder refuses
+        experiment = Experiment(load_config(folder.config_path), folder.root)
+        experiment.results = results
+        guard = experiment.config.guard.model_copy(update={"max_labels": None})
+        experiment.config = experiment.config.model_copy(update={"guard": guard})
+        for k in rounds or [len(done) - 1]:
+            experiment.labeled = [i for entry in done[: k + 1] for i in entry["selected_ids"]]
+            labels = {i: answer.value for i, answer
+                      in folder.journal.in_force(experiment.labeled).items()}
+            guard_check = experiment.guard(k, labels)
+            print(json.dumps({
+                "run": str(run), "round": k, "counts": done[k]["label_counts"],
+                "guard": guard_check.to_dict(), "test_accuracy": done[k]["accuracy"],
+                "test_macro_f1": done[k].get("macro_f1"),
+                "zero_shot_accuracy": results["baselines"]["zero_shot"]}), flush=True)
 
 
 def guarded_final(rounds: list[dict], chosen: dict[int, str], zero_shot: float) -> float:
@@ -68,7 +70,8 @@ def guarded_final(rounds: list[dict], chosen: dict[int, str], zero_shot: float) 
 
 
 def summary(records: Path, replays: Path) -> None:
-    """Per strategy: final macro-F1 under the study's guard and the guard at every round."""
+    """Per strategy: final macro-F1 under the study's guard and the guard at every round. The
+    prompt's score is that of a round that handed out the base model (one test set a run)."""
     chosen: dict[tuple[str, str], dict[int, str]] = {}
     for line in replays.read_text().splitlines():
         row = json.loads(line)
