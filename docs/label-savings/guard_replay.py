@@ -47,10 +47,7 @@ def check(run: Path, rounds: list[int]) -> None:
         guard = experiment.config.guard.model_copy(update={"max_labels": None})
         experiment.config = experiment.config.model_copy(update={"guard": guard})
         for k in rounds or [len(done) - 1]:
-            experiment.labeled = [i for entry in done[: k + 1] for i in entry["selected_ids"]]
-            labels = {i: answer.value for i, answer
-                      in folder.journal.in_force(experiment.labeled).items()}
-            guard_check = experiment.guard(k, labels)
+            guard_check = experiment.guard(k, experiment.back_to_round(k))
             print(json.dumps({
                 "run": str(run), "round": k, "counts": done[k]["label_counts"],
                 "guard": guard_check.to_dict(), "test_accuracy": done[k]["accuracy"],

@@ -715,6 +715,14 @@ class Experiment:
                 self.last_base_correct = (key, [bool(p.correct) for p in self.predict(examples)])
         return self.last_base_correct[1]
 
+    def back_to_round(self, k: int) -> dict[str, str]:
+        """Set the labeled ids to those recorded up to round k, and return their labels in
+        force in the journal: round k's labels again, for a tool that retrains or rechecks a
+        finished round (`star noise`, the label-savings study's guard replay)."""
+        self.labeled = [i for entry in complete_rounds(self.results)[: k + 1]
+                        for i in entry["selected_ids"]]
+        return {i: answer.value for i, answer in self.folder.journal.in_force(self.labeled).items()}
+
     def labeled_examples(self, labels: dict[str, str]) -> list[Example]:
         """The labeled examples, in labeling order, each with the answer in force."""
         return [self.task.with_label(e, labels[e.id]) for e in self.examples(self.labeled)]

@@ -54,10 +54,7 @@ def retrain(experiment: Experiment, k: int, start: dict[str, torch.Tensor], seed
     dropout) of `seed` in place of the run's; its `accuracy` and `macro_f1` (None on a
     generative task) on the run's test set. The pool and test set were drawn with the run's
     seed when the experiment was built and stay the run's."""
-    rounds = complete_rounds(experiment.results)[: k + 1]
-    experiment.labeled = [i for entry in rounds for i in entry["selected_ids"]]
-    labels = {i: answer.value for i, answer
-              in experiment.folder.journal.in_force(experiment.labeled).items()}
+    labels = experiment.back_to_round(k)
     experiment.config = experiment.config.model_copy(update={"seed": seed})
     experiment.initial_adapter = start  # where `train.init: fresh` starts
     load_adapter_state(experiment.loaded.model, start)  # where `continue` starts
