@@ -108,7 +108,7 @@ def test_keep_adapters_last_deletes_earlier_adapters_once_a_round_is_recorded(
 
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: prompt_guard.BASE)
     settings = [*tiny_overrides, "loop.budget=32", "guard.folds=2", "guard.max_labels=16",
-                "guard.min_per_class=0"]  # rounds 0 and 1 hand out the base model
+                "guard.reach=labels", "guard.min_per_class=0"]  # rounds 0, 1: the base model
     args = ["--strategy", "me", "--seed", "1"]
     kept, pruned = tmp_path / "all", tmp_path / "last"
     assert star(["run", "--out", str(kept), *args, *sets(settings)]) == 0

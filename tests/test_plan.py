@@ -78,7 +78,7 @@ def scoring(tiny_overrides: list[str], *settings: str) -> list[Cost]:
 
 def test_the_prompt_guard_trains_k_folds_and_predicts_the_labels_twice(tiny_overrides):
     config = load_config(None, [*tiny_overrides, "guard.folds=4", "guard.max_labels=16",
-                                "train.epochs=2"])
+                                "train.epochs=2", "guard.reach=labels"])
     rows = plan(config, counts=COUNTS, lengths=CHOICE, task=load_task(config.task))
     # 8 labels: 4 adapters on 6 labels each, 2 epochs; the base model on all 8, each fold's 2
     # held out by its adapter
@@ -94,6 +94,20 @@ def test_the_prompt_guard_trains_k_folds_and_predicts_the_labels_twice(tiny_over
         update={"max_labels": None})})
     assert guard_cost(every, task, counts=COUNTS, lengths=CHOICE, labels=24) == Cost(
         forward=48 * PASS, training=4 * 18 * 2 * TRAIN)
+
+
+def test_a_plan_counts_the_guard_s_reach_by_the_rarest_class_as_random_draws_it(tiny_overrides):
+    """The toy training file holds 17 `no` in 80: random draws of 8, 16 and 24 labels hold 1, 3
+    and 5 of them (rounded down), counted 2, 6 and 10 against `guard.max_labels: 8`."""
+    config = load_config(None, [*tiny_overrides, "guard.folds=4", "guard.max_labels=8"])
+    checked = [r["guard"] != Cost()
+               for r in plan(config, counts=COUNTS, lengths=CHOICE, task=load_task(config.task))]
+    assert checked == [True, True, False]
+    by_labels = load_config(None, [*tiny_overrides, "guard.folds=4", "guard.max_labels=8",
+                                   "guard.reach=labels"])
+    assert [r["guard"] != Cost() for r in plan(by_labels, counts=COUNTS, lengths=CHOICE,
+                                               task=load_task(by_labels.task))] == \
+        [True, False, False]
 
 
 def test_the_fit_check_predicts_the_labels_twice_a_round(tiny_overrides):

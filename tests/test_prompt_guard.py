@@ -19,15 +19,18 @@ from star.active.prompt_guard import (
     TUNED,
     GuardCheck,
     choose,
-    fewest_per_class,
+    class_counts,
     fold_indices,
     held_out_score,
+    reach_count,
+    scored_classes,
 )
 from star.config import load_config
 from star.errors import DataError
 from star.model.lora import ADAPTER_WEIGHTS
 from star.tools.cli import main
 from star.tools.labels import status
+from tests.conftest import toy_records, write_jsonl
 
 
 def test_folds_cover_every_label_once_in_near_equal_sizes():
@@ -52,10 +55,46 @@ def test_the_adapter_is_kept_when_it_holds_out_at_least_as_well():
 
 
 def test_the_rarest_class_counts_the_classes_with_no_label_as_zero():
-    assert fewest_per_class(["a", "b", "a", "b", "b"], ["a", "b"]) == 2
-    assert fewest_per_class(["a", "b", "a", "b", "b"], ["b", "a"]) == 2
-    assert fewest_per_class(["a", "a", "a"], ["a", "b"]) == 0
-    assert fewest_per_class(["c", "c", "a", "b", "b", "a", "c"], ["a", "b", "c"]) == 2
+    assert class_counts(["a", "b", "a", "b", "b"], ["a", "b"]) == {"a": 2, "b": 3}
+    assert list(class_counts(["a", "b", "a", "b", "b"], ["b", "a"])) == ["b", "a"]
+    assert class_counts(["a", "a", "a"], ["a", "b"]) == {"a": 3, "b": 0}
+    assert min(class_counts(["c", "c", "a", "b", "b", "a", "c"], ["a", "b", "c"]).values()) == 2
+
+
+def test_the_reach_counts_a_round_as_its_rarest_class_has_labels():
+    """SST-2 with 3 negatives in 128 labels counts 2 × 3 = 6; three classes of 3, 5 and 10
+    count 3 × 3 = 9 (not their 18, nor 3 × 10); balanced labels count themselves."""
+    assert reach_count({"0": 3, "1": 125}, 128, "rarest_class") == 6
+    assert reach_count({"a": 3, "b": 5, "c": 10}, 18, "rarest_class") == 9
+    assert reach_count({"a": 8, "b": 8}, 16, "rarest_class") == 16
+    assert reach_count({"a": 0, "b": 16}, 16, "rarest_class") == 0
+    assert reach_count({"0": 3, "1": 125}, 128, "labels") == 128
+    assert reach_count(None, 40, "rarest_class") == 40  # a generative task counts its labels
+
+
+def test_a_short_class_leaves_the_others_to_score_where_two_have_enough():
+    counts = {"a": 5, "b": 4, "c": 1}
+    assert scored_classes(counts, 4, "score_the_rest") == ["a", "b"]
+    assert scored_classes(counts, 4, "base") is None
+    assert scored_classes({"a": 5, "b": 1, "c": 0}, 4, "score_the_rest") is None  # one is no pair
+    assert scored_classes({"0": 3, "1": 125}, 4, "score_the_rest") is None  # binary: base
+    assert scored_classes(counts, 1, "base") == ["a", "b", "c"]
+    assert scored_classes({"a": 0, "b": 7}, 0, "base") == ["a", "b"]  # no minimum
+
+
+def test_a_check_scores_neither_model_on_a_class_left_out():
+    """a: tuned 1/2, base 2/2; b: tuned 2/2, base 0/2; c (left out): tuned 0/1, base 1/1.
+    Without c: tuned (1/2 + 1)/2 = 3/4 against base (1 + 0)/2 = 1/2, the adapter kept; with
+    it: tuned (1/2 + 1 + 0)/3 = 1/2 against base (1 + 0 + 1)/3 = 2/3, the base model."""
+    tuned, base, classes = [True, False, True, True, False], [True, True, False, False, True], \
+        ["a", "a", "b", "b", "c"]
+    check = GuardCheck.of(tuned, base, classes, folds=2, fewest=1, seconds=0.0, left_out=["c"])
+    assert (check.labels, check.tuned_cv, check.base, check.chosen, check.left_out) == \
+        (5, 0.75, 0.5, TUNED, ["c"])
+    whole = GuardCheck.of(tuned, base, classes, folds=2, fewest=1, seconds=0.0)
+    assert (whole.tuned_cv, whole.base, whole.chosen, whole.left_out) == (0.5, 2 / 3, BASE, [])
+    with pytest.raises(ValueError, match="every class"):
+        GuardCheck.of([True], [True], ["c"], folds=2, fewest=1, seconds=0.0, left_out=["c"])
 
 
 def test_balanced_accuracy_weighs_each_class_of_the_labels_alike():
@@ -85,7 +124,7 @@ def test_a_check_records_both_scores_by_hand():
                           folds=2, fewest=2, seconds=1.23456)
     assert check.to_dict() == {"folds": 2, "labels": 4, "metric": "balanced_accuracy",
                                "fewest": 2, "tuned_cv": 0.25, "base": 0.75, "chosen": BASE,
-                               "seconds": 1.235}
+                               "seconds": 1.235, "left_out": []}
     lopsided = GuardCheck.of([True] * 13 + [False] * 3, [True] * 12 + [False, True, True, False],
                              ["no"] * 13 + ["yes"] * 3, folds=4, fewest=3, seconds=0.0)
     assert (lopsided.tuned_cv, lopsided.chosen) == (0.5, BASE)  # 13/16 plain: it would be kept
@@ -119,7 +158,7 @@ def test_a_round_that_chooses_the_base_model_hands_it_out(tiny_overrides, tmp_pa
     model, i.e. the initial adapter with B = 0, whose test accuracy is the zero-shot one."""
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
     results = run(tmp_path / "r", [*tiny_overrides, "guard.folds=2", "guard.max_labels=16",
-                                   "guard.min_per_class=0"])
+                                   "guard.reach=labels", "guard.min_per_class=0"])
     rounds = results["rounds"]
     assert [r["n_labeled"] for r in rounds] == [8, 16, 24]
     for r in rounds[:2]:
@@ -164,7 +203,8 @@ def test_under_select_with_trained_the_trained_adapter_picks_the_next_batch(tiny
     overrides = [*tiny_overrides, "train.lr=1e-2", "loop.budget=32"]  # an adapter that moves
     plain = run(tmp_path / "plain", overrides)
     monkeypatch.setattr(prompt_guard, "choose", lambda tuned, base: BASE)
-    overrides += ["guard.folds=2", "guard.max_labels=16", "guard.min_per_class=0"]
+    overrides += ["guard.folds=2", "guard.max_labels=16", "guard.reach=labels",
+                  "guard.min_per_class=0"]
     out = tmp_path / "guarded"
     guarded = run(out, overrides)
     assert [r["guard"] and r["guard"]["chosen"] for r in guarded["rounds"]] == [BASE, BASE,
@@ -314,11 +354,70 @@ def test_a_class_with_too_few_labels_hands_out_the_base_model_untrained(tiny_ove
     assert "too few to check the tuned recipe" in status(tmp_path / "never").splitlines()[2]
 
 
+@pytest.fixture
+def rare_class_overrides(tiny_overrides, tmp_path) -> list[str]:
+    """The toy task with a third class, `true`, one in 16 of the training file (a pool of 60
+    holds about 4): a class that stays rare, beside two that are not."""
+    train, test = toy_records(80, 0), toy_records(20, 1)
+    for records in (train, test):
+        for record in records[::16]:
+            record["answer"] = "true"
+    folder = tmp_path / "rare-data"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", train)
+    write_jsonl(folder / "test.jsonl", test)
+    return [*tiny_overrides, f"task.data_dir={folder}", "task.labels=[yes, no, true]",
+            "guard.folds=2"]
+
+
+def rounds_counts(results: dict) -> list[list[int]]:
+    """Each round's labels of yes, no and true."""
+    return [[r["label_counts"].get(c, 0) for c in ("yes", "no", "true")]
+            for r in results["rounds"]]
+
+
+def test_the_guard_checks_on_while_a_class_stays_rare(rare_class_overrides, tmp_path):
+    """`guard.max_labels: 8` under `reach: labels` checks round 0 alone (8, 16, 24 labels);
+    under `rarest_class` every round whose rarest class has at most 8 / 3 labels, past 8."""
+    sets = [*rare_class_overrides, "guard.max_labels=8", "guard.min_per_class=0"]
+    by_labels = run(tmp_path / "labels", [*sets, "guard.reach=labels"])
+    assert [bool(r.get("guard")) for r in by_labels["rounds"]] == [True, False, False]
+    rarest = run(tmp_path / "rarest", [*sets, "guard.reach=rarest_class"])
+    expected = [3 * min(counts) <= 8 for counts in rounds_counts(rarest)]
+    assert [bool(r.get("guard")) for r in rarest["rounds"]] == expected
+    assert expected[0] and any(expected[1:])  # checked past 8 labels, where `labels` stopped
+
+
+def test_a_class_short_of_labels_is_left_out_where_two_have_enough(rare_class_overrides,
+                                                                   tmp_path):
+    """`short_class: score_the_rest` checks a round where a class has under 2 labels on the
+    classes that have 2, where two do; `base` hands out the base model there unchecked."""
+    sets = [*rare_class_overrides, "guard.min_per_class=2"]
+    rest = run(tmp_path / "rest", [*sets, "guard.short_class=score_the_rest"])
+    unchecked = run(tmp_path / "base", [*sets, "guard.short_class=base"])
+    left_out = 0
+    for counts, check, plain in zip(rounds_counts(rest), [r["guard"] for r in rest["rounds"]],
+                                    [r["guard"] for r in unchecked["rounds"]], strict=True):
+        short = [c for c, n in zip(("yes", "no", "true"), counts, strict=True) if n < 2]
+        if not short:
+            assert check["left_out"] == [] and check["tuned_cv"] is not None
+        elif len(short) == 1:
+            left_out += 1
+            assert (check["left_out"], check["folds"]) == (short, 2)
+            assert check["tuned_cv"] is not None
+            assert (plain["tuned_cv"], plain["chosen"]) == (None, BASE)
+        else:
+            assert (check["tuned_cv"], check["chosen"], check["left_out"]) == (None, BASE, [])
+    assert left_out  # the toy pool left one class short in some round
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("guard.folds=1", "guard.folds is 1"),
     ("guard.max_labels=0", "guard.max_labels"),
     ("guard.min_per_class=-1", "guard.min_per_class"),
     ("guard.select_with=base", "guard.select_with"),
+    ("guard.reach=all", "guard.reach"),
+    ("guard.short_class=skip", "guard.short_class"),
 ])
 def test_a_bad_guard_key_exits_2_with_one_line(tiny_overrides, tmp_path, capsys, override,
                                                message):

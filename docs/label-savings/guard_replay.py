@@ -9,6 +9,10 @@ with `guard.max_labels` lifted; the rest of the run's config is its own. The che
 labels; the test-set scores printed beside it are the run's record. One JSON line per round:
 
     PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check RUN [ROUND ...]
+        [--short-class base|score_the_rest]
+
+(`--short-class`: a round with a class under `guard.min_per_class` labels handed out the base
+model unchecked, the study's guard, or checked on the classes with enough; default: the run's.)
 
 It runs the model (about a minute a check at 64-128 labels on 2 cores): never beside another
 model process. Under `guard.select_with: trained` and `train.init: fresh` what a round hands
@@ -36,20 +40,24 @@ from star.results.significance import paired
 from star.tools.labels import open_run
 
 
-def check(run: Path, rounds: list[int]) -> None:
-    """Print the guard's check of each of `rounds` of `run`, its reach lifted."""
+def check(run: Path, rounds: list[int], short_class: str | None = None) -> None:
+    """Print the guard's check of each of `rounds` of `run`, its reach lifted, and its
+    `guard.short_class` set where one is given (else the run's own)."""
     folder = open_run(run)
     results = folder.read_results()
     done = complete_rounds(results)
     with folder.lock():  # as `star noise`: a run still going in the folder refuses
         experiment = Experiment(load_config(folder.config_path), folder.root)
         experiment.results = results
-        guard = experiment.config.guard.model_copy(update={"max_labels": None})
+        guard = experiment.config.guard.model_copy(update={
+            "max_labels": None,
+            "short_class": short_class or experiment.config.guard.short_class})
         experiment.config = experiment.config.model_copy(update={"guard": guard})
         for k in rounds or [len(done) - 1]:
             guard_check = experiment.guard(k, experiment.back_to_round(k))
             print(json.dumps({
                 "run": str(run), "round": k, "counts": done[k]["label_counts"],
+                "short_class": guard.short_class,
                 "guard": guard_check.to_dict(), "test_accuracy": done[k]["accuracy"],
                 "test_macro_f1": done[k].get("macro_f1"),
                 "zero_shot_accuracy": results["baselines"]["zero_shot"]}), flush=True)
@@ -103,13 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     one = commands.add_parser("check", help="replay the guard on rounds of a run (runs the model)")
     one.add_argument("run", type=Path, help="a finished run folder")
     one.add_argument("rounds", type=int, nargs="*", help="rounds to check (default: the last)")
+    one.add_argument("--short-class", choices=["base", "score_the_rest"],
+                     help="guard.short_class for the replay (default: the run's own)")
     many = commands.add_parser("summary", help="the variant's finals from the replays")
     many.add_argument("records", type=Path,
                       help="a setting's finished runs, e.g. docs/label-savings/runs/savings-sst2-rare")
     many.add_argument("replays", type=Path, help="the JSON lines `check` printed")
     args = parser.parse_args(argv)
     if args.command == "check":
-        check(args.run, args.rounds)
+        check(args.run, args.rounds, args.short_class)
     else:
         summary(args.records, args.replays)
 

@@ -28,6 +28,11 @@ KEEP=(--set loop.keep_adapters=last)  # changes no number: runs begun without it
 # round (a run saved before the key reads as 0); the skewed pool moved to retries once their
 # variant showed the gain (2.12), and the 2 % pool began under them.
 ONE_DRAW=(--set train.retries=0)
+# The prompt guard as the study began it: its reach counted in labels, and a round with a class
+# under `guard.min_per_class` labels handed the base model unchecked. The defaults moved on
+# from the 2 % pool's finding (2.14: `guard.reach: rarest_class`, `guard.short_class:
+# score_the_rest`); the study's blocks keep the guard their first runs had, so they stay paired.
+GUARD_AS_BEGUN=(--set guard.reach=labels --set guard.short_class=base)
 RUNS=$(realpath -m "${STUDY_RUNS:-runs/savings}")
 DOCS=${STUDY_DOCS:-docs/label-savings}
 RECORDS=$(realpath -m "$DOCS/runs")
@@ -54,7 +59,8 @@ record() {
 small() {  # config, folder, then --set overrides
     local config=$1 out=$2; shift 2
     "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 \
-        "${HANDED[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}" "$@" --out "$RUNS/$out"
+        "${HANDED[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}" "${GUARD_AS_BEGUN[@]}" "$@" \
+        --out "$RUNS/$out"
     record "$out"
 }
 small configs/savings-sst2.yaml sweep/preset --set guard.folds=0
@@ -92,7 +98,8 @@ study() {  # config, strategy, then optionally a subfolder for a variant ("": no
     local picks=()
     if [ "$config" = savings-sst2-skewed ]; then picks=("${HANDED[@]}"); fi
     local run=(compare configs/$config.yaml --strategies "$strategy" --set selection.shortlist=4
-        --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}" "$@"
+        --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}"
+        "${GUARD_AS_BEGUN[@]}" "$@"
         --out "$RUNS/$folder")
     # A block whose every run is recorded is read back in one command, not ten (a restart
     # replays the whole study in minutes); otherwise run by run, each recorded when it ends.

@@ -59,9 +59,11 @@ from star.active.mixing import base_skill, chance_agreement, normalise_base, sch
 from star.active.prompt_guard import (
     BASE,
     GuardCheck,
-    fewest_per_class,
+    class_counts,
     fold_indices,
     held_out_score,
+    reach_count,
+    scored_classes,
 )
 from star.active.refit import FitCheck, Refit, handed_out, of_one_class, train_until_fit
 from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
@@ -730,29 +732,36 @@ class Experiment:
     def guard(self, k: int, labels: dict[str, str]) -> GuardCheck | None:
         """The prompt guard's check of round k (`star.active.prompt_guard`): the recipe's k-fold
         held-out accuracy on the labels so far against the base model's on the same labels, or
-        the base model without folds where a class has under `guard.min_per_class` labels. None
-        where the guard is off or the round has more than `guard.max_labels` labels. Leaves the
-        adapter as it found it; every draw comes from (seed, round, phase)."""
+        the base model without folds where a class has under `guard.min_per_class` labels (under
+        `guard.short_class: score_the_rest`, where fewer than two classes have that many; the
+        others are left out of both scores). None where the guard is off or the round has more
+        labels than `guard.max_labels`, counted as `guard.reach` says. Leaves the adapter as it
+        found it; every draw comes from (seed, round, phase)."""
         settings, seed = self.config.guard, self.config.seed
-        if not settings.folds or (settings.max_labels is not None
-                                  and len(self.labeled) > settings.max_labels):
-            return None
         start = time.perf_counter()
         examples = self.labeled_examples(labels)
         folds = min(settings.folds, len(examples))  # leave-one-out below k labels
         if folds < 2:
             return None
         classes = None if self.task.generative else [e.gold for e in examples]
-        fewest = None if classes is None else fewest_per_class(classes, self.task.labels)
+        counts = None if classes is None else class_counts(classes, self.task.labels)
+        if settings.max_labels is not None and \
+                reach_count(counts, len(examples), settings.reach) > settings.max_labels:
+            return None
+        fewest = None if counts is None else min(counts.values())
+        scored = None if counts is None else \
+            scored_classes(counts, settings.min_per_class, settings.short_class)
         base = self.base_correct(examples)
-        tuned = None if fewest is not None and fewest < settings.min_per_class \
+        tuned = None if classes is not None and scored is None \
             else self.cross_validated(k, examples, folds)
+        left_out = [c for c in self.task.labels if scored and c not in scored]
         check = GuardCheck.of(tuned, base, classes, folds=folds, fewest=fewest,
-                              seconds=time.perf_counter() - start)
+                              seconds=time.perf_counter() - start, left_out=left_out)
         if self.processes.main:
             recipe = (f"the rarest class has {check.fewest}, under guard.min_per_class"
                       if check.tuned_cv is None else
-                      f"tuned recipe {100 * check.tuned_cv:.1f} % held out")
+                      f"tuned recipe {100 * check.tuned_cv:.1f} % held out"
+                      + (f" (without {', '.join(left_out)}: too few labels)" if left_out else ""))
             log(f"[{self.config.strategy} seed {seed}] round {k} guard on {check.labels} labels: "
                 f"{recipe}, the base model {100 * check.base:.1f} % "
                 f"({check.metric.replace('_', ' ')}): the {check.chosen} model is handed out")

@@ -20,17 +20,21 @@ task's class with fewer than `guard.min_per_class` labels leaves no evidence abo
 recall over one held-out label is 0 or 1, a coin flip, while the adapter that saw one example
 of it tends to answer the majority (the skewed SST-2 study: one negative in 16 labels, an
 adapter 9 points under the prompt, kept on that coin). Until every class has that many, the
-round hands out the base model without training the folds. Each fold
-trains on (k−1)/k of the labels, so cross-validation underrates the adapter trained on all of
-them: the guard leans to the base model, the safe side at small budgets. The check costs k
-trainings on (k−1)/k of the labels, so it runs only up to `guard.max_labels`.
+round hands out the base model without training the folds, unless (`guard.short_class:
+score_the_rest`) two or more classes have that many: then both models are scored on those
+classes alone, so that a prompt at chance (TREC-6's) is not handed out for want of one rare
+class's labels. Each fold trains on (k−1)/k of the labels, so cross-validation
+underrates the adapter trained on all of them: the guard leans to the base model, the safe
+side at small budgets. The check costs k trainings on (k−1)/k of the labels, so it runs only
+up to `guard.max_labels`, counted (`guard.reach: rarest_class`) as the rarest class has its
+labels: the check goes on while a class stays rare, where adapters fall below the prompt.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -67,10 +71,34 @@ def held_out_score(correct: Sequence[bool], classes: Sequence[str] | None) -> fl
     return float(sum(recalls) / len(recalls))
 
 
-def fewest_per_class(golds: Sequence[str], labels: Sequence[str]) -> int:
-    """How many of `golds` the task's rarest class among `labels` has (0 where one has none)."""
+def class_counts(golds: Sequence[str], labels: Sequence[str]) -> dict[str, int]:
+    """How many of `golds` each of the task's classes (`labels`, in their order) has, 0 where
+    it has none: the rarest is the smallest value."""
     counts = Counter(golds)
-    return min(counts[label] for label in labels)
+    return {label: counts[label] for label in labels}
+
+
+def reach_count(counts: Mapping[str, int] | None, total: int, reach: str) -> int:
+    """A round's labels as `guard.max_labels` counts them: all `total` of them (`reach:
+    labels`, or a generative task: `counts` None), or under `rarest_class` the rarest class's
+    count times the number of classes (`counts`: `class_counts`). That is `total` where the
+    classes are balanced and less where one is rare: SST-2 with 3 negatives in 128 labels
+    counts 6, so the check goes on while a class stays rare."""
+    if reach == "labels" or counts is None:
+        return total
+    return len(counts) * min(counts.values())
+
+
+def scored_classes(counts: Mapping[str, int], minimum: int, short_class: str) -> list[str] | None:
+    """The classes the check scores both models on: all of them where each has `minimum`
+    labels (`counts`: `class_counts`); where one has fewer, under `short_class:
+    score_the_rest` those that have `minimum`, if two or more do. None where no check is
+    possible: the base model is handed out unchecked (`short_class: base`, or fewer than two
+    classes have enough labels to compare the models on)."""
+    enough = [label for label, count in counts.items() if count >= minimum]
+    if len(enough) == len(counts):
+        return enough
+    return enough if short_class == "score_the_rest" and len(enough) >= 2 else None
 
 
 def choose(tuned: float | None, base: float) -> str:
@@ -92,24 +120,36 @@ class GuardCheck:
     fewest: int | None
     """Labels of the task's rarest class (None for generative tasks)."""
     tuned_cv: float | None
-    """None where `fewest` was under `guard.min_per_class`: no fold trained, folds is 0."""
+    """None where `fewest` was under `guard.min_per_class` and no check was possible
+    (`scored_classes`): no fold trained, folds is 0."""
     base: float
     chosen: str
     seconds: float
+    left_out: list[str] = field(default_factory=list)
+    """Classes with under `guard.min_per_class` labels, whose examples neither score counts
+    (`guard.short_class: score_the_rest`); empty where every class is scored, or none was
+    checked, and in a record from before the key."""
 
     @classmethod
     def of(cls, tuned_correct: Sequence[bool] | None, base_correct: Sequence[bool],
            classes: Sequence[str] | None, *, folds: int, fewest: int | None,
-           seconds: float) -> GuardCheck:
-        """`tuned_correct` None: the recipe was not checked (folds 0), the base model is chosen."""
+           seconds: float, left_out: Sequence[str] = ()) -> GuardCheck:
+        """`tuned_correct` None: the recipe was not checked (folds 0), the base model is chosen.
+        Both scores leave out the examples of the classes in `left_out`."""
         if not len(base_correct) or (tuned_correct is not None
                                      and len(tuned_correct) != len(base_correct)):
             raise ValueError("the guard compares both models on the same, non-empty examples")
-        tuned = None if tuned_correct is None else held_out_score(tuned_correct, classes)
-        base = held_out_score(base_correct, classes)
+        kept = [i for i in range(len(base_correct))
+                if classes is None or classes[i] not in left_out]
+        if not kept:
+            raise ValueError("the guard leaves out every class of the labels")
+        scored = None if classes is None else [classes[i] for i in kept]
+        tuned = None if tuned_correct is None else \
+            held_out_score([tuned_correct[i] for i in kept], scored)
+        base = held_out_score([base_correct[i] for i in kept], scored)
         return cls(folds if tuned_correct is not None else 0, len(base_correct),
                    "accuracy" if classes is None else "balanced_accuracy", fewest, tuned, base,
-                   choose(tuned, base), round(seconds, 3))
+                   choose(tuned, base), round(seconds, 3), list(left_out))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -94,7 +94,9 @@ def _guard(entry: dict[str, Any]) -> str:
     recipe = (f"the rarest class has {check['fewest']} of the labels, too few to check the "
               "tuned recipe"
               if check["tuned_cv"] is None else
-              f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds")
+              f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds"
+              + (f", without {', '.join(check['left_out'])} (too few labels)"
+                 if check.get("left_out") else ""))
     return (f"; guard: the {check['chosen']} model ({recipe}, base model "
             f"{100 * check['base']:.1f} % on the {check['labels']} labels, "
             f"{check['metric'].replace('_', ' ')})")

@@ -25,6 +25,7 @@ import numpy as np
 
 from star.active.loop import choosers, total_rounds
 from star.active.measures import reads_gold
+from star.active.prompt_guard import class_counts, reach_count
 from star.active.strategies import Strategy, get_strategy
 from star.config import StarConfig
 from star.data.batching import encode
@@ -195,15 +196,30 @@ def guard_cost(config: StarConfig, task: Task, *, counts: ParameterCounts, lengt
     each training the round's recipe on the labels outside it (n·(k−1) examples over all folds,
     whatever the fold sizes) and predicting those in it, and the base model predicting all n:
     2n predictions. Nothing above `guard.max_labels` or with the guard off; leave-one-out
-    below k labels."""
+    below k labels. Under `guard.reach: rarest_class` the labels are counted as random draws
+    would hold the classes, in the pool's shares (where the pool's labels are known): a
+    strategy that finds a rare class more often stops checking sooner. A round whose rare class
+    has too few labels for any check costs its predictions alone; a plan counts the check."""
     guard = config.guard
-    if not guard.folds or (guard.max_labels is not None and labels > guard.max_labels):
+    if not guard.folds or (guard.max_labels is not None
+                           and reach_count(expected_counts(task, labels), labels, guard.reach)
+                           > guard.max_labels):
         return Cost()
     folds = min(guard.folds, labels)
     if folds < 2:
         return Cost()
     return (training_cost(counts, lengths, labels * (folds - 1) * config.train.epochs)
             + inference_cost(counts, task, 2 * labels, prompt=lengths.prompt, lengths=lengths))
+
+
+def expected_counts(task: Task, labels: int) -> dict[str, int] | None:
+    """Each class's labels among `labels` drawn at random, in the shares of the task's training
+    file (rounded down); None for a generative task, or where that file holds no labels."""
+    golds = [e.gold for e in task.train]
+    if task.generative or None in golds:
+        return None
+    return {label: labels * count // len(golds)
+            for label, count in class_counts(golds, task.labels).items()}
 
 
 def plan(config: StarConfig, *, counts: ParameterCounts, lengths: Lengths,
