@@ -292,7 +292,10 @@ class GuardConfig(Section):
     `rarest_class`, on a choice task, the rarest class's labels times the number of classes:
     a round's labels where the classes are balanced, fewer where one stays rare, so that the
     check goes on there. On the 2 % pool (docs/label-savings 2.14) adapters kept past the
-    study's reach ended below the prompt; checked at every round, neither strategy did."""
+    study's reach ended below the prompt; checked at every round, neither strategy was shown
+    below it. The cost is then bounded by the classes' shares, not by `max_labels`: a class
+    that stays under `max_labels` / classes labels keeps every round checked (`star plan`
+    shows it; `labels` bounds it)."""
     min_per_class: int = Field(4, ge=0)
     """A choice task's round keeps its adapter only once every class has this many labels, or
     under `short_class: score_the_rest` once two classes have and the check on them passes (0:
@@ -311,7 +314,8 @@ class GuardConfig(Section):
     paper's loop selects with it), or `handed`, the base model handed out (STAR before this key;
     the label-savings study's recipe). Under `handed`, on a task whose base model is below
     chance, the base model's uncertainty may never reach a rare class, its minimum is never met
-    and the run stays at the prompt (a cold-start deadlock; README, "Small budgets")."""
+    and, under `short_class: base`, the run stays at the prompt (a cold-start deadlock; README,
+    "Small budgets")."""
 
     @field_validator("folds")
     @classmethod

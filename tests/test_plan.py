@@ -13,7 +13,15 @@ from star.model.flops import ParameterCounts, counts_of_architecture, counts_of_
 from star.model.loading import load_model
 from star.model.lora import attach_lora
 from star.tools.cli import main
-from star.tools.plan import Cost, Hardware, Lengths, guard_cost, inference_cost, plan
+from star.tools.plan import (
+    Cost,
+    Hardware,
+    Lengths,
+    expected_counts,
+    guard_cost,
+    inference_cost,
+    plan,
+)
 
 
 def test_architecture_counts_equal_the_loaded_models(tiny_overrides, tiny_model_dir):
@@ -103,6 +111,7 @@ def test_a_plan_counts_the_guard_s_reach_by_the_rarest_class_as_random_draws_it(
     checked = [r["guard"] != Cost()
                for r in plan(config, counts=COUNTS, lengths=CHOICE, task=load_task(config.task))]
     assert checked == [True, True, False]
+    assert expected_counts(load_task(config.task), 24) == {"yes": 18, "no": 5}  # 18.9, 5.1
     by_labels = load_config(None, [*tiny_overrides, "guard.folds=4", "guard.max_labels=8",
                                    "guard.reach=labels"])
     assert [r["guard"] != Cost() for r in plan(by_labels, counts=COUNTS, lengths=CHOICE,

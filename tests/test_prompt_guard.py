@@ -406,9 +406,11 @@ def test_a_class_short_of_labels_is_left_out_where_two_have_enough(rare_class_ov
             assert (check["left_out"], check["folds"]) == (short, 2)
             assert check["tuned_cv"] is not None
             assert (plain["tuned_cv"], plain["chosen"]) == (None, BASE)
+            shown = f"without {short[0]} (too few labels)"
         else:
             assert (check["tuned_cv"], check["chosen"], check["left_out"]) == (None, BASE, [])
     assert left_out  # the toy pool left one class short in some round
+    assert shown in status(tmp_path / "rest")
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -196,6 +196,12 @@ def test_a_saved_config_reads_a_key_added_since_as_what_the_run_did() -> None:
     assert keys["guard.select_with"] == "handed" == EARLIER["guard.select_with"]
     assert keys["selection.shortlist"] == default_keys()["selection.shortlist"]
     assert saved_keys(StarConfig().model_dump())["guard.select_with"] == "trained"
+    before_reach = saved_without(StarConfig(), "guard.reach")
+    del before_reach["guard"]["short_class"]
+    keys = saved_keys(before_reach)  # the guard as it was: reach in labels, short class -> base
+    assert (keys["guard.reach"], keys["guard.short_class"]) == ("labels", "base")
+    assert (default_keys()["guard.reach"], default_keys()["guard.short_class"]) == \
+        ("rarest_class", "score_the_rest")
 
 
 def test_lock_waits_for_a_shared_holder_that_lets_go(folder: RunFolder) -> None:

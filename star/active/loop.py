@@ -62,8 +62,8 @@ from star.active.prompt_guard import (
     class_counts,
     fold_indices,
     held_out_score,
-    reach_count,
     scored_classes,
+    within_reach,
 )
 from star.active.refit import FitCheck, Refit, handed_out, of_one_class, train_until_fit
 from star.active.runfolder import RunFolder, ScoringParts, complete_rounds, new_results
@@ -734,10 +734,12 @@ class Experiment:
         held-out accuracy on the labels so far against the base model's on the same labels, or
         the base model without folds where a class has under `guard.min_per_class` labels (under
         `guard.short_class: score_the_rest`, where fewer than two classes have that many; the
-        others are left out of both scores). None where the guard is off or the round has more
-        labels than `guard.max_labels`, counted as `guard.reach` says. Leaves the adapter as it
-        found it; every draw comes from (seed, round, phase)."""
+        classes under it are then left out of both scores). None where the guard is off or the
+        round is past its reach (`within_reach`). Leaves the adapter as it found it; every
+        draw comes from (seed, round, phase)."""
         settings, seed = self.config.guard, self.config.seed
+        if not settings.folds:
+            return None
         start = time.perf_counter()
         examples = self.labeled_examples(labels)
         folds = min(settings.folds, len(examples))  # leave-one-out below k labels
@@ -745,8 +747,7 @@ class Experiment:
             return None
         classes = None if self.task.generative else [e.gold for e in examples]
         counts = None if classes is None else class_counts(classes, self.task.labels)
-        if settings.max_labels is not None and \
-                reach_count(counts, len(examples), settings.reach) > settings.max_labels:
+        if not within_reach(counts, len(examples), settings.max_labels, settings.reach):
             return None
         fewest = None if counts is None else min(counts.values())
         scored = None if counts is None else \
@@ -759,6 +760,8 @@ class Experiment:
                               seconds=time.perf_counter() - start, left_out=left_out)
         if self.processes.main:
             recipe = (f"the rarest class has {check.fewest}, under guard.min_per_class"
+                      + (", and fewer than two classes have it"
+                         if settings.short_class == "score_the_rest" else "")
                       if check.tuned_cv is None else
                       f"tuned recipe {100 * check.tuned_cv:.1f} % held out"
                       + (f" (without {', '.join(left_out)}: too few labels)" if left_out else ""))

@@ -89,6 +89,14 @@ def reach_count(counts: Mapping[str, int] | None, total: int, reach: str) -> int
     return len(counts) * min(counts.values())
 
 
+def within_reach(counts: Mapping[str, int] | None, total: int, max_labels: int | None,
+                 reach: str) -> bool:
+    """Whether the guard checks a round of `total` labels (`counts`: `class_counts`, None for a
+    generative task): `max_labels` None checks every round, else the round as `reach_count`
+    counts it must be at most `max_labels`."""
+    return max_labels is None or reach_count(counts, total, reach) <= max_labels
+
+
 def scored_classes(counts: Mapping[str, int], minimum: int, short_class: str) -> list[str] | None:
     """The classes the check scores both models on: all of them where each has `minimum`
     labels (`counts`: `class_counts`); where one has fewer, under `short_class:
@@ -114,6 +122,7 @@ class GuardCheck:
 
     folds: int
     labels: int
+    """All the round's labels, those of the classes `left_out` too."""
     metric: str
     """`balanced_accuracy` (choice tasks) or `accuracy` (generative ones, whose answers have no
     classes)."""

@@ -109,8 +109,8 @@ def run_demo(out: Path, overrides: list[str]) -> None:
           f"me-star, the paper's method, ended below random on TREC-6, whose base model is at "
           f"chance; random was as good everywhere and costs less to run. On this demo's cold "
           f"start the prompt guard hands out the base model until two topics have "
-          f"guard.min_per_class labels and the adapter holds out better than the prompt on "
-          f"them, while the adapter trained on the labels picks the next batch "
+          f"guard.min_per_class labels and the adapter holds out at least as well as the "
+          f"prompt on them, while the adapter trained on the labels picks the next batch "
           f"(guard.select_with: trained). For a comparison of your own: star compare "
           f"CONFIG --seeds 0,1,2,3,4,5,6,7,8,9 (the table then gives labels saved and paired "
           f"intervals and p-values against random).")

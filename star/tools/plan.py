@@ -25,7 +25,7 @@ import numpy as np
 
 from star.active.loop import choosers, total_rounds
 from star.active.measures import reads_gold
-from star.active.prompt_guard import class_counts, reach_count
+from star.active.prompt_guard import class_counts, within_reach
 from star.active.strategies import Strategy, get_strategy
 from star.config import StarConfig
 from star.data.batching import encode
@@ -197,13 +197,14 @@ def guard_cost(config: StarConfig, task: Task, *, counts: ParameterCounts, lengt
     whatever the fold sizes) and predicting those in it, and the base model predicting all n:
     2n predictions. Nothing above `guard.max_labels` or with the guard off; leave-one-out
     below k labels. Under `guard.reach: rarest_class` the labels are counted as random draws
-    would hold the classes, in the pool's shares (where the pool's labels are known): a
-    strategy that finds a rare class more often stops checking sooner. A round whose rare class
-    has too few labels for any check costs its predictions alone; a plan counts the check."""
+    would hold the classes, in the training file's shares (`expected_counts`): a strategy that
+    finds a rare class more often stops checking sooner, and random draws' own spread leaves
+    the rarest class under its share in about half the runs, which check a round longer than
+    planned. A round whose rare class has too few labels for any check costs its predictions
+    alone; a plan counts the check."""
     guard = config.guard
-    if not guard.folds or (guard.max_labels is not None
-                           and reach_count(expected_counts(task, labels), labels, guard.reach)
-                           > guard.max_labels):
+    if not guard.folds or not within_reach(expected_counts(task, labels), labels,
+                                           guard.max_labels, guard.reach):
         return Cost()
     folds = min(guard.folds, labels)
     if folds < 2:
@@ -215,8 +216,10 @@ def guard_cost(config: StarConfig, task: Task, *, counts: ParameterCounts, lengt
 def expected_counts(task: Task, labels: int) -> dict[str, int] | None:
     """Each class's labels among `labels` drawn at random, in the shares of the task's training
     file (rounded down); None for a generative task, or where that file holds no labels."""
+    if task.generative:
+        return None
     golds = [e.gold for e in task.train]
-    if task.generative or None in golds:
+    if None in golds:
         return None
     return {label: labels * count // len(golds)
             for label, count in class_counts(golds, task.labels).items()}
