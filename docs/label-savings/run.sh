@@ -171,13 +171,30 @@ if [ "${STUDY_PART:-small}" = all ]; then
     # And the guard's check replayed on each run's last round, past the guard's reach (32
     # labels): what the run would have handed out with the guard at every round (docs/plan.md,
     # guard_replay.py; one JSON line a run, once).
-    replayed() {  # strategy, seed; round 7 is the preset's last (16 labels a round to 128)
-        local run=savings-sst2-rare/$1/seed$2 log=$RECORDS/savings-sst2-rare/guard-replay.jsonl
+    replayed() {  # run (of $RUNS), log (of $RECORDS), then check's options; round 7 is the
+        local run=$1 log=$RECORDS/$2; shift 2  # presets' last (16 labels a round to 128)
         grep -qs "/$run\", \"round\": 7," "$log" && return
-        PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check "$RUNS/$run" >> "$log"
+        PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py check "$RUNS/$run" "$@" \
+            >> "$log"
     }
     for seed in ${SEEDS//,/ }; do
-        for strategy in random me; do SEEDS=$seed rare $strategy; replayed $strategy $seed; done
+        for strategy in random me; do
+            SEEDS=$seed rare $strategy
+            replayed savings-sst2-rare/$strategy/seed$seed savings-sst2-rare/guard-replay.jsonl
+        done
+    done
+    # The rule set before those numbers held (2.14), and the default guard since reaches as far
+    # as a class stays rare, checking a short class's round on the other classes: what it does
+    # where adapters beat the prompt, on TREC-6's random (an abbreviation or three in 128
+    # labels, the prompt at chance) and the skewed pool's random and me (me's seed 0 is past the
+    # reach, 38 negatives).
+    for seed in 0 1 2 3 4; do
+        replayed savings-trec6/balance/random/seed$seed \
+            savings-trec6/balance/guard-replay-short-class.jsonl --short-class score_the_rest
+        replayed savings-sst2-skewed/retry/random/seed$seed savings-sst2-skewed/retry/guard-replay.jsonl
+    done
+    for seed in 1 2 3 4; do
+        replayed savings-sst2-skewed/retry/me/seed$seed savings-sst2-skewed/retry/guard-replay.jsonl
     done
     for strategy in me+balanced auto me-star; do retried $strategy; done
     # SST-2 with negatives 2 % of the pool (make_data.py): 128 random labels hold about 2.6 of
