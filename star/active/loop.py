@@ -60,6 +60,7 @@ from star.active.prompt_guard import (
     BASE,
     GuardCheck,
     class_counts,
+    evidence,
     fold_indices,
     held_out_score,
     scored_classes,
@@ -759,14 +760,8 @@ class Experiment:
         check = GuardCheck.of(tuned, base, classes, folds=folds, fewest=fewest,
                               seconds=time.perf_counter() - start, left_out=left_out)
         if self.processes.main:
-            recipe = (f"the rarest class has {check.fewest}, under guard.min_per_class"
-                      + (", and fewer than two classes have it"
-                         if settings.short_class == "score_the_rest" else "")
-                      if check.tuned_cv is None else
-                      f"tuned recipe {100 * check.tuned_cv:.1f} % held out"
-                      + (f" (without {', '.join(left_out)}: too few labels)" if left_out else ""))
             log(f"[{self.config.strategy} seed {seed}] round {k} guard on {check.labels} labels: "
-                f"{recipe}, the base model {100 * check.base:.1f} % "
+                f"{evidence(check.to_dict())}, the base model {100 * check.base:.1f} % "
                 f"({check.metric.replace('_', ' ')}): the {check.chosen} model is handed out")
         return check
 

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,17 @@ def scored_classes(counts: Mapping[str, int], minimum: int, short_class: str) ->
     if len(enough) == len(counts):
         return enough
     return enough if short_class == "score_the_rest" and len(enough) >= 2 else None
+
+
+def evidence(check: Mapping[str, Any]) -> str:
+    """What a check (`GuardCheck.to_dict`, as results.json keeps it) weighed, in words, for the
+    loop's log and `star status`."""
+    if check["tuned_cv"] is None:
+        return (f"the rarest class has {check['fewest']} of the labels, too few to check the "
+                "tuned recipe")
+    left_out = check.get("left_out")  # absent from a record before `guard.short_class`
+    return (f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds"
+            + (f", without {', '.join(left_out)} (too few labels)" if left_out else ""))
 
 
 def choose(tuned: float | None, base: float) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from star.active.batch import Batch
 from star.active.journal import Answer, annotator_agreement, in_force_of, now
 from star.active.learning_curve import PARAMETERS, describe
+from star.active.prompt_guard import evidence
 from star.active.refit import kept_fits, of_one_class
 from star.active.runfolder import RunFolder, complete_rounds
 from star.active.stopping import STOP_KAPPA, STOP_WINDOW
@@ -91,13 +92,7 @@ def _guard(entry: dict[str, Any]) -> str:
     check = entry.get("guard")
     if not check:
         return ""
-    recipe = (f"the rarest class has {check['fewest']} of the labels, too few to check the "
-              "tuned recipe"
-              if check["tuned_cv"] is None else
-              f"tuned recipe {100 * check['tuned_cv']:.1f} % held out in {check['folds']} folds"
-              + (f", without {', '.join(check['left_out'])} (too few labels)"
-                 if check.get("left_out") else ""))
-    return (f"; guard: the {check['chosen']} model ({recipe}, base model "
+    return (f"; guard: the {check['chosen']} model ({evidence(check)}, base model "
             f"{100 * check['base']:.1f} % on the {check['labels']} labels, "
             f"{check['metric'].replace('_', ' ')})")
 
