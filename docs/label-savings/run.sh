@@ -214,13 +214,18 @@ if [ "${STUDY_PART:-small}" = all ]; then
         replayed savings-sst2-rare/auto/seed$seed savings-sst2-rare/guard-replay.jsonl
     done
     study savings-sst2 auto
+    # Then the blocks the issue asks for in every setting (me-star, typiclust and its mix,
+    # the fill; me and margin on the skewed pool; the evidence schedule against me-star and me).
     retried me-star
-    rare me+balanced
-    study savings-sst2 me
     for strategy in margin typiclust typiclust-me-star; do retried $strategy; done
     retried me-star evidence --set uncertainty.schedule=evidence
     for strategy in typiclust typiclust-me-star me+balanced; do study savings-sst2 $strategy; done
-    # Whether the balanced loss could be the default: what it does where the pool is balanced.
+    # Last, what the issue leaves to the CPU hours (the sixteenth session's machine ran at half
+    # the speed of the fifteenth's, docs/plan.md): me on balanced SST-2 (3 seeds in
+    # docs/acquisition), the fill on the 2 % pool (where the prompt is the model to keep, 2.14),
+    # and whether the balanced loss could be the default where the pool is balanced.
+    study savings-sst2 me
+    rare me+balanced
     study savings-sst2 random balance --set train.balance=classes
     # The skewed pool under the balanced loss and retries; the evidence schedule's row joins
     # its setup (--switches) and pairs by seed with me-star and me. The same pool's one-draw
