@@ -272,7 +272,8 @@ class RunFolder:
         return self.round_dir(k) / "noise.json"
 
     def write_noise(self, k: int, record: dict[str, Any]) -> None:
-        """round, n_labeled, test_size, run_accuracy, retrains: [{training_seed, accuracy}]."""
+        """round, n_labeled, test_size, run_accuracy, run_macro_f1, retrains: [{training_seed,
+        accuracy, macro_f1}]."""
         if not self.writes:
             return
         write_json(self.noise_path(k), record)
