@@ -125,10 +125,13 @@ def comparisons(folder: Path, switches: list[str]) -> list[Row]:
     return found
 
 
+def _seeds(result: Paired | None) -> int:
+    return len(result.seeds) if result else 0
+
+
 def row_line(name: str, row: Row) -> str:
     """The table row of `row` in setting `name`."""
-    seeds = len(row.f1.seeds) if row.f1 else 0
-    return (f"| {name} | {row.strategy} | {seeds} | {_difference(row.f1)} | "
+    return (f"| {name} | {row.strategy} | {_seeds(row.f1)} | {_difference(row.f1)} | "
             f"{_difference(row.accuracy)} | {_saved(row.saved)} | {100 * row.own:.1f} | "
             f"{verdict(row.f1, row.accuracy, row.saved)} |")
 
@@ -136,10 +139,6 @@ def row_line(name: str, row: Row) -> str:
 def setting_rows(name: str, folder: Path, switches: list[str]) -> list[str]:
     """The table rows of one setting: each strategy against random, per setup."""
     return [row_line(name, row) for row in comparisons(folder, switches)]
-
-
-def _seeds(result: Paired | None) -> int:
-    return len(result.seeds) if result else 0
 
 
 def default_strategy(settings: dict[str, list[Row]]) -> str:
