@@ -64,3 +64,30 @@ def test_the_summary_pairs_each_variant_with_the_prompt(tmp_path, capsys):
     assert study.startswith("me, study's guard: 3 seeds, final macro-F1 63.33, − prompt -6.67")
     # the guard every round: (0.70 + 0.80 + 0.70) / 3 = 73.33; − prompt +3.33
     assert every.startswith("me, guard every round: 3 seeds, final macro-F1 73.33, − prompt +3.33")
+
+
+def test_the_rounds_table_gives_the_rarest_class_and_the_model_handed_out(tmp_path, capsys):
+    records = tmp_path / "records"
+    runs = {("random", 0): [{"0": 1, "1": 15}, {"0": 1, "1": 31}],
+            ("me", 1): [{"0": 2, "1": 14}, {"0": 5, "1": 27}]}
+    for (strategy, seed), counts in runs.items():
+        folder = records / strategy / f"seed{seed}"
+        folder.mkdir(parents=True)
+        run = rounds(0.4)
+        for record, count in zip(run, counts, strict=True):
+            record["label_counts"] = count
+        (folder / "results.json").write_text(json.dumps({"rounds": run}))
+    guard_replay.rounds_table(records, ["random", "me"])
+    assert capsys.readouterr().out.splitlines() == [
+        "| run | 16 | 32 |",
+        "|---|---|---|",
+        # class "0" is the rarest (1 + 5 labels at the end against 31 + 27); round 0 handed out
+        # the base model (B, the prompt's 70.0), round 1 its adapter (T, 40.0)
+        "| random 0 | 1 B 70.0 | 1 T 40.0 |",
+        "| me 1 | 2 B 70.0 | 5 T 40.0 |",
+    ]
+
+
+def test_the_rounds_table_names_what_it_did_not_find(tmp_path):
+    with pytest.raises(SystemExit, match="no finished run of auto"):
+        guard_replay.rounds_table(tmp_path, ["auto"])

@@ -23,6 +23,12 @@ the replays and the records (no model) and prints, per strategy, the final macro
 study's guard and under the guard at every round, each against the prompt, paired by seed:
 
     PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py summary RECORDS REPLAYS
+
+`rounds` prints README 2.14's per-round tables from the records (no model): for each round of
+each run, the rarest class's labels, the model handed out (B: the base model, T: the round's
+adapter) and its test macro-F1:
+
+    PYTHONPATH=. .venv/bin/python docs/label-savings/guard_replay.py rounds RECORDS STRATEGY ...
 """
 
 from __future__ import annotations
@@ -105,6 +111,32 @@ def summary(records: Path, replays: Path) -> None:
                   f"{100 * diff.mean:+.2f}{interval}")
 
 
+def rounds_table(records: Path, strategies: list[str]) -> None:
+    """Print a Markdown table, one row a run: per round the rarest class's labels (fewest over
+    all the runs' last rounds), B or T for the model handed out, and its test macro-F1."""
+    runs = {name: sorted((records / name).glob("seed*/results.json"),
+                         key=lambda p: int(p.parent.name.removeprefix("seed")))
+            for name in strategies}
+    done = {(name, run): complete_rounds(json.loads(run.read_text()))
+            for name in strategies for run in runs[name]}
+    if not done:
+        raise SystemExit(f"no finished run of {', '.join(strategies)} under {records}")
+    totals: dict[str, int] = {}
+    for rounds in done.values():
+        for label, count in rounds[-1]["label_counts"].items():
+            totals[label] = totals.get(label, 0) + count
+    rare = min(totals, key=totals.__getitem__)
+    sizes = [sum(r["label_counts"].values()) for r in next(iter(done.values()))]
+    print("| run | " + " | ".join(map(str, sizes)) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for (name, run), rounds in done.items():
+        cells = [f"{r['label_counts'].get(rare, 0)} "
+                 f"{'B' if handed_out(r.get('guard'), r.get('fit')) == BASE else 'T'} "
+                 f"{100 * r['macro_f1']:.1f}" for r in rounds]
+        seed = run.parent.name.removeprefix("seed")
+        print(f"| {name} {seed} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,11 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     many.add_argument("records", type=Path,
                       help="a setting's finished runs, e.g. docs/label-savings/runs/savings-sst2-rare")
     many.add_argument("replays", type=Path, help="the JSON lines `check` printed")
+    table = commands.add_parser("rounds", help="README 2.14's per-round table from the records")
+    table.add_argument("records", type=Path, help="a setting's finished runs")
+    table.add_argument("strategies", nargs="+", help="its strategies' folders, in the table's order")
     args = parser.parse_args(argv)
     if args.command == "check":
         check(args.run, args.rounds, args.short_class)
-    else:
+    elif args.command == "summary":
         summary(args.records, args.replays)
+    else:
+        rounds_table(args.records, args.strategies)
 
 
 if __name__ == "__main__":
