@@ -69,11 +69,23 @@ def check(run: Path, rounds: list[int], short_class: str | None = None) -> None:
                 "zero_shot_accuracy": results["baselines"]["zero_shot"]}), flush=True)
 
 
+def finished_runs(folder: Path) -> dict[int, list[dict]]:
+    """Seed -> the complete rounds of each run in `folder`'s seed<N> folders, in seed order."""
+    runs = {int(path.parent.name.removeprefix("seed")): complete_rounds(json.loads(path.read_text()))
+            for path in folder.glob("seed*/results.json")}
+    return dict(sorted(runs.items()))
+
+
+def gave_base(record: dict) -> bool:
+    """Whether the round handed out the base model (the guard's or the fit check's choice)."""
+    return handed_out(record.get("guard"), record.get("fit")) == BASE
+
+
 def guarded_final(rounds: list[dict], chosen: dict[int, str], zero_shot: float) -> float:
     """The last round's macro-F1 had the guard checked every round: the prompt's where the
     round handed out its adapter and the replay chose the base model."""
     last = rounds[-1]
-    if handed_out(last.get("guard"), last.get("fit")) == BASE:
+    if gave_base(last):
         return last["macro_f1"]
     if last["round"] not in chosen:
         raise SystemExit(f"round {last['round']} has no replay: run `check` on it first")
@@ -91,15 +103,11 @@ def summary(records: Path, replays: Path) -> None:
     replayed = {name for name, _ in chosen}  # the strategies whose runs were replayed
     for strategy in sorted(p for p in records.iterdir() if p.is_dir() and p.name in replayed):
         study, guarded, prompt = {}, {}, {}
-        for run in sorted(strategy.glob("seed*/results.json")):
-            results = json.loads(run.read_text())
-            rounds = complete_rounds(results)
-            seed = int(run.parent.name.removeprefix("seed"))
-            zero_shot = next(r["macro_f1"] for r in rounds
-                             if handed_out(r.get("guard"), r.get("fit")) == BASE)
+        for seed, rounds in finished_runs(strategy).items():
+            zero_shot = next(r["macro_f1"] for r in rounds if gave_base(r))
             study[seed], prompt[seed] = rounds[-1]["macro_f1"], zero_shot
             guarded[seed] = guarded_final(
-                rounds, chosen.get((strategy.name, run.parent.name), {}), zero_shot)
+                rounds, chosen.get((strategy.name, f"seed{seed}"), {}), zero_shot)
         for name, values in (("study's guard", study), ("guard every round", guarded)):
             diff = paired(values, prompt)
             if diff is None:
@@ -114,11 +122,8 @@ def summary(records: Path, replays: Path) -> None:
 def rounds_table(records: Path, strategies: list[str]) -> None:
     """Print a Markdown table, one row a run: per round the rarest class's labels (fewest over
     all the runs' last rounds), B or T for the model handed out, and its test macro-F1."""
-    runs = {name: sorted((records / name).glob("seed*/results.json"),
-                         key=lambda p: int(p.parent.name.removeprefix("seed")))
-            for name in strategies}
-    done = {(name, run): complete_rounds(json.loads(run.read_text()))
-            for name in strategies for run in runs[name]}
+    done = {(name, seed): rounds for name in strategies
+            for seed, rounds in finished_runs(records / name).items()}
     if not done:
         raise SystemExit(f"no finished run of {', '.join(strategies)} under {records}")
     totals: dict[str, int] = {}
@@ -129,11 +134,9 @@ def rounds_table(records: Path, strategies: list[str]) -> None:
     sizes = [sum(r["label_counts"].values()) for r in next(iter(done.values()))]
     print("| run | " + " | ".join(map(str, sizes)) + " |")
     print("|---" * (len(sizes) + 1) + "|")
-    for (name, run), rounds in done.items():
-        cells = [f"{r['label_counts'].get(rare, 0)} "
-                 f"{'B' if handed_out(r.get('guard'), r.get('fit')) == BASE else 'T'} "
+    for (name, seed), rounds in done.items():
+        cells = [f"{r['label_counts'].get(rare, 0)} {'B' if gave_base(r) else 'T'} "
                  f"{100 * r['macro_f1']:.1f}" for r in rounds]
-        seed = run.parent.name.removeprefix("seed")
         print(f"| {name} {seed} | " + " | ".join(cells) + " |")
 
 
