@@ -7,7 +7,7 @@ labels.jsonl                 the label journal (append-only, see `journal.py`)
 labelstudio.json             the Label Studio project the run labels in: url, project
 rounds/<k>/batch.json        the examples round k asks annotators to label
 rounds/<k>/scoring/<p>.npz   the scoring pass's finished parts, until the batch is written
-rounds/<k>/scoring/<arm>/    `auto`: each arm's pass's parts, likewise
+rounds/<k>/scoring/<arm>/    `auto`: each arm's pass's parts, likewise (a shortlist's in its first/)
 rounds/<k>/scoring/first/    with a shortlist (`selection.shortlist`): its one pass over the pool
 rounds/<k>/scores.jsonl      before round k's selection: id, base, passes, full, score, selected;
                              `auto`: id, score (a pick's q: the chance its draw chose it; 0
