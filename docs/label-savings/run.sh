@@ -54,10 +54,21 @@ record() {
 # The recorded runs this machine does not have: finished ones are read back, not rerun.
 (cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
+# recorded FOLDER STRATEGY [SEEDS]: every seed's run (default $SEEDS) has its records. Such a
+# run is not opened again (each command loads the model: reading the finished study back took a
+# restart 14 minutes); the reports read its records.
+recorded() {
+    local seed seeds=${3:-$SEEDS}
+    for seed in ${seeds//,/ }; do
+        [ -e "$RECORDS/$1/$2/seed$seed/results.json" ] || return 1
+    done
+}
+
 # 1. The small-budget recipe (issue 33): random selection, 16 and 32 labels, 10 seeds, the
 #    whole SST-2 test set (872), each training setting without the prompt guard and with it.
 small() {  # config, folder, then --set overrides
     local config=$1 out=$2; shift 2
+    if recorded "$out" random; then return; fi
     "${STAR[@]}" compare "$config" --strategies random --seeds $SEEDS --set loop.budget=32 \
         "${HANDED[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}" "${GUARD_AS_BEGUN[@]}" "$@" \
         --out "$RUNS/$out"
@@ -78,6 +89,7 @@ small configs/savings-trec6.yaml trec6-small/balance-guard --set train.balance=c
 
 # 2. The noise budget: round 1 (32 labels) of three preset runs retrained under 3 training seeds.
 for seed in 0 1 2; do
+    if [ -e "$RECORDS/sweep/preset/random/seed$seed/rounds/1/noise.json" ]; then continue; fi
     "${STAR[@]}" noise "$RUNS/sweep/preset/random/seed$seed" --round 1 --train-seeds 3
 done
 record sweep/preset
@@ -101,14 +113,9 @@ study() {  # config, strategy, then optionally a subfolder for a variant ("": no
         --set guard.max_labels=32 "${picks[@]}" "${KEEP[@]}" "${ONE_DRAW[@]}"
         "${GUARD_AS_BEGUN[@]}" "$@"
         --out "$RUNS/$folder")
-    # A block whose every run is recorded is read back in one command, not ten (a restart
-    # replays the whole study in minutes); otherwise run by run, each recorded when it ends.
-    local seed recorded=yes
-    for seed in ${SEEDS//,/ }; do
-        [ -e "$RECORDS/$folder/$strategy/seed$seed/results.json" ] || recorded=
-    done
-    if [ -n "$recorded" ]; then "${STAR[@]}" "${run[@]}" --seeds "$SEEDS"; return; fi
-    for seed in ${SEEDS//,/ }; do
+    local seed
+    for seed in ${SEEDS//,/ }; do  # run by run, each recorded when it ends
+        if recorded "$folder" "$strategy" "$seed"; then continue; fi
         "${STAR[@]}" "${run[@]}" --seeds "$seed"
         record "$folder/$strategy/seed$seed"
     done
