@@ -51,7 +51,7 @@ record() {
     --out runs/data --sst2 ../shared/data/SST-2
 [ -e runs/data/trec6/train.jsonl ] || .venv/bin/python docs/label-savings/make_data.py \
     --out runs/data --trec runs/trec-src
-# The recorded runs this machine does not have: finished ones are read back, not rerun.
+# The recorded runs this machine does not have, copied in (the guard replays read them here).
 (cd "$RECORDS" && find . -type f -exec cp --parents -n -t "$RUNS" {} +)
 
 # recorded FOLDER STRATEGY [SEEDS]: every seed's run (default $SEEDS) has its records. Such a
